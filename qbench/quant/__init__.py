@@ -1,0 +1,39 @@
+"""The quantization function of *Quantization Networks* and the tools to put it on a model.
+
+Layers, from the bottom up:
+- ``levels``: target level sets Y (Sec. 3.1).
+- ``functional``: Eq. 7 (soft, with the Eqs. 8-11 backward) and Eq. 12 (hard).
+- ``init``: Sec. 4.1 initialisation (beta, exact 1-D k-means biases, linear biases).
+- ``modules``: learnable quantizers sharing one temperature/mode state.
+- ``model``: ``quantize_model`` with a ``QuantPolicy``, calibration, global switches.
+- ``schedule``: temperature schedules; ``export``: integer codes and model size.
+"""
+
+from .export import dequantize, export_hard_model, load_hard_model, model_size_bits
+from .functional import hard_quantize, hard_quantize_reference, soft_quantize, soft_quantize_reference
+from .init import initial_beta, kmeans_1d, kmeans_biases, linear_biases
+from .levels import PAPER_ACTIVATION_SETS, PAPER_WEIGHT_SETS, LevelSet, as_level_set
+from .model import (
+    QuantPolicy,
+    QuantReport,
+    activation_quantizers,
+    calibrate_activations,
+    quant_parameters,
+    quantize_model,
+    set_enabled,
+    set_mode,
+    set_temperature,
+    weight_quantizers,
+)
+from .modules import ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
+from .schedule import TemperatureSchedule
+
+__all__ = [
+    "ActivationQuantizer", "LevelSet", "PAPER_ACTIVATION_SETS", "PAPER_WEIGHT_SETS", "QuantPolicy",
+    "QuantReport", "QuantState", "Quantizer", "TemperatureSchedule", "WeightQuantizer",
+    "activation_quantizers", "as_level_set", "calibrate_activations", "dequantize",
+    "export_hard_model", "hard_quantize", "hard_quantize_reference", "initial_beta", "kmeans_1d",
+    "kmeans_biases", "linear_biases", "load_hard_model", "model_size_bits", "quant_parameters",
+    "quantize_model", "set_enabled", "set_mode", "set_temperature", "soft_quantize",
+    "soft_quantize_reference", "weight_quantizers",
+]

@@ -1,0 +1,117 @@
+"""Export of a quantized model to integer codes and back, and its size in bits (Table 8)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .levels import LevelSet
+from .model import activation_quantizers, weight_quantizers
+from .modules import Quantizer
+
+FORMAT = "qbench-hard-v1"
+PARAM_BITS = 32
+
+
+def _params(q: Quantizer) -> dict:
+    return {"levels": list(q.levels.values), "levels_name": q.levels.name,
+            "zero_centered": q.levels.zero_centered,
+            "alpha": q.alpha.detach().cpu().clone(), "beta": q.beta.detach().cpu().clone(),
+            "biases": q.biases.detach().cpu().clone()}
+
+
+@torch.no_grad()
+def export_hard_model(model: nn.Module) -> dict:
+    """Integer codes of every quantized weight plus each quantizer's (alpha, beta, biases).
+
+    The result holds only tensors, numbers, strings and lists, so it can be saved with
+    ``torch.save`` and read back with ``torch.load(..., weights_only=True)``.
+    """
+    weights = {}
+    for name, q in weight_quantizers(model).items():
+        layer = model.get_submodule(name)
+        original = layer.parametrizations.weight.original.detach()
+        codes = torch.bucketize(original * q.beta.detach(), q.biases.detach(), right=True)
+        dtype = torch.uint8 if q.levels.n < 256 else torch.int16
+        weights[name] = {"codes": codes.to(dtype).cpu(), **_params(q)}
+    acts = {name: _params(q) for name, q in activation_quantizers(model).items()}
+    return {"format": FORMAT, "weights": weights, "activations": acts}
+
+
+def dequantize(entry: dict) -> torch.Tensor:
+    """Weights of one exported layer: ``alpha * (Y_k - Y_0 - o)``."""
+    levels = LevelSet(tuple(entry["levels"]), entry["levels_name"], entry["zero_centered"])
+    outputs = levels.outputs_tensor(dtype=entry["alpha"].dtype)
+    return outputs[entry["codes"].long()] * entry["alpha"]
+
+
+@torch.no_grad()
+def load_hard_model(model: nn.Module, exported: dict) -> None:
+    """Write the exported integer weights back into ``model`` as plain float weights.
+
+    Weight parametrizations are removed (the weights are already quantized); activation
+    quantizers stay and should be used in "hard" mode.
+
+    Args:
+        model: a model of the same architecture (quantized or not).
+        exported: the output of ``export_hard_model``.
+    """
+    if exported.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} export (format={exported.get('format')!r})")
+    for name, entry in exported["weights"].items():
+        try:
+            layer = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"exported layer {name!r} is not in the model") from None
+        if parametrize.is_parametrized(layer, "weight"):
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+        w = dequantize(entry)
+        if tuple(w.shape) != tuple(layer.weight.shape):
+            raise ValueError(f"layer {name!r}: exported shape {tuple(w.shape)} != model "
+                             f"{tuple(layer.weight.shape)}")
+        layer.weight.copy_(w.to(layer.weight.dtype))
+    acts = activation_quantizers(model)
+    for name, entry in exported["activations"].items():
+        if name in acts:
+            q = acts[name]
+            q.alpha.copy_(entry["alpha"])
+            q.beta.copy_(entry["beta"])
+            q.biases.copy_(entry["biases"])
+            q.initialized.fill_(True)
+
+
+def model_size_bits(model: nn.Module) -> dict:
+    """Storage of the model: full precision vs. quantized weights as integer codes.
+
+    Quantized weights cost ``ceil(log2 |Y|)`` bits each plus 32 bits per quantizer
+    parameter (alpha, beta, each bias); every other parameter costs 32 bits.
+
+    Returns:
+        ``{"fp_bits", "quantized_bits", "ratio", "weight_bits", "quantized_weight_bits"}``.
+    """
+    wq = weight_quantizers(model)
+    fp_bits = quant_bits = weight_bits = quant_weight_bits = 0
+    counted = set()
+    for name, p in model.named_parameters():
+        if _is_quantizer_param(name):
+            continue
+        fp_bits += p.numel() * PARAM_BITS
+    for name, q in wq.items():
+        numel = model.get_submodule(name).parametrizations.weight.original.numel()
+        weight_bits += numel * PARAM_BITS
+        quant_weight_bits += numel * q.levels.bits
+        if id(q) not in counted:
+            counted.add(id(q))
+            quant_weight_bits += (2 + q.levels.n) * PARAM_BITS
+    quant_bits = fp_bits - weight_bits + quant_weight_bits
+    return {"fp_bits": fp_bits, "quantized_bits": quant_bits,
+            "ratio": fp_bits / quant_bits if quant_bits else 0.0,
+            "weight_bits": weight_bits, "quantized_weight_bits": quant_weight_bits}
+
+
+def _is_quantizer_param(name: str) -> bool:
+    """Parameters that belong to quantizers rather than to the network."""
+    parts = name.split(".")
+    return parts[-1] in ("alpha", "beta", "biases") and (
+        "input_quantizer" in parts or "parametrizations" in parts and parts[-2].isdigit())

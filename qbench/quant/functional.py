@@ -1,0 +1,130 @@
+"""The quantization function of the paper as pure functions (Eqs. 7-12).
+
+``soft_quantize`` (Eq. 7, training) is a custom autograd function whose backward is the
+closed form of Eqs. 8-11; it keeps only ``x`` for backward and recomputes the sigmoids.
+``hard_quantize`` (Eq. 12, inference) maps every element onto ``alpha * (Y_k - Y_0 - o)``.
+``soft_quantize_reference`` is Eq. 7 written literally under plain autograd: the ground
+truth the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from . import kernels
+from .levels import LevelSet, as_level_set
+
+
+def _as_scalar(v, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"alpha/beta must be scalars, got shape {tuple(v.shape)}")
+        return v.reshape(())
+    return torch.tensor(float(v), dtype=like.dtype, device=like.device)
+
+
+def _check_biases(biases: torch.Tensor, levels: LevelSet) -> torch.Tensor:
+    if biases.dim() != 1 or biases.numel() != levels.n:
+        raise ValueError(
+            f"level set {levels.name!r} has n={levels.n} steps, so it needs {levels.n} biases; "
+            f"got shape {tuple(biases.shape)}")
+    return biases
+
+
+class _SoftQuantize(torch.autograd.Function):
+    """Eq. 7 forward, Eqs. 8-11 backward, recomputing the sigmoids from x."""
+
+    @staticmethod
+    def forward(ctx, x, steps, biases, alpha, beta, T: float, offset: float):
+        ctx.save_for_backward(x, steps, biases, alpha, beta)
+        ctx.T, ctx.offset = T, offset
+        return kernels.soft_forward(x, steps, biases, alpha, beta, T, offset)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, steps, biases, alpha, beta = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gx, ga, gb, gbias = kernels.soft_backward(
+            grad_y, x, steps, biases, alpha, beta, ctx.T, ctx.offset,
+            need_alpha=need[3], need_beta=need[4], need_biases=need[2])
+        return (gx if need[0] else None), None, gbias, ga, gb, None, None
+
+
+def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
+                  alpha, beta, T: float) -> torch.Tensor:
+    """Soft quantization function, Eq. 7.
+
+    Args:
+        x: values to quantize (weights or activations), any shape.
+        levels: target level set Y (a LevelSet, its name, or the levels).
+        biases: sorted step positions ``b_i`` in units of ``beta * x``, shape (n,).
+        alpha: output scale (scalar tensor or float).
+        beta: input scale (scalar tensor or float).
+        T: temperature; larger is closer to the ideal step function.
+
+    Returns:
+        ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``, same shape as ``x``.
+    """
+    levels = as_level_set(levels)
+    biases = _check_biases(biases, levels)
+    if not T > 0:
+        raise ValueError(f"temperature must be positive, got {T}")
+    alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
+    steps = levels.steps_tensor(device=x.device, dtype=x.dtype)
+    return _SoftQuantize.apply(x, steps, biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
+                               float(T), levels.offset)
+
+
+def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
+                  alpha, beta) -> torch.Tensor:
+    """Ideal quantization function, Eq. 12 (unit steps, ``A(0) = 1``).
+
+    Args:
+        x: values to quantize, any shape.
+        levels: target level set Y.
+        biases: step positions ``b_i`` (n,), sorted ascending (the lookup below relies on it;
+            unsorted biases raise ValueError).
+        alpha: output scale.
+        beta: input scale.
+
+    Returns:
+        ``alpha * (Y_k - Y_0 - o)`` with k the number of biases not above ``beta * x``.
+        Carries no gradient.
+    """
+    levels = as_level_set(levels)
+    biases = _check_biases(biases, levels).detach()
+    if levels.n > 1 and bool((biases[1:] < biases[:-1]).any()):
+        raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
+    alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
+    outputs = levels.outputs_tensor(device=x.device, dtype=x.dtype)
+    with torch.no_grad():
+        return kernels.hard_forward(x.detach(), outputs, biases.to(x.dtype), alpha.to(x.dtype),
+                                    beta.to(x.dtype))
+
+
+def soft_quantize_reference(x: torch.Tensor, levels: LevelSet | str | Sequence[float],
+                            biases: torch.Tensor, alpha, beta, T: float) -> torch.Tensor:
+    """Eq. 7 written literally (a loop of n sigmoids under plain autograd).
+
+    Slow and memory-hungry on purpose: it is the definition the fast path must match.
+    """
+    levels = as_level_set(levels)
+    biases = _check_biases(biases, levels)
+    alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
+    y = 0
+    for i, s in enumerate(levels.steps):
+        y = y + s * torch.sigmoid(T * (beta * x - biases[i]))
+    return alpha * (y - levels.offset)
+
+
+def hard_quantize_reference(x: torch.Tensor, levels: LevelSet | str | Sequence[float],
+                            biases: torch.Tensor, alpha, beta) -> torch.Tensor:
+    """Eq. 12 written literally with n unit steps ``A(z) = [z >= 0]``."""
+    levels = as_level_set(levels)
+    alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
+    y = 0
+    for i, s in enumerate(levels.steps):
+        y = y + s * (beta * x - biases[i] >= 0).to(x.dtype)
+    return alpha * (y - levels.offset)

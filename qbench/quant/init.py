@@ -1,0 +1,199 @@
+"""Initialisation of the quantizer parameters (paper Sec. 4.1).
+
+- ``initial_beta``: beta = 5p / (4q), alpha = 1 / beta, so every input lies in the linear region.
+- ``kmeans_1d``: exact 1-D k-means by dynamic programming over sorted values (optimal
+  clusters in 1-D are contiguous runs of the sorted data).
+- ``kmeans_biases``: biases from the sorted cluster centres, with the two steps around zero
+  forced to -0.05 / +0.05 for weight sets that contain 0 (the paper's rule).
+- ``linear_biases``: evenly spaced biases over the observed range (Table 5's "linear").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .levels import LevelSet
+
+ZERO_BAND = 0.05  # paper: b = -0.05 / +0.05 around zero, "5% of the values in [-1, 1]"
+DEFAULT_MAX_POINTS = 2048
+
+
+def initial_beta(levels: LevelSet, max_abs: float) -> float:
+    """beta = 5p / (4q) with p = max|Y| and q = max|x| (Sec. 4.1).
+
+    Args:
+        levels: target level set.
+        max_abs: q, the largest magnitude of the values to quantize (must be > 0).
+    """
+    if not (max_abs > 0 and math.isfinite(max_abs)):
+        raise ValueError(f"cannot initialise beta: max |x| is {max_abs} (all-zero or non-finite input)")
+    return 5.0 * levels.p / (4.0 * max_abs)
+
+
+def _weighted_summary(values: torch.Tensor, max_points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted points with weights; more than ``max_points`` distinct values are binned
+    into equal-count groups represented by their mean (k-means is then exact on the summary)."""
+    v = values.detach().reshape(-1).to(torch.float64).cpu()
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        raise ValueError("k-means needs at least one finite value")
+    uniq, counts = torch.unique(v, sorted=True, return_counts=True)
+    w = counts.to(torch.float64)
+    if uniq.numel() <= max_points:
+        return uniq, w
+    # equal-weight groups of the sorted data, each represented by its weighted mean
+    cw = torch.cumsum(w, 0)
+    group = torch.clamp((cw - w / 2) * max_points / cw[-1], max=max_points - 1).long()
+    sums = torch.zeros(max_points, dtype=torch.float64).index_add_(0, group, uniq * w)
+    wsum = torch.zeros(max_points, dtype=torch.float64).index_add_(0, group, w)
+    keep = wsum > 0
+    return sums[keep] / wsum[keep], wsum[keep]
+
+
+def kmeans_1d(values: torch.Tensor, k: int, weights: torch.Tensor | None = None,
+              max_points: int = DEFAULT_MAX_POINTS) -> tuple[torch.Tensor, float]:
+    """Globally optimal 1-D k-means (minimum within-cluster sum of squares).
+
+    Dynamic programming over the sorted values: ``D[j][i]`` is the best cost of splitting
+    the first ``i + 1`` points into ``j + 1`` contiguous clusters. O(k m^2) for m points.
+
+    Args:
+        values: data, any shape (flattened). With ``weights=None`` and more than
+            ``max_points`` distinct values the data are first summarised into ``max_points``
+            equal-count groups (exact on the summary; the loss is bounded by the group widths).
+        k: number of clusters (>= 1). With fewer distinct points than k, the missing
+            centres are filled by splitting the widest gaps evenly.
+        weights: optional non-negative weights of ``values`` (then no summarising).
+        max_points: summary size.
+
+    Returns:
+        ``(centres, cost)``: sorted centres (k,) float64 and the weighted SSE.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if weights is None:
+        x, w = _weighted_summary(values, max_points)
+    else:
+        x = values.detach().reshape(-1).to(torch.float64).cpu()
+        w = weights.detach().reshape(-1).to(torch.float64).cpu()
+        if x.shape != w.shape:
+            raise ValueError("values and weights must have the same number of elements")
+        order = torch.argsort(x)
+        x, w = x[order], w[order]
+    m = x.numel()
+    if m <= k:
+        centres = _pad_centres(x, k)
+        return centres, 0.0
+
+    # prefix sums for O(1) cluster cost: SSE(j..i) = S2 - S1^2 / W
+    zero = torch.zeros(1, dtype=torch.float64)
+    W = torch.cat([zero, torch.cumsum(w, 0)])
+    S1 = torch.cat([zero, torch.cumsum(w * x, 0)])
+    S2 = torch.cat([zero, torch.cumsum(w * x * x, 0)])
+    j = torch.arange(m).view(-1, 1)  # cluster start
+    i = torch.arange(m).view(1, -1)  # cluster end (inclusive)
+    wsum = W[i + 1] - W[j]
+    s1 = S1[i + 1] - S1[j]
+    cost = (S2[i + 1] - S2[j]) - s1 * s1 / wsum.clamp_min(1e-300)
+    cost = cost.clamp_min(0).masked_fill(j > i, float("inf"))
+
+    D = cost[0].clone()  # one cluster covering 0..i
+    back = []
+    for _ in range(1, k):
+        # last cluster starts at j (>=1); previous clusters cover 0..j-1
+        prev = torch.cat([torch.full((1,), float("inf"), dtype=torch.float64), D[:-1]]).view(-1, 1)
+        total = prev + cost
+        D, arg = total.min(dim=0)
+        back.append(arg)
+    # backtrack the cluster boundaries
+    ends = [m - 1]
+    end = m - 1
+    for arg in reversed(back):
+        start = int(arg[end])
+        ends.append(start - 1)
+        end = start - 1
+    ends = list(reversed(ends))  # inclusive ends of clusters 0..k-1
+    centres, start = [], 0
+    for e in ends:
+        centres.append(float(S1[e + 1] - S1[start]) / float(W[e + 1] - W[start]))
+        start = e + 1
+    return torch.tensor(centres, dtype=torch.float64), float(D[m - 1])
+
+
+def _pad_centres(x: torch.Tensor, k: int) -> torch.Tensor:
+    centres = sorted(x.tolist())
+    if not centres:
+        centres = [0.0]
+    while len(centres) < k:
+        if len(centres) == 1:
+            centres.append(centres[0] + 1.0)
+            continue
+        gaps = [b - a for a, b in zip(centres, centres[1:])]
+        g = max(range(len(gaps)), key=gaps.__getitem__)
+        centres.insert(g + 1, (centres[g] + centres[g + 1]) / 2)
+    return torch.tensor(centres, dtype=torch.float64)
+
+
+def kmeans_biases(scaled: torch.Tensor, levels: LevelSet, max_points: int = DEFAULT_MAX_POINTS,
+                  force_zero_band: bool | None = None) -> torch.Tensor:
+    """Biases from k-means of the scaled values ``beta * x`` into n+1 clusters (Sec. 4.1).
+
+    ``b_i = (c_i + c_{i+1}) / 2`` over the sorted centres. For weight sets containing 0, the
+    two steps around 0 get ``b = -0.05, +0.05``; neighbouring biases are pushed outside that
+    band if needed so the biases stay strictly increasing.
+
+    Args:
+        scaled: ``beta * x`` for the tensor(s) this quantizer serves.
+        levels: target level set (n = levels.n).
+        max_points: k-means summary size (see ``kmeans_1d``).
+        force_zero_band: apply the ±0.05 rule; default: when 0 is an interior level.
+    """
+    n = levels.n
+    if force_zero_band is None:
+        force_zero_band = 0.0 in levels.values[1:-1]
+    if levels.name == "ternary" or (n == 2 and force_zero_band):
+        return torch.tensor([-ZERO_BAND, ZERO_BAND], dtype=torch.float64)
+    if n == 1 and levels.zero_centered:
+        return torch.zeros(1, dtype=torch.float64)  # binary weights: b = 0
+    centres, _ = kmeans_1d(scaled, n + 1, max_points=max_points)
+    b = (centres[:-1] + centres[1:]) / 2
+    if force_zero_band:
+        z = levels.values.index(0.0)  # steps z-1 (Y[z-1]->0) and z (0->Y[z+1])
+        b[z - 1], b[z] = -ZERO_BAND, ZERO_BAND
+        for i in range(z - 2, -1, -1):
+            b[i] = min(b[i], b[i + 1] - 1e-3)
+        for i in range(z + 1, n):
+            b[i] = max(b[i], b[i - 1] + 1e-3)
+    return _strictly_increasing(b)
+
+
+def linear_biases(scaled: torch.Tensor, levels: LevelSet) -> torch.Tensor:
+    """Evenly spaced biases: the observed range of ``beta * x`` cut into n+1 equal intervals.
+
+    Used for Table 5's "linear quantization" ablation. For signed sets the range is made
+    symmetric (``[-max|u|, max|u|]``) so that 0 stays the middle of the set.
+
+    Args:
+        scaled: ``beta * x`` for the tensor(s) this quantizer serves.
+        levels: target level set.
+    """
+    u = scaled.detach().to(torch.float64)
+    if levels.zero_centered:
+        hi = float(u.abs().max())
+        lo = -hi
+    else:
+        lo, hi = float(u.min()), float(u.max())
+    if not hi > lo:
+        raise ValueError("cannot place linear biases on a constant tensor")
+    n = levels.n
+    return lo + (hi - lo) * torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+
+
+def _strictly_increasing(b: torch.Tensor) -> torch.Tensor:
+    b = b.clone()
+    for i in range(1, b.numel()):
+        if b[i] <= b[i - 1]:
+            b[i] = b[i - 1] + 1e-6
+    return b

@@ -1,0 +1,272 @@
+"""Putting quantizers on a whole model: policy, placement, calibration, global switches."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .levels import LevelSet
+from .modules import INITS, ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
+
+SHARINGS = ("layerwise", "shared")
+QUANTIZABLE = (nn.Conv2d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class QuantPolicy:
+    """Which layers get which quantizers.
+
+    Args:
+        weight_levels: level-set name for weights, or None to keep weights full precision.
+        act_levels: level-set name for activations (inputs of quantized layers), or None.
+        init: "kmeans" (paper) or "linear" (Table 5 ablation) bias initialisation.
+        sharing: "layerwise" (one quantizer per layer and kind) or "shared" (one for all
+            layers, Table 6).
+        include: module names to quantize; None means every Conv2d/Linear.
+        exclude: module names to leave alone; None means the paper's default (the first conv
+            and the last linear) when ``include`` is None, nothing otherwise.
+        learn_biases: train the biases too (the paper freezes them).
+    """
+
+    weight_levels: str | None = None
+    act_levels: str | None = None
+    init: str = "kmeans"
+    sharing: str = "layerwise"
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    learn_biases: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("weight_levels", "act_levels"):
+            name = getattr(self, key)
+            if name is not None:
+                try:
+                    LevelSet.from_name(name)
+                except ValueError as e:
+                    raise ValueError(f"QuantPolicy.{key}: {e}") from None
+        if self.act_levels is not None and LevelSet.from_name(self.act_levels).values[0] < 0:
+            raise ValueError(f"QuantPolicy.act_levels: {self.act_levels!r} has negative levels; "
+                             "activations after ReLU need a non-negative set (act_*)")
+        if self.init not in INITS:
+            raise ValueError(f"QuantPolicy.init must be one of {INITS}, got {self.init!r}")
+        if self.sharing not in SHARINGS:
+            raise ValueError(f"QuantPolicy.sharing must be one of {SHARINGS}, got {self.sharing!r}")
+        for key in ("include", "exclude"):
+            names = getattr(self, key)
+            if names is not None:
+                if isinstance(names, str):
+                    raise ValueError(f"QuantPolicy.{key} must be a list of module names, not a string")
+                object.__setattr__(self, key, tuple(names))
+
+
+@dataclass
+class QuantReport:
+    """What ``quantize_model`` did."""
+
+    weight_layers: list[str] = field(default_factory=list)
+    activation_layers: list[str] = field(default_factory=list)
+    skipped_layers: list[str] = field(default_factory=list)
+    weight_levels: str | None = None
+    act_levels: str | None = None
+    sharing: str = "layerwise"
+    init: str = "kmeans"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _select_layers(model: nn.Module, policy: QuantPolicy) -> tuple[list[str], list[str]]:
+    modules = dict(model.named_modules())
+    candidates = [n for n, m in modules.items() if isinstance(m, QUANTIZABLE)]
+    for key in ("include", "exclude"):
+        for name in getattr(policy, key) or ():
+            if name not in modules:
+                raise ValueError(f"QuantPolicy.{key}: no module named {name!r} in the model")
+            if not isinstance(modules[name], QUANTIZABLE):
+                raise ValueError(f"QuantPolicy.{key}: module {name!r} is a "
+                                 f"{type(modules[name]).__name__}, not Conv2d/Linear")
+    if policy.include is not None:
+        chosen = list(policy.include)
+        exclude = set(policy.exclude or ())
+    else:
+        chosen = candidates
+        if policy.exclude is not None:
+            exclude = set(policy.exclude)
+        else:
+            convs = [n for n in candidates if isinstance(modules[n], nn.Conv2d)]
+            linears = [n for n in candidates if isinstance(modules[n], nn.Linear)]
+            exclude = set(convs[:1] + linears[-1:])
+    selected = [n for n in chosen if n not in exclude]
+    skipped = [n for n in candidates if n not in selected]
+    return selected, skipped
+
+
+def _quantize_input(module: nn.Module, args: tuple) -> tuple:
+    return (module.input_quantizer(args[0]),) + tuple(args[1:])
+
+
+def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
+    """Attach the paper's quantizers to ``model`` in place and initialise the weight quantizers.
+
+    Weight quantizers are parametrizations of ``layer.weight`` (so the model class and its
+    forward stay unchanged); activation quantizers quantize each selected layer's input
+    (the paper's ``X^(m)``, the output of the preceding ReLU/pooling). Activation quantizers
+    still need ``calibrate_activations`` before training.
+
+    Args:
+        model: any PyTorch model.
+        policy: what to quantize and how.
+
+    Returns:
+        A ``QuantReport`` listing the quantized layers.
+    """
+    if any(isinstance(m, Quantizer) for m in model.modules()):
+        raise ValueError("model already has quantizers; quantize a fresh model")
+    selected, skipped = _select_layers(model, policy)
+    if not selected and (policy.weight_levels or policy.act_levels):
+        raise ValueError("QuantPolicy selects no layer to quantize")
+    modules = dict(model.named_modules())
+    state = QuantState()
+    report = QuantReport(skipped_layers=skipped, weight_levels=policy.weight_levels,
+                         act_levels=policy.act_levels, sharing=policy.sharing, init=policy.init)
+
+    if policy.weight_levels is not None:
+        shared = None
+        if policy.sharing == "shared":
+            shared = WeightQuantizer(policy.weight_levels, state, policy.learn_biases)
+            weights = torch.cat([modules[n].weight.detach().reshape(-1) for n in selected])
+            shared.initialize(weights, init=policy.init)
+        for name in selected:
+            layer = modules[name]
+            wq = shared
+            if wq is None:
+                wq = WeightQuantizer(policy.weight_levels, state, policy.learn_biases)
+                wq.initialize(layer.weight.detach(), init=policy.init)
+            parametrize.register_parametrization(layer, "weight", wq)
+            report.weight_layers.append(name)
+
+    if policy.act_levels is not None:
+        def new_act_quantizer() -> ActivationQuantizer:
+            return ActivationQuantizer(policy.act_levels, state, policy.learn_biases, policy.init)
+
+        shared = new_act_quantizer() if policy.sharing == "shared" else None
+        for name in selected:
+            layer = modules[name]
+            layer.input_quantizer = shared or new_act_quantizer()
+            layer.register_forward_pre_hook(_quantize_input)
+            report.activation_layers.append(name)
+    return report
+
+
+def _unique(quantizers: Iterable[Quantizer]) -> list[Quantizer]:
+    seen, out = set(), []
+    for q in quantizers:
+        if id(q) not in seen:
+            seen.add(id(q))
+            out.append(q)
+    return out
+
+
+def weight_quantizers(model: nn.Module) -> dict[str, WeightQuantizer]:
+    """Layer name -> its weight quantizer (the same object for every layer when shared)."""
+    out = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        if parametrize.is_parametrized(m, "weight"):
+            for p in m.parametrizations.weight:
+                if isinstance(p, WeightQuantizer):
+                    out[name] = p
+    return out
+
+
+def activation_quantizers(model: nn.Module) -> dict[str, ActivationQuantizer]:
+    """Layer name -> the quantizer of its input."""
+    return {name: m.input_quantizer for name, m in model.named_modules(remove_duplicate=False)
+            if isinstance(getattr(m, "input_quantizer", None), ActivationQuantizer)}
+
+
+def _all_quantizers(model: nn.Module) -> Iterator[Quantizer]:
+    return iter(_unique(m for m in model.modules() if isinstance(m, Quantizer)))
+
+
+def set_temperature(model: nn.Module, T: float) -> None:
+    """Set T of Eq. 7 for every quantizer of ``model``."""
+    for q in _all_quantizers(model):
+        q.state.set_temperature(T)
+
+
+def set_mode(model: nn.Module, mode: str) -> None:
+    """"soft" (Eq. 7), "hard" (Eq. 12) or "off" for every quantizer of ``model``."""
+    for q in _all_quantizers(model):
+        q.state.set_mode(mode)
+
+
+def set_enabled(model: nn.Module, weights: bool | None = None, activations: bool | None = None) -> None:
+    """Switch weight and/or activation quantization on or off (the paper's training phases)."""
+    for q in _all_quantizers(model):
+        if isinstance(q, WeightQuantizer) and weights is not None:
+            q.enabled = bool(weights)
+        if isinstance(q, ActivationQuantizer) and activations is not None:
+            q.enabled = bool(activations)
+
+
+def quant_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """alpha, beta (and learnable biases) of every quantizer, each once."""
+    params, seen = [], set()
+    for q in _all_quantizers(model):
+        for p in q.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+@torch.no_grad()
+def calibrate_activations(model: nn.Module, batches: Iterable[torch.Tensor], num_samples: int = 1000,
+                          init: str | None = None) -> dict[str, float]:
+    """Initialise every activation quantizer from the full-precision model (Sec. 4.1).
+
+    Runs the model with all quantization off on up to ``num_samples`` inputs, records each
+    quantized layer's input max (q) and a sample for the k-means biases.
+
+    Args:
+        model: a model prepared by ``quantize_model``.
+        batches: input tensors (or (input, target) pairs); consumed until ``num_samples``.
+        num_samples: how many samples to look at (the paper uses 1000).
+        init: "kmeans" or "linear"; defaults to each quantizer's own (the policy's).
+
+    Returns:
+        Layer name -> observed max activation.
+    """
+    acts = activation_quantizers(model)
+    if not acts:
+        return {}
+    quantizers = _unique(acts.values())
+    states = {id(q.state): (q.state, q.state.mode) for q in quantizers}
+    was_training = model.training
+    model.eval()
+    for q in quantizers:
+        q.start_observing()
+    for st, _ in states.values():
+        st.set_mode("off")
+    try:
+        seen = 0
+        device = next(model.parameters()).device
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x = x[: num_samples - seen].to(device)
+            model(x)
+            seen += x.shape[0]
+            if seen >= num_samples:
+                break
+        if seen == 0:
+            raise ValueError("calibrate_activations got no data")
+    finally:
+        for st, mode in states.values():
+            st.set_mode(mode)
+        model.train(was_training)
+    maxima = {id(q): q.finish_observing(init) for q in quantizers}
+    return {name: maxima[id(q)] for name, q in acts.items()}
