@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -224,19 +224,29 @@ def quant_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def _default_forward(model: nn.Module, batch) -> int:
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    model(x.to(next(model.parameters()).device))
+    return x.shape[0]
+
+
 @torch.no_grad()
-def calibrate_activations(model: nn.Module, batches: Iterable[torch.Tensor], num_samples: int = 1000,
-                          init: str | None = None) -> dict[str, float]:
+def calibrate_activations(model: nn.Module, batches: Iterable, num_samples: int = 1000,
+                          init: str | None = None,
+                          forward: Callable[[nn.Module, object], int] | None = None) -> dict[str, float]:
     """Initialise every activation quantizer from the full-precision model (Sec. 4.1).
 
-    Runs the model with all quantization off on up to ``num_samples`` inputs, records each
-    quantized layer's input max (q) and a sample for the k-means biases.
+    Runs the model with all quantization off until ``num_samples`` inputs were seen, records
+    each quantized layer's input max (q) and a sample of its values for the k-means biases.
 
     Args:
         model: a model prepared by ``quantize_model``.
-        batches: input tensors (or (input, target) pairs); consumed until ``num_samples``.
-        num_samples: how many samples to look at (the paper uses 1000).
+        batches: input tensors or (input, target) pairs, or anything ``forward`` understands.
+        num_samples: how many samples to look at (the paper uses 1000); the last batch is
+            used whole.
         init: "kmeans" or "linear"; defaults to each quantizer's own (the policy's).
+        forward: ``forward(model, batch) -> number of samples in the batch``, for models
+            that are not called as ``model(x)`` (e.g. detectors).
 
     Returns:
         Layer name -> observed max activation.
@@ -244,6 +254,7 @@ def calibrate_activations(model: nn.Module, batches: Iterable[torch.Tensor], num
     acts = activation_quantizers(model)
     if not acts:
         return {}
+    forward = forward or _default_forward
     quantizers = _unique(acts.values())
     states = {id(q.state): (q.state, q.state.mode) for q in quantizers}
     was_training = model.training
@@ -254,12 +265,8 @@ def calibrate_activations(model: nn.Module, batches: Iterable[torch.Tensor], num
         st.set_mode("off")
     try:
         seen = 0
-        device = next(model.parameters()).device
         for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            x = x[: num_samples - seen].to(device)
-            model(x)
-            seen += x.shape[0]
+            seen += forward(model, batch)
             if seen >= num_samples:
                 break
         if seen == 0:

@@ -180,3 +180,19 @@ def test_state_dict_round_trip():
     assert torch.equal(model(x), fresh(x))
     assert isinstance(activation_quantizers(fresh)["4"], ActivationQuantizer)
     assert isinstance(weight_quantizers(fresh)["4"], WeightQuantizer)
+
+
+def test_calibration_with_custom_forward_counts_samples():
+    model = small_cnn()
+    quantize_model(model, QuantPolicy(None, "act_binary"))
+    calls = []
+
+    def forward(m, batch):
+        calls.append(batch["n"])
+        m(batch["images"])
+        return batch["n"]
+
+    batches = [{"images": torch.rand(5, 1, 8, 8), "n": 5} for _ in range(10)]
+    calibrate_activations(model, batches, num_samples=12, forward=forward)
+    assert calls == [5, 5, 5]  # stops once 12 samples were seen
+    assert all(q.initialized for q in activation_quantizers(model).values())
