@@ -1,0 +1,219 @@
+"""mmengine hooks of a detection run: temperature schedule, training phases, and the
+per-epoch bookkeeping (evaluation, history, atomic checkpoints, resume)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+
+from qbench.quant import (
+    TemperatureSchedule,
+    activation_quantizers,
+    quant_parameters,
+    set_enabled,
+    set_temperature,
+)
+
+from .config import EpochsConfig
+
+CHECKPOINT_FORMAT = "qbench-detect-checkpoint-v1"
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+class TemperatureHook(Hook):
+    """Sets T of every quantizer before each training epoch: T = schedule(epoch), 1-based
+    over the whole run (SSD: T = 10 * epoch).
+
+    Args:
+        schedule: the temperature schedule.
+    """
+
+    priority = "NORMAL"
+
+    def __init__(self, schedule: TemperatureSchedule) -> None:
+        self.schedule = schedule
+        self.current: float | None = None
+
+    def before_train_epoch(self, runner) -> None:
+        self.current = self.schedule.value(runner.epoch + 1)
+        set_temperature(_unwrap(runner.model), self.current)
+
+
+class PhaseHook(Hook):
+    """Applies the paper's training phases at the start of each epoch.
+
+    ``weights``: weight quantizers on, activation quantizers off, everything trains.
+    ``activations``: both on, only activation-quantizer parameters train (weights fixed).
+    ``joint``: both on, everything trains. ``fp``: no quantizers.
+
+    Args:
+        epochs: the run's epoch split.
+    """
+
+    priority = "HIGH"
+
+    def __init__(self, epochs: EpochsConfig) -> None:
+        self.epochs = epochs
+        self.phase: str | None = None
+
+    def before_train_epoch(self, runner) -> None:
+        model = _unwrap(runner.model)
+        self.phase = self.epochs.phase_of(runner.epoch + 1)
+        if self.phase == "fp":
+            return
+        set_enabled(model, weights=True, activations=self.phase != "weights")
+        act_params = {id(p) for q in activation_quantizers(model).values() for p in q.parameters()}
+        for p in model.parameters():
+            p.requires_grad_(self.phase != "activations" or id(p) in act_params)
+
+
+class RunStateHook(Hook):
+    """Per-epoch bookkeeping: reseeding, loss averaging, evaluation, history and checkpoints.
+
+    Before training it resumes from ``checkpoint_path`` when that file exists. After every
+    epoch it evaluates (when ``evaluate_now(epoch)``), appends a history row, and atomically
+    rewrites the checkpoint, so an interrupted run restarts at its last finished epoch.
+
+    Args:
+        checkpoint_path: where the resume checkpoint lives.
+        config_json: the resolved config; a checkpoint made with another config is refused.
+        seed: base seed; epoch e reseeds python/numpy/torch with (seed, e), so a resumed run
+            draws the same augmentations as an uninterrupted one.
+        evaluate: ``evaluate(model) -> {"hard_map", "soft_map"}``.
+        eval_interval: evaluate every this many epochs (and at the last epoch).
+        max_epochs: the run's number of epochs.
+        phase_hook, temperature_hook: read for the history rows.
+        log: ``log(message)`` for one line per epoch.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, checkpoint_path: Path, config_json: str, seed: int,
+                 evaluate: Callable, eval_interval: int, max_epochs: int,
+                 phase_hook: PhaseHook, temperature_hook: TemperatureHook | None,
+                 log: Callable[[str], None]) -> None:
+        self.checkpoint_path = Path(checkpoint_path)
+        self.config_json = config_json
+        self.seed = seed
+        self.evaluate = evaluate
+        self.eval_interval = eval_interval
+        self.max_epochs = max_epochs
+        self.phase_hook = phase_hook
+        self.temperature_hook = temperature_hook
+        self.log = log
+        self.history: list[dict] = []
+        self.elapsed_s = 0.0
+        self.train_images = 0
+        self.train_time_s = 0.0
+        self.resumed_from: int | None = None
+        self._loss_sum = 0.0
+        self._loss_n = 0
+        self._epoch_start = 0.0
+        self._lr = 0.0
+        self._run_start = 0.0
+
+    # -- resume ---------------------------------------------------------------------------
+    def before_train(self, runner) -> None:
+        self._run_start = time.perf_counter()
+        if not self.checkpoint_path.exists():
+            return
+        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.checkpoint_path} is not a {CHECKPOINT_FORMAT} checkpoint")
+        if ckpt["config"] != self.config_json:
+            raise ValueError(f"{self.checkpoint_path} belongs to a run with another config; "
+                             "use a fresh --out directory")
+        model = _unwrap(runner.model)
+        model.load_state_dict(ckpt["model"])
+        runner.optim_wrapper.load_state_dict(ckpt["optimizer"])
+        epoch = int(ckpt["epoch"])
+        iters = int(ckpt["iter"])
+        loop = runner.train_loop
+        loop._epoch = epoch
+        loop._iter = iters
+        for scheduler in runner.param_schedulers or []:
+            # lr is restored with the optimizer; schedulers only need to know where they are
+            scheduler.last_step = epoch if scheduler.by_epoch else iters
+        self.history = list(ckpt["history"])
+        self.elapsed_s = float(ckpt["elapsed_s"])
+        self.train_images = int(ckpt["train_images"])
+        self.train_time_s = float(ckpt["train_time_s"])
+        self.resumed_from = epoch
+        self.log(f"resumed from {self.checkpoint_path} after epoch {epoch}")
+
+    # -- per epoch ------------------------------------------------------------------------
+    def before_train_epoch(self, runner) -> None:
+        e = runner.epoch + 1
+        seed = (self.seed * 1_000_003 + e) % (2**31)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self._loss_sum, self._loss_n = 0.0, 0
+        self._lr = float(runner.optim_wrapper.param_groups[0]["lr"])
+        self._epoch_start = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if outputs is not None and "loss" in outputs:
+            self._loss_sum += float(outputs["loss"])
+            self._loss_n += 1
+        if data_batch is not None:
+            self.train_images += len(data_batch["inputs"])
+
+    def after_train_epoch(self, runner) -> None:
+        e = runner.epoch + 1
+        train_time = time.perf_counter() - self._epoch_start
+        self.train_time_s += train_time
+        row = {"epoch": e, "phase": self.phase_hook.phase,
+               "T": self.temperature_hook.current if self.temperature_hook else None,
+               "lr": self._lr,
+               "train_loss": self._loss_sum / max(self._loss_n, 1),
+               "hard_map": None, "soft_map": None, "time_s": train_time}
+        if e % self.eval_interval == 0 or e == self.max_epochs:
+            t0 = time.perf_counter()
+            row.update(self.evaluate(_unwrap(runner.model)))
+            row["eval_time_s"] = time.perf_counter() - t0
+        self.history.append(row)
+        now = time.perf_counter()
+        self.elapsed_s += now - self._run_start
+        self._run_start = now
+        self.save(runner, e)
+        maps = "" if row["hard_map"] is None else \
+            f" hard_mAP {row['hard_map']:.2f} soft_mAP {row['soft_map']:.2f}"
+        T = "" if row["T"] is None else f" T {row['T']:g}"
+        self.log(f"epoch {e}/{self.max_epochs} [{row['phase']}]{T} lr {row['lr']:.3g} "
+                 f"loss {row['train_loss']:.4f}{maps} ({train_time:.1f}s)")
+
+    def save(self, runner, epoch: int) -> None:
+        """Atomically write the resume checkpoint (tensors and plain data only)."""
+        ckpt = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "iter": int(runner.iter) + 0,
+                "model": _unwrap(runner.model).state_dict(),
+                "optimizer": runner.optim_wrapper.state_dict(),
+                "history": self.history, "elapsed_s": self.elapsed_s,
+                "train_images": self.train_images, "train_time_s": self.train_time_s,
+                "config": self.config_json}
+        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp-{os.getpid()}")
+        torch.save(ckpt, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+
+def quantizer_param_ids(model) -> set[int]:
+    """ids of all quantizer parameters (alpha, beta, learnable biases)."""
+    return {id(p) for p in quant_parameters(model)}
+
+
+def dump_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)

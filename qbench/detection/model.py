@@ -1,0 +1,172 @@
+"""mmdet's SSD300-VGG16 (the packaged ``pascal_voc/ssd300_voc0712.py``), sized and quantized.
+
+The model, anchors and pipelines come from mmdet's own config file; qbench only sets the
+number of classes, drops the ImageNet-pretrained backbone init (no downloads), and, for inputs
+other than 300x300, adapts the SSD extra levels and anchor sizes (docs/detection.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+from torch import nn
+
+from .config import DetectRunConfig
+from .mmdet_compat import fix_ssd_head_predict, require_mmdet
+
+SSD_VOC_CONFIG = "pascal_voc/ssd300_voc0712.py"
+# channels of the extra SSD levels after conv4_3 (512) and conv7 (1024), as in SSD300
+EXTRA_CHANNELS = (512, 256, 256, 256)
+
+
+def mmdet_config_path(rel: str = SSD_VOC_CONFIG) -> Path:
+    """Path of a config file shipped inside the installed mmdet package.
+
+    Args:
+        rel: path below ``mmdet/.mim/configs``.
+    """
+    require_mmdet()
+    import mmdet
+
+    path = Path(mmdet.__file__).parent / ".mim" / "configs" / rel
+    if not path.exists():
+        raise FileNotFoundError(f"mmdet config {rel} not found at {path}")
+    return path
+
+
+def ssd_levels(input_size: int) -> list[tuple[int, int, int]]:
+    """Feature levels of SSD-VGG16 for a square input: (map size, extra stride, extra padding).
+
+    The first two levels are conv4_3 and conv7 (stride/padding 0 = not an extra layer). Like
+    SSD300, two stride-2 extra levels follow, then stride-1 unpadded 3x3 levels while the map
+    stays >= 1 (at most two). 300 gives maps 38, 19, 10, 5, 3, 1.
+
+    Args:
+        input_size: network input side in pixels.
+    """
+    f = input_size
+    for _ in range(3):  # pool1-3 with ceil_mode
+        f = math.ceil(f / 2)
+    levels = [(f, 0, 0)]
+    f = math.ceil(f / 2)  # pool4; pool5 is 3x3 stride 1
+    levels.append((f, 0, 0))
+    for _ in range(2):
+        f = (f + 2 - 3) // 2 + 1
+        levels.append((f, 2, 1))
+    for _ in range(2):
+        if f - 2 < 1:
+            break
+        f -= 2
+        levels.append((f, 1, 0))
+    if levels[-1][0] < 1:
+        raise ValueError(f"input size {input_size} is too small for SSD-VGG16")
+    return levels
+
+
+def _anchor_sizes(input_size: int, num_levels: int) -> tuple[list[float], list[float]]:
+    # mmdet's SSD300-VOC rule (basesize_ratio_range 0.2-0.9, first level 0.1-0.2), any size
+    step = int(math.floor(90 - 20) / (num_levels - 2))
+    ratios = list(range(20, 90 + 1, step))[: num_levels - 1]
+    min_sizes = [input_size * 10 / 100] + [input_size * r / 100 for r in ratios]
+    max_sizes = [input_size * 20 / 100] + [input_size * (r + step) / 100 for r in ratios]
+    return min_sizes, max_sizes
+
+
+def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.02) -> dict:
+    """mmdet model config of SSD-VGG16 for VOC-style data.
+
+    Args:
+        num_classes: foreground classes.
+        input_size: network input side; 300 is mmdet's SSD300 unchanged.
+        score_thr: test-time score threshold.
+
+    Returns:
+        A plain dict for ``mmdet.registry.MODELS.build``.
+    """
+    from mmengine.config import Config
+
+    base = Config.fromfile(str(mmdet_config_path()))
+    model = copy.deepcopy(base.to_dict()["model"])
+    model["backbone"]["init_cfg"] = None  # SSDVGG then uses Kaiming init: no ImageNet download
+    head = model["bbox_head"]
+    head["num_classes"] = num_classes
+    model["test_cfg"]["score_thr"] = score_thr
+    if input_size != 300:
+        levels = ssd_levels(input_size)
+        n = len(levels)
+        neck = model["neck"]
+        neck["out_channels"] = tuple([512, 1024] + list(EXTRA_CHANNELS[: n - 2]))
+        neck["level_strides"] = tuple(s for _, s, _ in levels[2:])
+        neck["level_paddings"] = tuple(p for _, _, p in levels[2:])
+        head["in_channels"] = neck["out_channels"]
+        min_sizes, max_sizes = _anchor_sizes(input_size, n)
+        head["anchor_generator"] = dict(
+            type="SSDAnchorGenerator", scale_major=False,
+            strides=[max(1, round(input_size / f)) for f, _, _ in levels],
+            ratios=[[2]] + [[2, 3]] * (n - 3) + [[2]] * 2 if n >= 5 else [[2]] + [[2, 3]] * (n - 2) + [[2]],
+            min_sizes=min_sizes, max_sizes=max_sizes)
+    return model
+
+
+def build_ssd(cfg: DetectRunConfig) -> nn.Module:
+    """Build and initialise mmdet's SSD for ``cfg`` (weights: Kaiming, as mmdet without pretraining).
+
+    Args:
+        cfg: the run config (classes, input size, score threshold).
+
+    Returns:
+        The detector, with the SSDHead predict workaround applied.
+    """
+    require_mmdet()
+    from mmdet.registry import MODELS
+
+    model = MODELS.build(ssd_model_cfg(cfg.model.num_classes, cfg.data.image_size, cfg.detect.score_thr))
+    model.init_weights()  # once here; mmengine's Runner then skips it (already initialised)
+    fix_ssd_head_predict(model)
+    return model
+
+
+def ssd_quant_layers(model: nn.Module) -> list[str]:
+    """Names of the layers the paper quantizes in SSD: every VGG16 backbone conv except the
+    first conv and the 1x1 convs (conv7, ex-fc7). The SSD extra levels (neck) and the
+    prediction convs (head) stay full precision.
+
+    Args:
+        model: an mmdet SSD detector.
+    """
+    convs = [(name, m) for name, m in model.backbone.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("model.backbone has no Conv2d")
+    first = convs[0][0]
+    return [f"backbone.{name}" for name, m in convs
+            if name != first and tuple(m.kernel_size) != (1, 1)]
+
+
+def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, lr_other: float) -> dict:
+    """mmengine ``paramwise_cfg`` giving the paper's parameter-wise learning rates.
+
+    "Quantized parameters" (lr ``lr``) are everything that defines a quantized layer: its
+    full-precision weight (the parametrization's ``original``), its bias, and the alpha/beta
+    (and learnable biases) of its weight and input quantizers. Every other parameter (first
+    conv, conv7, SSD extra levels, L2Norm, prediction head) gets ``lr_other``. Quantizer
+    parameters get no weight decay (they are scales, not weights).
+
+    Args:
+        model: the quantized detector.
+        quantized_layers: module names of the quantized layers.
+        lr: learning rate of quantized parameters (the optimizer's base lr).
+        lr_other: learning rate of the others.
+
+    Returns:
+        ``dict(custom_keys=...)`` keyed by full parameter names.
+    """
+    prefixes = tuple(f"{name}." for name in quantized_layers)
+    custom: dict[str, dict] = {}
+    for name, _ in model.named_parameters():
+        if not name.startswith(prefixes):
+            custom[name] = dict(lr_mult=lr_other / lr)
+        elif ".input_quantizer." in name or ".parametrizations.weight.0." in name:
+            custom[name] = dict(decay_mult=0.0)
+    return dict(custom_keys=custom)

@@ -1,0 +1,272 @@
+"""``qbench train`` for ``task: detect``: quantized SSD300-VGG16 with mmdet + mmengine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import torch
+import yaml
+
+from qbench.quant import (
+    QuantPolicy,
+    TemperatureSchedule,
+    calibrate_activations,
+    export_hard_model,
+    model_size_bits,
+    quantize_model,
+)
+
+from .config import DetectRunConfig
+from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
+from .evaluate import voc_map
+from .mmdet_compat import require_mmdet
+from .model import build_ssd, param_groups_cfg, ssd_quant_layers
+
+
+def _mmcv_has_cuda_ops() -> bool:
+    try:
+        from mmcv.ops import nms
+
+        boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device="cuda")
+        nms(boxes, torch.ones(1, device="cuda"), 0.5)
+        return True
+    except Exception:
+        return False
+
+
+def resolve_device(device: str) -> str:
+    """Map ``device`` to a torch device string the installed mmcv can run.
+
+    The cached mmcv wheel is built with CPU ops only; "auto" then means CPU even on a GPU
+    machine (SSD's NMS is an mmcv op), and asking for CUDA fails before any work.
+
+    Args:
+        device: "auto", "cpu", "cuda" or "cuda:N".
+    """
+    if device == "cpu":
+        return "cpu"
+    cuda_ok = torch.cuda.is_available() and _mmcv_has_cuda_ops()
+    if device == "auto":
+        return "cuda" if cuda_ok else "cpu"
+    if not cuda_ok:
+        raise ValueError(f"config key 'device': {device!r} requested but CUDA or mmcv's CUDA ops "
+                         "are unavailable (the set-up script builds mmcv with CPU ops)")
+    return device
+
+
+@contextmanager
+def _runner_device(device: str):
+    # mmengine's Runner moves the model to get_device() (CUDA when present); pin our choice
+    with mock.patch("mmengine.runner.runner.get_device", return_value=device):
+        yield
+
+
+def load_fp_state(path: Path) -> dict:
+    """Full-precision weights from a state_dict file or an FP detection run's checkpoint.
+
+    Args:
+        path: ``torch.save``d state_dict, or a ``checkpoint.pt`` of an FP detection run.
+    """
+    from .hooks import CHECKPOINT_FORMAT
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state_dict or an FP detection checkpoint")
+    if any(".parametrizations." in k or ".input_quantizer." in k for k in obj):
+        raise ValueError(f"{path}: holds a quantized model; start from a full-precision one")
+    return obj
+
+
+def _env(device: str) -> dict:
+    import mmcv
+    import mmdet
+    import mmengine
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "mmcv": mmcv.__version__,
+            "mmengine": mmengine.__version__, "mmdet": mmdet.__version__, "device": device,
+            "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+            "host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+def _calibration_batches(model, dataset_cfg: dict, batch_size: int):
+    from mmengine.runner import Runner
+
+    loader = Runner.build_dataloader(dataloader_cfg(dataset_cfg, batch_size, 0, shuffle=True), seed=0)
+    for batch in loader:
+        yield model.data_preprocessor(batch, False)["inputs"]
+
+
+def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
+    """Train and evaluate one detection cell (FP or quantized SSD) and write its run directory.
+
+    Writes ``config.yaml``, ``env.json``, ``train.log``, ``checkpoint.pt`` (every epoch,
+    atomically; a rerun with the same ``out_dir`` resumes from it), ``model_hard.pt`` for
+    quantized runs, and finally ``metrics.json`` (docs/CONTRACTS.md, ``task: detect``).
+
+    Args:
+        config: raw YAML dict after ``--set`` overrides; validated here before any work.
+        out_dir: run directory.
+        quiet: only warnings on the console.
+
+    Returns:
+        The metrics dict written to ``metrics.json``.
+    """
+    cfg = DetectRunConfig.from_dict(config)
+    device = resolve_device(cfg.device)
+    out_dir = Path(out_dir)
+    resolved = cfg.to_dict()
+    config_json = json.dumps(resolved, sort_keys=True)
+    metrics_path = out_dir / "metrics.json"
+    if metrics_path.exists() and (out_dir / "config.yaml").exists():
+        done = json.loads(metrics_path.read_text())
+        old = yaml.safe_load((out_dir / "config.yaml").read_text())
+        if done.get("status") == "complete" and json.dumps(old, sort_keys=True) == config_json:
+            return done
+    if cfg.start.mode == "pretrained" and not Path(cfg.start.checkpoint).exists():
+        raise ValueError(f"config key 'start.checkpoint': {cfg.start.checkpoint} does not exist")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    log_file = (out_dir / "train.log").open("a")
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        log_file.write(line + "\n")
+        log_file.flush()
+        if not quiet:
+            print(line, flush=True)
+
+    try:
+        return _run(cfg, device, out_dir, config_json, quiet, log)
+    finally:
+        log_file.close()
+
+
+def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, quiet: bool, log) -> dict:
+    require_mmdet()
+    from mmengine.runner import Runner
+
+    # mmengine-based pieces load only here, so validation works without the detection stack
+    from .hooks import PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
+
+    t_start = time.perf_counter()
+    dump_json_atomic(out_dir / "env.json", _env(device))
+    torch.manual_seed(cfg.seed)
+    work = out_dir / "data"
+    train_ds, test_ds, classes = dataset_cfgs(cfg, work)
+
+    model = build_ssd(cfg)
+    if cfg.start.mode == "pretrained":
+        model.load_state_dict(load_fp_state(Path(cfg.start.checkpoint)))
+        log(f"loaded full-precision weights from {cfg.start.checkpoint}")
+    resuming = (out_dir / "checkpoint.pt").exists()
+
+    report = None
+    q_layers: list[str] = []
+    if cfg.quant.enabled:
+        q_layers = ssd_quant_layers(model)
+        policy = QuantPolicy(weight_levels=cfg.quant.weights, act_levels=cfg.quant.activations,
+                             init=cfg.quant.init, sharing=cfg.quant.sharing, include=q_layers,
+                             learn_biases=cfg.quant.learn_biases)
+        report = quantize_model(model, policy)
+        log(f"quantized {len(report.weight_layers)} weight / {len(report.activation_layers)} "
+            f"activation layers: {q_layers}")
+        if cfg.quant.activations is not None and not resuming:
+            calib_ds = dict(train_ds if train_ds.get("type") == "VOCDataset" else train_ds["datasets"][0])
+            calib_ds = dict(calib_ds, pipeline=test_pipeline(cfg.data.image_size))
+            maxima = calibrate_activations(
+                model, _calibration_batches(model, calib_ds, cfg.data.batch_size), cfg.quant.calib_samples)
+            log("activation maxima: " + ", ".join(f"{k}={v:.3g}" for k, v in maxima.items()))
+
+    optim = cfg.optim
+    optimizer = dict(type="SGD", lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    optim_wrapper = dict(type="OptimWrapper", optimizer=optimizer)
+    if optim.grad_clip is not None:
+        optim_wrapper["clip_grad"] = dict(max_norm=optim.grad_clip, norm_type=2)
+    if cfg.quant.enabled:
+        optim_wrapper["paramwise_cfg"] = param_groups_cfg(model, q_layers, optim.lr, cfg.detect.lr_other)
+    total = cfg.epochs.total
+    schedulers = []
+    if cfg.detect.warmup_iters:
+        schedulers.append(dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0,
+                               end=cfg.detect.warmup_iters))
+    if optim.milestones:
+        schedulers.append(dict(type="MultiStepLR", by_epoch=True, begin=0, end=total,
+                               milestones=list(optim.milestones), gamma=optim.gamma))
+
+    test_loader = Runner.build_dataloader(
+        dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
+
+    def evaluate(m) -> dict:
+        if not cfg.quant.enabled:
+            r = voc_map(m, test_loader, classes, cfg.detect.eval_mode)
+            return {"hard_map": r["map"], "soft_map": r["map"], "ap": r["ap"]}
+        hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode="hard")
+        soft = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode="soft")
+        return {"hard_map": hard["map"], "soft_map": soft["map"], "ap": hard["ap"]}
+
+    phase_hook = PhaseHook(cfg.epochs)
+    temp_hook = None
+    if cfg.quant.enabled:
+        t = cfg.temperature
+        temp_hook = TemperatureHook(TemperatureSchedule(kind=t.kind, slope=t.slope, cap=t.cap))
+    state_hook = RunStateHook(out_dir / "checkpoint.pt", config_json, cfg.seed, evaluate,
+                              cfg.detect.eval_interval, total, phase_hook, temp_hook, log)
+    hooks = [phase_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
+
+    with _runner_device(device):
+        runner = Runner(
+            model=model, work_dir=str(out_dir / "mmengine"),
+            train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size, cfg.data.workers, shuffle=True),
+            train_cfg=dict(by_epoch=True, max_epochs=total, val_interval=total + 1),
+            optim_wrapper=optim_wrapper, param_scheduler=schedulers or None,
+            default_hooks=dict(timer=dict(type="IterTimerHook"),
+                               logger=dict(type="LoggerHook", interval=cfg.detect.log_interval),
+                               param_scheduler=dict(type="ParamSchedulerHook"),
+                               sampler_seed=dict(type="DistSamplerSeedHook"), checkpoint=None),
+            custom_hooks=hooks, randomness=dict(seed=cfg.seed), default_scope="mmdet",
+            env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"),
+                         mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0)),
+            log_level="WARNING" if quiet else "INFO", launcher="none")
+        if torch.cuda.is_available() and device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        runner.train()
+
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    history = state_hook.history
+    last = history[-1]
+    if cfg.quant.enabled:
+        tmp = out_dir / f".model_hard.pt.tmp-{os.getpid()}"
+        torch.save(export_hard_model(model), tmp)
+        os.replace(tmp, out_dir / "model_hard.pt")
+    if device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    wall = state_hook.elapsed_s
+    metrics = {
+        "task": "detect", "status": "complete",
+        "final": {"hard_map": last["hard_map"], "soft_map": last["soft_map"]},
+        "history": [{k: v for k, v in row.items() if k != "ap"} for row in history],
+        "wall_time_s": wall,
+        "images_per_s": state_hook.train_images / state_hook.train_time_s if state_hook.train_time_s else 0.0,
+        "peak_memory_mb": peak_mb,
+        "quant_report": {"weight_layers": report.weight_layers if report else [],
+                         "activation_layers": report.activation_layers if report else []},
+        "model_bits": model_size_bits(model),
+        "ap_per_class": last.get("ap", {}),
+        "resumed_from_epoch": state_hook.resumed_from,
+        "process_time_s": time.perf_counter() - t_start,
+    }
+    dump_json_atomic(out_dir / "metrics.json", metrics)
+    log(f"done: hard mAP {metrics['final']['hard_map']:.2f}, soft mAP {metrics['final']['soft_map']:.2f} "
+        f"({wall:.0f}s)")
+    return metrics

@@ -1,0 +1,74 @@
+"""Validation of detection configs: unknown keys and impossible values fail early, by name."""
+
+import copy
+
+import pytest
+
+from qbench.detection.config import DetectRunConfig
+from tests.detection.conftest import TINY
+
+
+def _cfg(**sections):
+    raw = copy.deepcopy(TINY)
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            raw.setdefault(key, {}).update(value)
+        else:
+            raw[key] = value
+    return raw
+
+
+def test_tiny_config_resolves_defaults():
+    cfg = DetectRunConfig.from_dict(copy.deepcopy(TINY))
+    assert cfg.model.num_classes == 10
+    assert cfg.temperature.slope == 10.0
+    assert cfg.detect.lr_other == 1e-7
+    assert cfg.epochs.total == 1
+    assert cfg.to_dict()["task"] == "detect"
+
+
+@pytest.mark.parametrize("raw, key", [
+    (_cfg(colour="red"), "'colour'"),
+    (_cfg(data={"img_size": 300}), "'data.img_size'"),
+    (_cfg(detect={"lr_others": 1e-7}), "'detect.lr_others'"),
+    (_cfg(task="classify"), "'task'"),
+    (_cfg(data={"dataset": "coco"}), "'data.dataset'"),
+    (_cfg(data={"image_size": 64}), "'data.image_size'"),
+    (_cfg(data={"train_size": None}), "'data.train_size'"),
+    (_cfg(model={"num_classes": 20}), "'model.num_classes'"),
+    (_cfg(model={"in_channels": 1}), "'model.in_channels'"),
+    (_cfg(quant={"weights": "4bit"}), "'quant.weights'"),
+    (_cfg(quant={"activations": "ternary"}, epochs={"fp": 0, "joint": 1}), "'quant.activations'"),
+    (_cfg(quant={"weights": "ternary"}), "'epochs.fp'"),
+    (_cfg(quant={"weights": "ternary"}, epochs={"fp": 0, "activations": 1}), "'epochs.activations'"),
+    (_cfg(epochs={"fp": 0}), "'epochs.fp'"),
+    (_cfg(epochs={"fp": 1, "joint": 1}), "'epochs.joint'"),
+    (_cfg(optim={"milestones": [3]}), "'optim.milestones'"),
+    (_cfg(optim={"lr": -1}), "'optim.lr'"),
+    (_cfg(optim={"grad_clip": 0}), "'optim.grad_clip'"),
+    (_cfg(start={"mode": "pretrained", "checkpoint": None}), "'start.checkpoint'"),
+    (_cfg(device="tpu"), "'device'"),
+    (_cfg(detect={"augment": "heavy"}), "'detect.augment'"),
+    (_cfg(detect={"voc_years": [2010]}), "'detect.voc_years'"),
+    (_cfg(temperature={"slope": 0}), "'temperature.slope'"),
+])
+def test_bad_configs_name_the_key(raw, key):
+    with pytest.raises(ValueError, match=key):
+        DetectRunConfig.from_dict(raw)
+
+
+def test_phases_follow_the_epoch_split():
+    cfg = DetectRunConfig.from_dict(_cfg(quant={"weights": "3bit_pm4", "activations": "act_linear8"},
+                                         epochs={"fp": 0, "weights": 2, "activations": 1, "joint": 2}))
+    assert [cfg.epochs.phase_of(e) for e in range(1, 6)] == \
+        ["weights", "weights", "activations", "joint", "joint"]
+    with pytest.raises(ValueError):
+        cfg.epochs.phase_of(6)
+
+
+def test_run_from_config_validates_before_work(tmp_path):
+    from qbench.detection.runner import run_from_config
+
+    with pytest.raises(ValueError, match="'data.bogus'"):
+        run_from_config(_cfg(data={"bogus": 1}), tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
