@@ -1,0 +1,68 @@
+# qbench pipeline: trains every cell of the paper's experiments, aggregates the results and
+# writes the paper's tables side by side with the reproduced numbers, the figures and a report.
+#
+#   snakemake --cores all reproduce_tables                      # mini scale (default)
+#   snakemake --cores all reproduce_tables --config scale=smoke
+#   snakemake --profile workflows/profiles/slurm reproduce_tables --config scale=paper \
+#       --configfile site.yaml
+#
+# See docs/pipeline.md.
+
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+WF = workflow.basedir
+sys.path.insert(0, WF)  # the qbench package of this checkout, also when not installed
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (WF, os.environ.get("PYTHONPATH")) if p)
+
+from qbench.paper import load_cells  # noqa: E402
+from qbench.report import plan  # noqa: E402
+
+_merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
+config.clear()
+config.update(_merged)
+validate(config, f"{WF}/workflows/schemas/config.schema.yaml")
+
+try:
+    CELLS = plan.enabled_cells(config)
+    plan.validate_semantics(config, CELLS)
+except plan.PipelineConfigError as exc:
+    raise WorkflowError(f"invalid pipeline config: {exc}")
+
+SCALE = config["scale"]
+RES = plan.results_dir(config)
+REP = f"reports/{SCALE}"
+PY = sys.executable
+
+
+include: "workflows/rules/common.smk"
+include: "workflows/rules/data.smk"
+include: "workflows/rules/train.smk"
+include: "workflows/rules/evaluate.smk"
+include: "workflows/rules/aggregate.smk"
+include: "workflows/rules/tables.smk"
+include: "workflows/rules/figures.smk"
+include: "workflows/rules/report.smk"
+
+
+localrules:
+    reproduce_tables,
+    all,
+
+
+rule reproduce_tables:
+    input:
+        TABLE_FILES,
+        FIGURE_FILES,
+        f"{REP}/report.pdf",
+
+
+rule all:
+    default_target: True
+    input:
+        rules.reproduce_tables.input,

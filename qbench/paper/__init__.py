@@ -1,0 +1,189 @@
+"""The paper's published numbers (Tables 1-8) and its experiment cells, as package data.
+
+Both files are plain YAML read with ``yaml.safe_load``:
+
+- ``tables.yaml``: every number of every table, keyed by table / row / column / metric.
+- ``experiments.yaml``: every experiment cell (model, level sets, init, sharing, start, T slope)
+  once, with the table cells it fills (``table:row:column``). The pipeline expands the cells,
+  the table writer reads the same file back.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+CELL_FIELDS = ("task", "kind", "model", "weights", "activations", "init", "sharing", "start",
+               "slope", "figures", "tables")
+KINDS = ("fp", "quant")
+INITS = ("kmeans", "linear")
+SHARINGS = ("layerwise", "shared")
+STARTS = ("pretrained", "scratch")
+TASKS = ("classify", "detect")
+
+
+def _read(name: str) -> Any:
+    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+@lru_cache(maxsize=None)
+def _tables_cached() -> dict:
+    return _read("tables.yaml")["tables"]
+
+
+def load_tables() -> dict:
+    """Return a deep copy of the paper's tables (``{table_key: {...}}``)."""
+    return copy.deepcopy(_tables_cached())
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a cell's result goes: a table, a row and (except Table 8's ratio rows) a column.
+
+    Args:
+        table: table key, e.g. ``table1``.
+        row: row key in that table (``ours``, ``linear``, ``fp``, ...).
+        column: column key (``w2a32`` ...); for Table 8 the column and the row is free.
+    """
+
+    table: str
+    row: str | None
+    column: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Placement":
+        """Parse ``table:row:column`` or, for Table 8, ``table:column``."""
+        parts = text.split(":")
+        if len(parts) == 3:
+            return cls(parts[0], parts[1], parts[2])
+        if len(parts) == 2:
+            return cls(parts[0], None, parts[1])
+        raise ValueError(f"table placement {text!r} is not 'table:row:column' or 'table:column'")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One experiment of the paper (trained once per seed, whatever number of tables use it).
+
+    Args:
+        id: unique name, used in file names.
+        model: architecture name understood by ``qbench train`` (``model.arch``).
+        kind: ``fp`` (full precision) or ``quant``.
+        task: ``classify`` or ``detect``.
+        weights: weight level-set name, or None for 32-bit weights.
+        activations: activation level-set name, or None for 32-bit activations.
+        init: ``kmeans`` or ``linear`` bias initialisation.
+        sharing: ``layerwise`` or ``shared`` quantizer parameters.
+        start: ``pretrained`` (fine-tune the FP cell of the same model) or ``scratch``.
+        slope: temperature slope k of T = k * epoch.
+        tables: the table cells it fills.
+        figures: figure tags (``fig3``, ``fig4``, ``fig5``) that read its runs.
+    """
+
+    id: str
+    model: str
+    kind: str = "quant"
+    task: str = "classify"
+    weights: str | None = None
+    activations: str | None = None
+    init: str = "kmeans"
+    sharing: str = "layerwise"
+    start: str = "pretrained"
+    slope: float = 5.0
+    tables: tuple[Placement, ...] = field(default_factory=tuple)
+    figures: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def wa_label(self) -> str:
+        """The paper's W/A notation, e.g. ``3(±4)/32``."""
+        return f"{bits_label(self.weights)}/{bits_label(self.activations)}"
+
+
+_BITS_LABELS = {None: "32", "binary": "1", "ternary": "2", "3bit_pm2": "3(±2)", "3bit_pm4": "3(±4)",
+                "5bit": "5", "act_binary": "1", "act_2bit": "2"}
+
+
+def bits_label(level_set: str | None) -> str:
+    """The paper's bit-width label of a level-set name (``act_linear8`` -> ``8``).
+
+    Args:
+        level_set: a qbench.quant level-set name or None (32 bit).
+    """
+    if level_set in _BITS_LABELS:
+        return _BITS_LABELS[level_set]
+    for prefix in ("act_linear", "linear", "pow2_"):
+        if level_set.startswith(prefix):
+            return level_set[len(prefix):]
+    return str(level_set)
+
+
+def _check_cell(cid: str, raw: dict) -> None:
+    unknown = set(raw) - set(CELL_FIELDS)
+    if unknown:
+        raise ValueError(f"experiments.yaml: cell {cid!r} has unknown key(s) {sorted(unknown)}")
+    if "model" not in raw:
+        raise ValueError(f"experiments.yaml: cell {cid!r} lacks 'model'")
+    for key, allowed in (("kind", KINDS), ("init", INITS), ("sharing", SHARINGS), ("start", STARTS),
+                         ("task", TASKS)):
+        if raw[key] not in allowed:
+            raise ValueError(f"experiments.yaml: cell {cid!r}: {key}={raw[key]!r} not in {allowed}")
+
+
+@lru_cache(maxsize=None)
+def _cells_cached() -> tuple[Cell, ...]:
+    data = _read("experiments.yaml")
+    defaults = data.get("defaults", {})
+    cells = []
+    for cid, raw in data["cells"].items():
+        merged = {**defaults, **raw}
+        _check_cell(cid, merged)
+        merged["tables"] = tuple(Placement.parse(t) for t in merged.get("tables", []))
+        merged["figures"] = tuple(merged.get("figures", []))
+        merged["slope"] = float(merged.get("slope", 5.0))
+        cells.append(Cell(id=cid, **merged))
+    return tuple(cells)
+
+
+def load_cells() -> dict[str, Cell]:
+    """All experiment cells, in file order, keyed by id."""
+    return {c.id: c for c in _cells_cached()}
+
+
+def fp_cell_of(model: str) -> Cell:
+    """The full-precision cell of ``model`` (what pretrained cells of that model start from).
+
+    Args:
+        model: architecture name.
+    """
+    for cell in _cells_cached():
+        if cell.kind == "fp" and cell.model == model:
+            return cell
+    raise KeyError(f"no full-precision cell for model {model!r} in experiments.yaml")
+
+
+def cells_for_table(table: str) -> list[tuple[Cell, Placement]]:
+    """The cells that fill ``table``, each with its placement.
+
+    Args:
+        table: table key, e.g. ``table5``.
+    """
+    return [(c, p) for c in _cells_cached() for p in c.tables if p.table == table]
+
+
+def cells_for_figure(tag: str) -> list[Cell]:
+    """The cells tagged with figure ``tag``.
+
+    Args:
+        tag: ``fig3``, ``fig4`` or ``fig5``.
+    """
+    return [c for c in _cells_cached() if tag in c.figures]
+
+
+__all__ = ["Cell", "Placement", "bits_label", "cells_for_figure", "cells_for_table", "fp_cell_of",
+           "load_cells", "load_tables"]

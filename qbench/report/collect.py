@@ -1,0 +1,81 @@
+"""Evaluation record of one run: check it finished and flatten its final metrics.
+
+``python -m qbench.report.collect --run-dir results/mini/runs/CELL/s0 --cell CELL --seed 0 --out F.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from qbench.paper import load_cells
+from qbench.report.io import write_json_atomic
+
+FINAL_KEYS = ("hard_top1", "hard_top5", "soft_top1", "soft_top5", "hard_map", "soft_map")
+
+
+class RunError(RuntimeError):
+    """A run directory that is missing results or did not complete."""
+
+
+def collect(run_dir: str | Path, cell_id: str, seed: int) -> dict:
+    """Read ``metrics.json`` of a run and return one flat record.
+
+    Args:
+        run_dir: the run directory written by ``qbench train``.
+        cell_id: the experiment cell it belongs to.
+        seed: its seed.
+
+    Raises:
+        RunError: metrics missing, status not complete, or no exported model for a quantized run.
+    """
+    run_dir = Path(run_dir)
+    cell = load_cells()[cell_id]
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise RunError(f"{path} does not exist")
+    with open(path, encoding="utf-8") as fh:
+        metrics = json.load(fh)
+    if metrics.get("status") != "complete":
+        raise RunError(f"{path}: status is {metrics.get('status')!r}, not 'complete'")
+    if cell.kind == "quant" and not (run_dir / "model_hard.pt").is_file():
+        raise RunError(f"{run_dir}: quantized run without model_hard.pt")
+    final = metrics.get("final", {})
+    bits = metrics.get("model_bits") or {}
+    record = {
+        "cell": cell.id, "seed": int(seed), "kind": cell.kind, "task": cell.task,
+        "model": cell.model, "weights": cell.weights, "activations": cell.activations,
+        "wa": cell.wa_label, "init": cell.init, "sharing": cell.sharing, "start": cell.start,
+        "slope": cell.slope, "run_dir": str(run_dir),
+        "wall_time_s": metrics.get("wall_time_s"), "images_per_s": metrics.get("images_per_s"),
+        "peak_memory_mb": metrics.get("peak_memory_mb"),
+        "fp_bits": bits.get("fp_bits"), "quantized_bits": bits.get("quantized_bits"),
+        "bits_ratio": bits.get("ratio"), "epochs_run": len(metrics.get("history", [])),
+    }
+    for key in FINAL_KEYS:
+        record[key] = final.get(key)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point.
+
+    Args:
+        argv: arguments (default: sys.argv[1:]).
+    """
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--cell", required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    record = collect(args.run_dir, args.cell, args.seed)
+    write_json_atomic(args.out, record)
+    print(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

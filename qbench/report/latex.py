@@ -1,0 +1,235 @@
+"""The PDF report of one scale (LaTeX, booktabs, pdflatex).
+
+``python -m qbench.report.latex --plan plan.json --cells cells.csv --runs runs.csv \
+    --tables-dir T --figures-dir F --benchmarks-dir B --tex report.tex --pdf report.pdf``
+
+Contents: the scale and its deviations from the paper, the paper's claims with this run's
+verdicts, every table (paper beside reproduced), every figure, the environment, and wall / CPU
+time per pipeline stage from snakemake's benchmark files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from qbench.report.claims import check_claims
+from qbench.report.figures import FIGURES
+from qbench.report.io import write_bytes_atomic, write_text_atomic
+from qbench.report.tables import latex_escape as esc
+from qbench.report.tables import read_cells
+
+FIGURE_CAPTIONS = {
+    "fig2_quant_function": "Fig. 2 (paper): the soft quantization function (Eq. 7) relaxes from a "
+                           "near-linear function to the ideal steps (Eq. 12) as T grows; drawn with "
+                           "qbench.quant.soft\\_quantize.",
+    "fig3_weight_hist": "Fig. 3 (paper): distribution of full-precision weights of three layers "
+                        "(first conv of blocks 2-4 for ResNet), from this scale's FP checkpoints.",
+    "fig4_soft_hard_gap": "Fig. 4 (paper): test accuracy of the soft (training) and hard (inference) "
+                          "quantized model over training, ResNet-18 3(±4)/32.",
+    "fig5_temperature": "Fig. 5 (paper): training loss and train / test accuracy for AlexNet 2/32 "
+                        "with T = 5, 10, 20 x epoch.",
+    "summary_paper_vs_repro": "Every reproduced top-1 / mAP number against the paper's "
+                              "(error bars: std over seeds).",
+}
+
+
+def stage_times(bench_dir: str | Path) -> pd.DataFrame:
+    """Wall and CPU seconds per pipeline stage from snakemake benchmark TSVs.
+
+    A stage is a rule: ``benchmarks/<rule>.tsv`` or ``benchmarks/<rule>/<job>.tsv``.
+
+    Args:
+        bench_dir: the benchmarks directory of the scale.
+    """
+    rows = []
+    bench_dir = Path(bench_dir)
+    for path in sorted(bench_dir.rglob("*.tsv")) if bench_dir.exists() else []:
+        rel = path.relative_to(bench_dir)
+        stage = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        try:
+            df = pd.read_csv(path, sep="\t")
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        rows.append({"stage": stage, "wall_s": float(df["s"].sum()),
+                     "cpu_s": float(pd.to_numeric(df.get("cpu_time", 0), errors="coerce").fillna(0).sum()),
+                     "max_rss_mb": float(pd.to_numeric(df.get("max_rss", 0), errors="coerce").fillna(0).max())})
+    if not rows:
+        return pd.DataFrame(columns=["stage", "jobs", "wall_s", "cpu_s", "max_rss_mb"])
+    df = pd.DataFrame(rows)
+    out = df.groupby("stage", sort=False).agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"),
+                                             cpu_s=("cpu_s", "sum"), max_rss_mb=("max_rss_mb", "max"))
+    return out.reset_index()
+
+
+def environment() -> list[tuple[str, str]]:
+    """Versions and machine facts for the report."""
+    from importlib import metadata
+
+    items = [("python", platform.python_version()), ("platform", platform.platform()),
+             ("cpu cores", str(os.cpu_count()))]
+    for pkg in ("torch", "torchvision", "snakemake", "snakemake-executor-plugin-slurm", "pandas",
+                "matplotlib", "numpy", "pyyaml"):
+        try:
+            items.append((pkg, metadata.version(pkg)))
+        except metadata.PackageNotFoundError:
+            items.append((pkg, "not installed"))
+    try:
+        import torch
+
+        items.append(("cuda available", str(torch.cuda.is_available())))
+    except ImportError:
+        pass
+    tex = shutil.which("pdflatex")
+    if tex:
+        first = subprocess.run([tex, "--version"], capture_output=True, text=True).stdout.splitlines()
+        items.append(("pdflatex", first[0] if first else tex))
+    return items
+
+
+def _longtable(header: list[str], rows: list[list[str]], spec: str) -> list[str]:
+    lines = [rf"\begin{{longtable}}{{{spec}}}", r"\toprule",
+             " & ".join(rf"\textbf{{{esc(h)}}}" for h in header) + r" \\", r"\midrule", r"\endhead"]
+    lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{longtable}"]
+    return lines
+
+
+def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: Path,
+              figure_names: list[str], bench_dir: Path) -> str:
+    """The report's LaTeX source. Figures are referenced as ``<name>.pdf`` in the build dir.
+
+    Args:
+        plan: plan.json of the scale.
+        cells: cells.csv.
+        runs: runs.csv.
+        tables_dir: directory with table{1..8}.tex.
+        figure_names: figure base names available.
+        bench_dir: snakemake benchmark directory.
+    """
+    scale = plan["scale"]
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    L = [r"\documentclass[10pt]{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
+         r"\usepackage{textcomp}", r"\usepackage[margin=2cm]{geometry}", r"\usepackage{booktabs}",
+         r"\usepackage{longtable}", r"\usepackage{graphicx}", r"\usepackage{array}",
+         r"\usepackage{float}", r"\setlength{\LTcapwidth}{\textwidth}",
+         rf"\title{{qbench: reproducing \emph{{Quantization Networks}} (Yang et al., CVPR 2019)\\"
+         rf"\large scale: {esc(scale)}}}", rf"\date{{{esc(now)}}}", r"\author{qbench pipeline}",
+         r"\begin{document}", r"\maketitle"]
+    n_runs = len(runs)
+    n_cells = len(cells)
+    planned = plan.get("cells", [])
+    L += [r"\section{Scale}", esc(plan.get("description", "")) + r"\par",
+          esc(f"Cells run: {n_cells} of the {len(planned)} planned at this scale ({n_runs} runs; "
+              f"seeds {plan.get('seeds')}, full-precision seeds {plan.get('fp_seeds')}). "
+              f"Detection (Table 4): {'enabled' if plan.get('detection_enabled') else 'disabled'}."),
+          r"\subsection*{Deviations from the paper}"]
+    devs = plan.get("deviations") or ["none listed"]
+    L += [r"\begin{itemize}"] + [rf"\item {esc(d)}" for d in devs] + [r"\end{itemize}"]
+
+    L += [r"\section{The paper's claims}",
+          esc("Verdicts are computed from this run's hard-quantized top-1 means; a claim is "
+              "'supported' when every comparison that ran goes the paper's way.")]
+    rows = []
+    for c in check_claims(cells, runs):
+        rows.append([c.name, c.verdict, "; ".join(c.evidence) or "-"])
+    L += _longtable(["Claim", "Verdict", "Evidence"], rows,
+                    r">{\raggedright}p{3.4cm}p{2.0cm}>{\raggedright\arraybackslash}p{10.5cm}")
+
+    L += [r"\section{Tables}",
+          esc("Each table keeps the paper's layout. Other methods' rows are shown as cited; for the "
+              "paper's own rows, 'paper' is the published number, 'reproduced' the mean ± sample std "
+              "over seeds of this run (hard quantization, Eq. 12), Δ their difference. 'not run' "
+              "marks a cell without results at this scale.")]
+    for i in range(1, 9):
+        path = tables_dir / f"table{i}.tex"
+        L.append(path.read_text(encoding="utf-8") if path.is_file() else esc(f"table{i}: missing"))
+        L.append(r"\clearpage" if i in (2, 4) else "")
+
+    L += [r"\section{Figures}"]
+    for name in figure_names:
+        L += [r"\begin{figure}[H]", r"\centering",
+              rf"\includegraphics[width=0.9\textwidth,height=0.4\textheight,keepaspectratio]{{{name}.pdf}}",
+              rf"\caption{{{FIGURE_CAPTIONS.get(name, esc(name))}}}", r"\end{figure}"]
+
+    L += [r"\section{Environment and time per stage}"]
+    L += _longtable(["Item", "Value"], [[k, v] for k, v in environment()], r"lp{12cm}")
+    times = stage_times(bench_dir)
+    trows = [[r["stage"], str(int(r["jobs"])), f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}",
+              f"{r['max_rss_mb']:.0f}"] for _, r in times.iterrows()]
+    if trows:
+        trows.append(["total", str(int(times["jobs"].sum())), f"{times['wall_s'].sum():.1f}",
+                      f"{times['cpu_s'].sum():.1f}", ""])
+    L += [esc("From snakemake benchmark files (the report stage itself is not included: it is "
+              "being written). Wall time sums over jobs, which may have run in parallel.")]
+    L += _longtable(["Stage", "Jobs", "Wall s", "CPU s", "Max RSS MB"], trows or [["-", "-", "-", "-", "-"]],
+                    "lrrrr")
+    L += [r"\end{document}"]
+    return "\n".join(L) + "\n"
+
+
+def compile_pdf(tex: str, figures: dict[str, Path], pdf_out: Path) -> None:
+    """Run pdflatex in a temporary directory and move the PDF into place atomically.
+
+    Args:
+        tex: LaTeX source.
+        figures: figure name -> PDF path, copied beside the source.
+        pdf_out: destination PDF.
+    """
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        raise RuntimeError("pdflatex not found; install texlive-latex-base and texlive-latex-recommended")
+    with tempfile.TemporaryDirectory(prefix="qbench-report-") as tmp:
+        tmp = Path(tmp)
+        for name, path in figures.items():
+            shutil.copyfile(path, tmp / f"{name}.pdf")
+        (tmp / "report.tex").write_text(tex, encoding="utf-8")
+        for _ in range(2):  # second pass settles longtable widths
+            proc = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+                                  cwd=tmp, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stdout[-4000:])
+                raise RuntimeError(f"pdflatex failed (exit {proc.returncode}); see the log above")
+        write_bytes_atomic(pdf_out, (tmp / "report.pdf").read_bytes())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point.
+
+    Args:
+        argv: arguments (default: sys.argv[1:]).
+    """
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plan", required=True)
+    ap.add_argument("--cells", required=True)
+    ap.add_argument("--runs", required=True)
+    ap.add_argument("--tables-dir", required=True)
+    ap.add_argument("--figures-dir", required=True)
+    ap.add_argument("--benchmarks-dir", required=True)
+    ap.add_argument("--tex", required=True)
+    ap.add_argument("--pdf", required=True)
+    args = ap.parse_args(argv)
+    with open(args.plan, encoding="utf-8") as fh:
+        plan = json.load(fh)
+    figs = {n: Path(args.figures_dir) / f"{n}.pdf" for n in FIGURES
+            if (Path(args.figures_dir) / f"{n}.pdf").is_file()}
+    tex = build_tex(plan, read_cells(args.cells), read_cells(args.runs), Path(args.tables_dir),
+                    list(figs), Path(args.benchmarks_dir))
+    write_text_atomic(args.tex, tex)
+    compile_pdf(tex, figs, Path(args.pdf))
+    print(args.pdf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

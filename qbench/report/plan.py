@@ -1,0 +1,297 @@
+"""From a scale config and the paper's experiment cells to the list of `qbench train` runs.
+
+The Snakefile calls these functions at parse time, so a bad config fails before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qbench.paper import Cell, fp_cell_of, load_cells
+
+CLASSIFY_ARCHS = ("alexnet_bn", "resnet18", "resnet50")
+DETECT_ARCHS = ("ssd300_vgg16",)
+DATASETS = {"classify": ("fashion_mnist", "imagenet", "fake"), "detect": ("voc", "fmnist_voc")}
+
+
+class PipelineConfigError(ValueError):
+    """A scale config that cannot run; the message names the offending key."""
+
+
+def deep_merge(base: dict, over: dict | None) -> dict:
+    """Return ``base`` updated recursively with ``over`` (neither is modified).
+
+    Args:
+        base: the defaults.
+        over: the overrides; a mapping value merges into a mapping, anything else replaces.
+    """
+    out = copy.deepcopy(base)
+    for key, value in (over or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def merge_scale_file(config: dict, config_dir: str | os.PathLike) -> dict:
+    """Merge ``config_dir/<scale>.yaml`` under ``config`` (what the command line gave wins).
+
+    Args:
+        config: the config snakemake assembled (``--configfile`` / ``--config``); may be empty,
+            then the scale is ``mini``.
+        config_dir: directory of the shipped scale files.
+    """
+    scale = config.get("scale", "mini")
+    path = Path(config_dir) / f"{scale}.yaml"
+    base = {}
+    if path.exists():
+        with open(path, encoding="utf-8") as fh:
+            base = yaml.safe_load(fh) or {}
+    merged = deep_merge(base, config)
+    merged["scale"] = scale
+    return merged
+
+
+def phase_of(cell: Cell) -> str:
+    """Which `phases` section applies: fp, weights (W only), activations (A only) or both.
+
+    Args:
+        cell: an experiment cell.
+    """
+    if cell.kind == "fp":
+        return "fp"
+    if cell.weights and cell.activations:
+        return "both"
+    return "weights" if cell.weights else "activations"
+
+
+def enabled_cells(cfg: dict) -> list[Cell]:
+    """The cells this scale runs, in registry order: `cells.only` (or all), minus `cells.skip`,
+    minus detection cells unless `detection.enabled`; FP cells that others start from are added.
+
+    Args:
+        cfg: the validated scale config.
+    """
+    cells = load_cells()
+    only = cfg.get("cells", {}).get("only")
+    skip = set(cfg.get("cells", {}).get("skip", []))
+    for key, ids in (("cells.only", only or []), ("cells.skip", skip)):
+        for cid in ids:
+            if cid not in cells:
+                raise PipelineConfigError(f"config key '{key}': unknown cell {cid!r}")
+    chosen = [c for c in cells.values() if (only is None or c.id in only) and c.id not in skip]
+    if not cfg.get("detection", {}).get("enabled", False):
+        chosen = [c for c in chosen if c.task != "detect"]
+    ids = {c.id for c in chosen}
+    for c in list(chosen):
+        if c.kind == "quant" and c.start == "pretrained":
+            fp = fp_cell_of(c.model)
+            if fp.id not in ids:
+                ids.add(fp.id)
+    return [c for c in cells.values() if c.id in ids]
+
+
+def seeds_of(cfg: dict, cell: Cell) -> list[int]:
+    """Seeds of a cell: `fp_seeds` for FP cells, `seeds` otherwise.
+
+    Args:
+        cfg: the scale config.
+        cell: the cell.
+    """
+    return list(cfg["fp_seeds"] if cell.kind == "fp" else cfg["seeds"])
+
+
+def results_dir(cfg: dict) -> str:
+    """``results/<scale>`` (relative to the working directory)."""
+    return f"results/{cfg['scale']}"
+
+
+def run_dir(cfg: dict, cell_id: str, seed: int) -> str:
+    """Run directory of one cell and seed.
+
+    Args:
+        cfg: the scale config.
+        cell_id: cell id.
+        seed: seed.
+    """
+    return f"{results_dir(cfg)}/runs/{cell_id}/s{seed}"
+
+
+def fp_checkpoint(cfg: dict, model: str) -> str:
+    """The FP checkpoint pretrained cells of ``model`` start from (first FP seed).
+
+    Args:
+        cfg: the scale config.
+        model: architecture name.
+    """
+    fp = fp_cell_of(model)
+    return f"{run_dir(cfg, fp.id, cfg['fp_seeds'][0])}/checkpoint.pt"
+
+
+def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
+    """The full `qbench train` config of one cell and seed.
+
+    Order of precedence (later wins): `train` (or `detection.train` merged onto it for detect
+    cells), `models.<arch>`, `phases.<phase>`, the cell's own fields, `cell_overrides.<id>`.
+
+    Args:
+        cfg: the validated scale config.
+        cell: the cell.
+        seed: the seed.
+    """
+    base = copy.deepcopy(cfg["train"])
+    if cell.task == "detect":
+        base = deep_merge(base, cfg.get("detection", {}).get("train", {}))
+    base = deep_merge(base, cfg.get("models", {}).get(cell.model, {}))
+    base = deep_merge(base, cfg.get("phases", {}).get(phase_of(cell), {}))
+    own: dict[str, Any] = {
+        "task": cell.task,
+        "seed": int(seed),
+        "model": {"arch": cell.model},
+        "quant": {"weights": cell.weights, "activations": cell.activations, "init": cell.init,
+                  "sharing": cell.sharing},
+        "temperature": {"slope": cell.slope},
+    }
+    if cell.kind == "fp":
+        weights = cfg.get("fp_weights", {}).get(cell.model)
+        if weights:
+            # imported FP weights: evaluate only
+            own["start"] = {"mode": "pretrained", "checkpoint": weights}
+            own["epochs"] = {"fp": 0, "weights": 0, "activations": 0, "joint": 0}
+        else:
+            own["start"] = {"mode": "scratch", "checkpoint": None}
+    elif cell.start == "pretrained":
+        own["start"] = {"mode": "pretrained", "checkpoint": fp_checkpoint(cfg, cell.model)}
+    else:
+        own["start"] = {"mode": "scratch", "checkpoint": None}
+    merged = deep_merge(base, own)
+    return deep_merge(merged, cfg.get("cell_overrides", {}).get(cell.id, {}))
+
+
+def dump_yaml(data: Any) -> str:
+    """Stable YAML text (sorted keys) so an unchanged config renders to identical bytes."""
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+def _source(cfg: dict, cell: Cell, dotted: str, default: str) -> str:
+    """Name the config key that set ``dotted`` of a cell's run config (for error messages)."""
+    node: Any = cfg.get("cell_overrides", {}).get(cell.id, {})
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return f"cell_overrides.{cell.id}.{dotted}"
+
+
+def _check_level_set(name: str | None, role: str, key: str) -> None:
+    if name is None:
+        return
+    from qbench.quant import LevelSet
+
+    try:
+        levels = LevelSet.from_name(str(name))
+    except ValueError as exc:
+        raise PipelineConfigError(f"config key '{key}': {exc}") from None
+    if role == "weights" and not levels.zero_centered:
+        raise PipelineConfigError(
+            f"config key '{key}': {name!r} is an activation level set; weights need a signed set")
+    if role == "activations" and (levels.zero_centered or min(levels.values) < 0):
+        raise PipelineConfigError(
+            f"config key '{key}': {name!r} is a signed set; activations (after ReLU) need a "
+            "non-negative set such as act_2bit")
+
+
+def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
+    """Check what the JSON schema cannot: models, level sets, datasets and paths.
+
+    Raises PipelineConfigError naming the key.
+
+    Args:
+        cfg: the schema-validated scale config.
+        cells: the cells this scale runs.
+    """
+    known_archs = CLASSIFY_ARCHS + DETECT_ARCHS
+    for arch in cfg.get("models", {}):
+        if arch not in known_archs:
+            raise PipelineConfigError(f"config key 'models.{arch}': unknown model {arch!r}; "
+                                      f"known: {', '.join(known_archs)}")
+    for arch, path in cfg.get("fp_weights", {}).items():
+        if arch not in known_archs:
+            raise PipelineConfigError(f"config key 'fp_weights.{arch}': unknown model {arch!r}")
+        if not Path(path).is_file():
+            raise PipelineConfigError(f"config key 'fp_weights.{arch}': file {path!r} does not exist")
+    for cid in cfg.get("cell_overrides", {}):
+        if cid not in load_cells():
+            raise PipelineConfigError(f"config key 'cell_overrides.{cid}': unknown cell {cid!r}")
+    for cell in cells:
+        rc = run_config(cfg, cell, seeds_of(cfg, cell)[0])
+        task = rc.get("task", "classify")
+        arch = rc.get("model", {}).get("arch")
+        archs = CLASSIFY_ARCHS if task == "classify" else DETECT_ARCHS
+        if arch not in archs:
+            key = _source(cfg, cell, "model.arch", f"cells.{cell.id}.model")
+            raise PipelineConfigError(f"config key '{key}': unknown {task} model {arch!r}; "
+                                      f"known: {', '.join(archs)}")
+        quant = rc.get("quant", {}) or {}
+        _check_level_set(quant.get("weights"), "weights",
+                         _source(cfg, cell, "quant.weights", f"cells.{cell.id}.weights"))
+        _check_level_set(quant.get("activations"), "activations",
+                         _source(cfg, cell, "quant.activations", f"cells.{cell.id}.activations"))
+        data = rc.get("data", {}) or {}
+        dataset = data.get("dataset")
+        data_key = "detection.train.data" if task == "detect" else "train.data"
+        if dataset not in DATASETS.get(task, ()):
+            key = _source(cfg, cell, "data.dataset", f"{data_key}.dataset")
+            raise PipelineConfigError(f"config key '{key}': unknown {task} dataset {dataset!r}; "
+                                      f"known: {', '.join(DATASETS.get(task, ()))}")
+        root = data.get("root")
+        if root is not None and not Path(root).exists():
+            key = _source(cfg, cell, "data.root", f"{data_key}.root")
+            raise PipelineConfigError(f"config key '{key}': dataset path {root!r} does not exist")
+        if cfg["launcher"] == "torchrun" and cfg["resources"]["train"]["gpu"] < 1:
+            raise PipelineConfigError("config key 'resources.train.gpu': torchrun needs at least 1 GPU")
+
+
+def datasets_of(cfg: dict, cells: list[Cell]) -> dict[str, dict]:
+    """Distinct datasets the runs use: ``{name: data section}`` (name = ``<dataset>``, suffixed
+    with the image size when several sizes of one dataset occur).
+
+    Args:
+        cfg: the scale config.
+        cells: the cells this scale runs.
+    """
+    out: dict[str, dict] = {}
+    for cell in cells:
+        data = run_config(cfg, cell, seeds_of(cfg, cell)[0])["data"]
+        out.setdefault(dataset_key(data), data)
+    return out
+
+
+def dataset_key(data: dict) -> str:
+    """File-name key of a data section: dataset, image size and subset sizes.
+
+    Args:
+        data: the `data` section of a run config.
+    """
+    parts = [str(data.get("dataset")), f"{data.get('image_size')}px"]
+    if data.get("train_size") is not None:
+        parts.append(f"n{data['train_size']}")
+    return "_".join(parts)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Atomically write ``text`` (used by the config-rendering rules).
+
+    Args:
+        path: destination.
+        text: content.
+    """
+    from qbench.report.io import write_text_atomic as _write
+
+    _write(path, text)

@@ -1,0 +1,19 @@
+rule aggregate:
+    # per-run records -> runs.csv, and mean ± std per cell -> cells.csv (pandas)
+    input:
+        plan=f"{RES}/plan.json",
+        evals=all_evals,
+    output:
+        runs=f"{RES}/aggregate/runs.csv",
+        cells=f"{RES}/aggregate/cells.csv",
+    log:
+        f"{RES}/logs/aggregate.log",
+    benchmark:
+        f"{RES}/benchmarks/aggregate.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.aggregate --plan {input.plan} "
+        "--out-runs {output.runs} --out-cells {output.cells} {input.evals} > {log} 2>&1"

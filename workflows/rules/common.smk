@@ -1,0 +1,102 @@
+# Shared names: the runs of this scale, output lists, input functions and the trainer command.
+
+import json
+
+CELL_BY_ID = {c.id: c for c in CELLS}
+FP_IDS = [c.id for c in CELLS if c.kind == "fp"]
+QUANT_IDS = [c.id for c in CELLS if c.kind == "quant"]
+RUNS = [(c.id, s) for c in CELLS for s in plan.seeds_of(config, c)]
+TABLES = [f"table{i}" for i in range(1, 9)]
+TABLE_FILES = [f"{RES}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+FIGURES = ["fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap", "fig5_temperature",
+           "summary_paper_vs_repro"]
+FIGURE_FILES = [f"{RES}/figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
+DATASETS = plan.datasets_of(config, CELLS)
+LIGHT = config["resources"]["light"]
+TRAIN = config["resources"]["train"]
+
+
+def _alternation(ids):
+    # a regex that matches none of the ids when the list is empty
+    return "|".join(ids) if ids else "(?!x)x"
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    dataset=_alternation(list(DATASETS)),
+
+
+if config["train_command"]:
+    TRAIN_CMD = config["train_command"]
+elif config["launcher"] == "torchrun":
+    # one process per GPU of the job; {resources.gpu} is filled in by snakemake
+    TRAIN_CMD = f"{PY} -m torch.distributed.run --standalone --nproc_per_node={{resources.gpu}} -m qbench.cli train"
+else:
+    TRAIN_CMD = f"{PY} -m qbench.cli train"
+
+PLAN_TEXT = json.dumps(
+    {
+        "scale": SCALE,
+        "description": config["description"],
+        "seeds": config["seeds"],
+        "fp_seeds": config["fp_seeds"],
+        "detection_enabled": config["detection"]["enabled"],
+        "cells": [c.id for c in CELLS],
+        "deviations": config["deviations"],
+        "config": config,
+    },
+    indent=1,
+    sort_keys=True,
+)
+
+
+def run_dir(wildcards):
+    """Run directory of the job's cell and seed."""
+    return plan.run_dir(config, wildcards.cell, int(wildcards.seed))
+
+
+def cell_config_text(wildcards):
+    """The YAML text of the job's `qbench train` config (a params value: a change re-runs it)."""
+    rc = plan.run_config(config, CELL_BY_ID[wildcards.cell], int(wildcards.seed))
+    return plan.dump_yaml(rc)
+
+
+def data_stamp(wildcards):
+    """The prepared-data stamp of the job's dataset."""
+    rc = plan.run_config(config, CELL_BY_ID[wildcards.cell], int(wildcards.seed))
+    return f"{RES}/data/{plan.dataset_key(rc['data'])}.json"
+
+
+def quant_inputs(wildcards):
+    """Config, data and, for pretrained cells, the FP checkpoint they fine-tune."""
+    cell = CELL_BY_ID[wildcards.cell]
+    inputs = {
+        "config": f"{RES}/configs/{wildcards.cell}_s{wildcards.seed}.yaml",
+        "data": data_stamp(wildcards),
+    }
+    if cell.start == "pretrained":
+        inputs["fp"] = plan.fp_checkpoint(config, cell.model)
+    return inputs
+
+
+def fp_inputs(wildcards):
+    """Config, data and, when the scale imports FP weights, the weights file."""
+    cell = CELL_BY_ID[wildcards.cell]
+    inputs = {
+        "config": f"{RES}/configs/{wildcards.cell}_s{wildcards.seed}.yaml",
+        "data": data_stamp(wildcards),
+    }
+    weights = config["fp_weights"].get(cell.model)
+    if weights:
+        inputs["weights"] = weights
+    return inputs
+
+
+def data_spec(wildcards):
+    """JSON of the data section of a dataset key (a params value)."""
+    return json.dumps(DATASETS[wildcards.dataset], sort_keys=True)
+
+
+def all_evals(wildcards):
+    """Every per-run evaluation record of this scale."""
+    return [f"{RES}/eval/{cid}_s{seed}.json" for cid, seed in RUNS]

@@ -1,0 +1,55 @@
+rule write_plan:
+    # the resolved config and the cells of this scale; rewritten only when they change
+    output:
+        f"{RES}/plan.json",
+    params:
+        text=PLAN_TEXT,
+    log:
+        f"{RES}/logs/write_plan.log",
+    benchmark:
+        f"{RES}/benchmarks/write_plan.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    localrule: True
+    run:
+        plan.write_text_atomic(output[0], params.text)
+
+
+rule render_config:
+    # one qbench train config per cell and seed: scale defaults deep-merged with the cell
+    output:
+        f"{RES}/configs/{{cell}}_s{{seed}}.yaml",
+    params:
+        text=cell_config_text,
+    log:
+        f"{RES}/logs/render_config/{{cell}}_s{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/render_config/{{cell}}_s{{seed}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    localrule: True
+    run:
+        plan.write_text_atomic(output[0], params.text)
+
+
+rule prepare_data:
+    # makes the dataset available (or checks it is) and records what was found
+    output:
+        f"{RES}/data/{{dataset}}.json",
+    params:
+        spec=data_spec,
+    log:
+        f"{RES}/logs/prepare_data/{{dataset}}.log",
+    benchmark:
+        f"{RES}/benchmarks/prepare_data/{{dataset}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.prepare_data --spec '{params.spec}' "
+        "--out {output} > {log} 2>&1"

@@ -1,0 +1,19 @@
+rule evaluate:
+    # checks the run finished and extracts its final hard/soft accuracy, bits and timing
+    input:
+        metrics=f"{RES}/runs/{{cell}}/s{{seed}}/metrics.json",
+    output:
+        f"{RES}/eval/{{cell}}_s{{seed}}.json",
+    params:
+        outdir=run_dir,
+    log:
+        f"{RES}/logs/evaluate/{{cell}}_s{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/evaluate/{{cell}}_s{{seed}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.collect --run-dir {params.outdir} "
+        "--cell {wildcards.cell} --seed {wildcards.seed} --out {output} > {log} 2>&1"

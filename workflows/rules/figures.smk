@@ -1,0 +1,21 @@
+rule figures:
+    # Figs. 2-5 of the paper from this scale's runs, and a paper-vs-reproduced summary
+    input:
+        plan=f"{RES}/plan.json",
+        runs=f"{RES}/aggregate/runs.csv",
+        cells=f"{RES}/aggregate/cells.csv",
+    output:
+        FIGURE_FILES,
+    params:
+        outdir=f"{RES}/figures",
+    log:
+        f"{RES}/logs/figures.log",
+    benchmark:
+        f"{RES}/benchmarks/figures.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} MPLBACKEND=Agg {PY} -m qbench.report.figures --plan {input.plan} "
+        "--runs {input.runs} --cells {input.cells} --outdir {params.outdir} > {log} 2>&1"

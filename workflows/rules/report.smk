@@ -1,0 +1,28 @@
+rule report:
+    # LaTeX report: every table and figure, the paper's claims checked, deviations, timings
+    input:
+        plan=f"{RES}/plan.json",
+        cells=f"{RES}/aggregate/cells.csv",
+        runs=f"{RES}/aggregate/runs.csv",
+        tables=TABLE_FILES,
+        figures=FIGURE_FILES,
+    output:
+        pdf=f"{REP}/report.pdf",
+        tex=f"{REP}/report.tex",
+    params:
+        tables=f"{RES}/tables",
+        figures=f"{RES}/figures",
+        benchmarks=f"{RES}/benchmarks",
+    log:
+        f"{RES}/logs/report.log",
+    benchmark:
+        f"{RES}/benchmarks/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.latex --plan {input.plan} "
+        "--cells {input.cells} --runs {input.runs} --tables-dir {params.tables} "
+        "--figures-dir {params.figures} --benchmarks-dir {params.benchmarks} "
+        "--tex {output.tex} --pdf {output.pdf} > {log} 2>&1"

@@ -1,0 +1,22 @@
+rule tables:
+    # the paper's Tables 1-8 with its numbers beside the reproduced ones
+    input:
+        plan=f"{RES}/plan.json",
+        cells=f"{RES}/aggregate/cells.csv",
+        runs=f"{RES}/aggregate/runs.csv",
+    output:
+        TABLE_FILES,
+        f"{RES}/tables/all_cells.csv",
+    params:
+        outdir=f"{RES}/tables",
+    log:
+        f"{RES}/logs/tables.log",
+    benchmark:
+        f"{RES}/benchmarks/tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.tables --plan {input.plan} "
+        "--cells {input.cells} --runs {input.runs} --outdir {params.outdir} > {log} 2>&1"
