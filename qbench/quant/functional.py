@@ -34,7 +34,11 @@ def _check_biases(biases: torch.Tensor, levels: LevelSet) -> torch.Tensor:
 
 
 class _SoftQuantize(torch.autograd.Function):
-    """Eq. 7 forward, Eqs. 8-11 backward, recomputing the sigmoids from x."""
+    """Eq. 7 forward, Eqs. 8-11 backward, recomputing the sigmoids from x.
+
+    Only ``x`` (plus the n-element parameters) is kept for backward, so autograd holds at
+    most one input-sized tensor; unrequested gradients (frozen biases) are not computed.
+    """
 
     @staticmethod
     def forward(ctx, x, steps, biases, alpha, beta, T: float, offset: float):
@@ -48,8 +52,8 @@ class _SoftQuantize(torch.autograd.Function):
         need = ctx.needs_input_grad
         gx, ga, gb, gbias = kernels.soft_backward(
             grad_y, x, steps, biases, alpha, beta, ctx.T, ctx.offset,
-            need_alpha=need[3], need_beta=need[4], need_biases=need[2])
-        return (gx if need[0] else None), None, gbias, ga, gb, None, None
+            need_alpha=need[3], need_beta=need[4], need_biases=need[2], need_x=need[0])
+        return gx, None, gbias, ga, gb, None, None
 
 
 def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,

@@ -3,16 +3,216 @@
 Kept apart from ``functional`` so the autograd wiring and the arithmetic can be tuned
 independently. All functions take the step heights ``steps`` (n,), sorted ``biases`` (n,),
 scalar tensors ``alpha`` and ``beta``, a Python float ``T`` and the offset ``o``.
+
+Two implementations with the same results:
+- native (CPU, float32/float64): ``_cpu_kernel.cpp``, one fused pass per direction that
+  evaluates only the sigmoids that are not saturated (see the comment at the top of that
+  file for the window and its error bound). Compiled once with the system C++ compiler
+  (about a second) and cached under ``$QBENCH_KERNEL_CACHE`` or ``~/.cache/qbench/kernels``.
+- torch (any device and dtype): a loop over the n steps, recomputing in backward. Used on
+  GPUs, for other dtypes, when no compiler is available, or with ``QBENCH_QUANT_KERNEL=torch``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
 import torch
 
+_SOURCE = Path(__file__).with_name("_cpu_kernel.cpp")
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-std=c++17", "-shared", "-fPIC"]
+# sigmoid(-z) <= exp(-z): skipping the steps further than Z_CUT / T from beta * x changes the
+# float32 output by at most sum(s) * exp(-Z_CUT) = 4e-8 * sum(s) (and sigmoid(z > 17) is
+# exactly 1.0 in float32, which the kernel reproduces), the derivative by 4e-8 * max(s).
+Z_CUT_F32 = 17.0
+
+_lib = None
+_lib_error: str | None = None
+_lock = threading.Lock()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("QBENCH_KERNEL_CACHE")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "qbench" / "kernels"
+
+
+def _cpu_signature() -> str:
+    # -march=native binaries are only valid on the CPU they were built for
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return platform.machine() + flags
+
+
+def _build(cxx: str) -> Path:
+    source = _SOURCE.read_bytes()
+    try:
+        version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.encode()
+                         + _cpu_signature().encode()).hexdigest()[:16]
+    out = _cache_dir() / f"qbench_quant_{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # compile to a private name, then rename: concurrent processes never see a partial file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([cxx, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True,
+                              timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip()[-2000:])
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _declare(lib) -> None:
+    p, i64, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+    for dt in ("f32", "f64"):
+        getattr(lib, f"qb_soft_forward_{dt}").argtypes = [p, p, i64, p, p, i64, f64, f64, f64, f64, f64, i32]
+        getattr(lib, f"qb_soft_backward_{dt}").argtypes = [p, p, p, i64, p, p, i64, f64, f64, f64, f64, f64,
+                                                          i32, i32, i32, p, i32]
+        getattr(lib, f"qb_hard_forward_{dt}").argtypes = [p, p, i64, p, i64, p, f64, f64, i32]
+        for name in ("soft_forward", "soft_backward", "hard_forward"):
+            getattr(lib, f"qb_{name}_{dt}").restype = None
+
+
+def native_library():
+    """The compiled CPU kernels (a ctypes library), or None when they cannot be built.
+
+    Built on first use; the reason for a failure is in ``native_error()``.
+    """
+    global _lib, _lib_error
+    if _lib is not None or _lib_error is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _lib_error is not None:
+            return _lib
+        if os.environ.get("QBENCH_QUANT_KERNEL", "auto") == "torch":
+            _lib_error = "disabled by QBENCH_QUANT_KERNEL=torch"
+            return None
+        cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+        try:
+            if cxx is None:
+                raise RuntimeError("no C++ compiler found (set CXX)")
+            lib = ctypes.CDLL(str(_build(cxx)))
+            _declare(lib)
+            _lib = lib
+        except Exception as exc:  # any failure means: use the torch path
+            _lib_error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"qbench.quant: native CPU kernel unavailable, using the torch path ({_lib_error})",
+                          RuntimeWarning, stacklevel=2)
+    return _lib
+
+
+def native_error() -> str | None:
+    """Why the native kernels are not used (None when they are, or were not tried yet)."""
+    return _lib_error
+
+
+def _native_for(*tensors: torch.Tensor):
+    x = tensors[0]
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if any(t.device.type != "cpu" or t.dtype != x.dtype for t in tensors[1:]):
+        return None
+    return native_library()
+
+
+def _suffix(dtype: torch.dtype) -> str:
+    return "f32" if dtype == torch.float32 else "f64"
+
+
+def _zcut(dtype: torch.dtype) -> float:
+    # float64 evaluates every step: it is the precision path (gradcheck), kept exact
+    return Z_CUT_F32 if dtype == torch.float32 else float("inf")
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def _num(v) -> float:
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+
+
+# --- soft quantizer ---------------------------------------------------------------------
 
 def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
                  beta: torch.Tensor, T: float, offset: float) -> torch.Tensor:
     """Eq. 7: ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``."""
+    lib = _native_for(x, steps, biases)
+    if lib is None:
+        return _soft_forward_torch(x, steps, biases, alpha, beta, T, offset)
+    xc = x.detach().contiguous()
+    b = biases.detach().contiguous()
+    s = steps.detach().contiguous()
+    y = torch.empty_like(xc)
+    getattr(lib, f"qb_soft_forward_{_suffix(x.dtype)}")(
+        _ptr(xc), _ptr(y), xc.numel(), _ptr(b), _ptr(s), b.numel(), _num(alpha), _num(beta),
+        float(T), float(offset), _zcut(x.dtype), torch.get_num_threads())
+    return y.view(x.shape)
+
+
+def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor,
+                  alpha: torch.Tensor, beta: torch.Tensor, T: float, offset: float,
+                  need_alpha: bool, need_beta: bool, need_biases: bool, need_x: bool = True):
+    """Gradients of Eq. 7 (Eqs. 8-11), recomputed from ``x``.
+
+    Args:
+        grad_y: dL/dy, shape of ``x``.
+        x, steps, biases, alpha, beta, T, offset: as for ``soft_forward``.
+        need_alpha, need_beta, need_biases, need_x: which gradients to compute.
+
+    Returns ``(grad_x, grad_alpha, grad_beta, grad_biases)``; unrequested ones are ``None``.
+    With ``sig_i = sigmoid(T(beta x - b_i))`` and ``d_i = s_i sig_i (1 - sig_i)``:
+    ``dy/dx = alpha T beta sum_i d_i``, ``dy/dalpha = sum_i s_i sig_i - o``,
+    ``dy/dbeta = alpha T x sum_i d_i``, ``dy/db_i = -alpha T d_i``.
+    """
+    lib = _native_for(x, grad_y, steps, biases)
+    if lib is None:
+        gx, ga, gb, gbias = _soft_backward_torch(grad_y, x, steps, biases, alpha, beta, T, offset,
+                                                 need_alpha, need_beta, need_biases)
+        return (gx if need_x else None), ga, gb, gbias
+    xc = x.detach().contiguous()
+    gc = grad_y.detach().contiguous()
+    b = biases.detach().contiguous()
+    s = steps.detach().contiguous()
+    n = b.numel()
+    gx = torch.empty_like(xc) if need_x else None
+    red = torch.zeros(2 + n, dtype=torch.float64)
+    a, be, T = _num(alpha), _num(beta), float(T)
+    getattr(lib, f"qb_soft_backward_{_suffix(x.dtype)}")(
+        _ptr(gc), _ptr(xc), _ptr(gx) if gx is not None else None, xc.numel(), _ptr(b), _ptr(s), n,
+        a, be, T, float(offset), _zcut(x.dtype), int(need_alpha), int(need_beta), int(need_biases),
+        _ptr(red), torch.get_num_threads())
+    dt = x.dtype
+    grad_alpha = red[0].to(dt) if need_alpha else None
+    grad_beta = (red[1] * (a * T)).to(dt) if need_beta else None
+    grad_b = (red[2:] * (-a * T)).to(dt) if need_biases else None
+    return (gx.view(x.shape) if gx is not None else None), grad_alpha, grad_beta, grad_b
+
+
+def _soft_forward_torch(x, steps, biases, alpha, beta, T, offset):
     u = x * beta
     acc = torch.zeros_like(u)
     for s, b in zip(steps.unbind(), biases.unbind()):
@@ -20,16 +220,8 @@ def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alp
     return (acc - offset) * alpha
 
 
-def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor,
-                  alpha: torch.Tensor, beta: torch.Tensor, T: float, offset: float,
-                  need_alpha: bool, need_beta: bool, need_biases: bool):
-    """Gradients of Eq. 7 (Eqs. 8-11), recomputed from ``x``.
-
-    Returns ``(grad_x, grad_alpha, grad_beta, grad_biases)``; unrequested ones are ``None``.
-    With ``sig_i = sigmoid(T(beta x - b_i))`` and ``d_i = s_i sig_i (1 - sig_i)``:
-    ``dy/dx = alpha T beta sum_i d_i``, ``dy/dalpha = sum_i s_i sig_i - o``,
-    ``dy/dbeta = alpha T x sum_i d_i``, ``dy/db_i = -alpha T d_i``.
-    """
+def _soft_backward_torch(grad_y, x, steps, biases, alpha, beta, T, offset, need_alpha, need_beta,
+                         need_biases):
     u = x * beta
     dsum = torch.zeros_like(u)
     ssum = torch.zeros_like(u) if need_alpha else None
@@ -49,14 +241,26 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
     return grad_x, grad_alpha, grad_beta, grad_b
 
 
+# --- hard quantizer ---------------------------------------------------------------------
+
 def hard_forward(x: torch.Tensor, outputs: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
                  beta: torch.Tensor) -> torch.Tensor:
     """Eq. 12 as a lookup: ``alpha * outputs[k]``, k = number of biases <= beta * x.
 
     ``A(z) = 1`` for ``z >= 0`` (paper Eq. 1), hence ``right=True``.
     """
-    k = torch.bucketize(x * beta, biases, right=True)
-    return outputs[k] * alpha
+    lib = _native_for(x, outputs, biases)
+    if lib is None:
+        k = torch.bucketize(x * beta, biases, right=True)
+        return outputs[k] * alpha
+    xc = x.detach().contiguous()
+    b = biases.detach().contiguous()
+    o = outputs.detach().contiguous()
+    y = torch.empty_like(xc)
+    getattr(lib, f"qb_hard_forward_{_suffix(x.dtype)}")(
+        _ptr(xc), _ptr(y), xc.numel(), _ptr(b), b.numel(), _ptr(o), _num(alpha), _num(beta),
+        torch.get_num_threads())
+    return y.view(x.shape)
 
 
 def hard_codes(x: torch.Tensor, biases: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
