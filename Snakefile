@@ -8,7 +8,6 @@
 #
 # See docs/pipeline.md.
 
-import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -18,7 +17,6 @@ min_version("9.0")
 
 WF = workflow.basedir
 sys.path.insert(0, WF)  # the qbench package of this checkout, also when not installed
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (WF, os.environ.get("PYTHONPATH")) if p)
 
 from qbench.paper import load_cells  # noqa: E402
 from qbench.report import plan  # noqa: E402
@@ -38,6 +36,10 @@ SCALE = config["scale"]
 RES = plan.results_dir(config)
 REP = f"reports/{SCALE}"
 PY = sys.executable
+CONDA_ENV = "../envs/qbench.yaml"  # relative to workflows/rules/
+
+# jobs import the qbench package of this checkout even when it is not installed
+shell.prefix(f"export PYTHONPATH='{WF}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
 include: "workflows/rules/common.smk"

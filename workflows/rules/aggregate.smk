@@ -6,6 +6,8 @@ rule aggregate:
     output:
         runs=f"{RES}/aggregate/runs.csv",
         cells=f"{RES}/aggregate/cells.csv",
+    params:
+        py=PY,
     log:
         f"{RES}/logs/aggregate.log",
     benchmark:
@@ -14,6 +16,8 @@ rule aggregate:
     resources:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.aggregate --plan {input.plan} "
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.aggregate --plan {input.plan} "
         "--out-runs {output.runs} --out-cells {output.cells} {input.evals} > {log} 2>&1"

@@ -1,6 +1,7 @@
 # Shared names: the runs of this scale, output lists, input functions and the trainer command.
 
 import json
+import os
 
 CELL_BY_ID = {c.id: c for c in CELLS}
 FP_IDS = [c.id for c in CELLS if c.kind == "fp"]
@@ -50,9 +51,29 @@ PLAN_TEXT = json.dumps(
 )
 
 
-def run_dir(wildcards):
-    """Run directory of the job's cell and seed."""
-    return plan.run_dir(config, wildcards.cell, int(wildcards.seed))
+def output_dir(wildcards, output):
+    """Directory of the job's first output (the run directory of a training job)."""
+    return os.path.dirname(output[0])
+
+
+def input_dir(wildcards, input):
+    """Directory of the job's first input (the run directory an evaluation reads)."""
+    return os.path.dirname(input[0])
+
+
+def tables_dir(wildcards, input):
+    """Directory holding the table files among the inputs."""
+    return os.path.dirname(input.tables[0])
+
+
+def figures_dir(wildcards, input):
+    """Directory holding the figure files among the inputs."""
+    return os.path.dirname(input.figures[0])
+
+
+def benchmarks_dir(wildcards, input):
+    """Benchmark directory of this scale (next to the aggregate directory)."""
+    return os.path.join(os.path.dirname(os.path.dirname(input.runs)), "benchmarks")
 
 
 def cell_config_text(wildcards):

@@ -13,6 +13,8 @@ rule write_plan:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
     localrule: True
+    conda:
+        CONDA_ENV
     run:
         plan.write_text_atomic(output[0], params.text)
 
@@ -32,6 +34,8 @@ rule render_config:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
     localrule: True
+    conda:
+        CONDA_ENV
     run:
         plan.write_text_atomic(output[0], params.text)
 
@@ -42,6 +46,7 @@ rule prepare_data:
         f"{RES}/data/{{dataset}}.json",
     params:
         spec=data_spec,
+        py=PY,
     log:
         f"{RES}/logs/prepare_data/{{dataset}}.log",
     benchmark:
@@ -50,6 +55,8 @@ rule prepare_data:
     resources:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.prepare_data --spec '{params.spec}' "
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.prepare_data --spec '{params.spec}' "
         "--out {output} > {log} 2>&1"

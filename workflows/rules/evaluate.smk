@@ -5,7 +5,8 @@ rule evaluate:
     output:
         f"{RES}/eval/{{cell}}_s{{seed}}.json",
     params:
-        outdir=run_dir,
+        rundir=input_dir,
+        py=PY,
     log:
         f"{RES}/logs/evaluate/{{cell}}_s{{seed}}.log",
     benchmark:
@@ -14,6 +15,8 @@ rule evaluate:
     resources:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.collect --run-dir {params.outdir} "
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.collect --run-dir {params.rundir} "
         "--cell {wildcards.cell} --seed {wildcards.seed} --out {output} > {log} 2>&1"

@@ -7,7 +7,8 @@ rule figures:
     output:
         FIGURE_FILES,
     params:
-        outdir=f"{RES}/figures",
+        outdir=output_dir,
+        py=PY,
     log:
         f"{RES}/logs/figures.log",
     benchmark:
@@ -16,6 +17,9 @@ rule figures:
     resources:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} MPLBACKEND=Agg {PY} -m qbench.report.figures --plan {input.plan} "
-        "--runs {input.runs} --cells {input.cells} --outdir {params.outdir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} MPLBACKEND=Agg {params.py} -m qbench.report.figures "
+        "--plan {input.plan} --runs {input.runs} --cells {input.cells} --outdir {params.outdir} "
+        "> {log} 2>&1"

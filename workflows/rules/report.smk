@@ -10,9 +10,10 @@ rule report:
         pdf=f"{REP}/report.pdf",
         tex=f"{REP}/report.tex",
     params:
-        tables=f"{RES}/tables",
-        figures=f"{RES}/figures",
-        benchmarks=f"{RES}/benchmarks",
+        tables=tables_dir,
+        figures=figures_dir,
+        benchmarks=benchmarks_dir,
+        py=PY,
     log:
         f"{RES}/logs/report.log",
     benchmark:
@@ -21,8 +22,10 @@ rule report:
     resources:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.latex --plan {input.plan} "
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.latex --plan {input.plan} "
         "--cells {input.cells} --runs {input.runs} --tables-dir {params.tables} "
         "--figures-dir {params.figures} --benchmarks-dir {params.benchmarks} "
         "--tex {output.tex} --pdf {output.pdf} > {log} 2>&1"

@@ -8,7 +8,8 @@ rule tables:
         TABLE_FILES,
         f"{RES}/tables/all_cells.csv",
     params:
-        outdir=f"{RES}/tables",
+        outdir=output_dir,
+        py=PY,
     log:
         f"{RES}/logs/tables.log",
     benchmark:
@@ -17,6 +18,8 @@ rule tables:
     resources:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m qbench.report.tables --plan {input.plan} "
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.tables --plan {input.plan} "
         "--cells {input.cells} --runs {input.runs} --outdir {params.outdir} > {log} 2>&1"

@@ -8,7 +8,7 @@ rule train_fp:
     wildcard_constraints:
         cell=_alternation(FP_IDS),
     params:
-        outdir=run_dir,
+        outdir=output_dir,
     log:
         f"{RES}/logs/train/{{cell}}_s{{seed}}.log",
     benchmark:
@@ -18,6 +18,8 @@ rule train_fp:
         mem_mb=TRAIN["mem_mb"],
         runtime=TRAIN["runtime"],
         gpu=TRAIN["gpu"],
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
         f"{TRAIN_CMD} "
@@ -35,7 +37,7 @@ rule train_quant:
     wildcard_constraints:
         cell=_alternation(QUANT_IDS),
     params:
-        outdir=run_dir,
+        outdir=output_dir,
     log:
         f"{RES}/logs/train/{{cell}}_s{{seed}}.log",
     benchmark:
@@ -45,6 +47,8 @@ rule train_quant:
         mem_mb=TRAIN["mem_mb"],
         runtime=TRAIN["runtime"],
         gpu=TRAIN["gpu"],
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
         f"{TRAIN_CMD} "
