@@ -1,0 +1,83 @@
+"""Command line: ``qbench train CONFIG --out DIR [--set key=value ...] [--quiet] [--threads N]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(prog="qbench", description="Quantization Networks benchmark suite")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train or fine-tune one run (classification or detection)")
+    train.add_argument("config", help="YAML config (see docs/CONTRACTS.md)")
+    train.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
+    train.add_argument("--quiet", action="store_true", help="no console output (train.log is kept)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's default)")
+    return parser
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    if threads is not None:
+        if threads < 1:
+            raise SystemExit("qbench: --threads must be >= 1")
+        torch.set_num_threads(threads)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Validate the config, then run classification here or hand detection to qbench.detection.
+
+    Args:
+        args: parsed ``train`` arguments.
+    """
+    from qbench.train.config import Config, ConfigError, load_raw
+
+    try:
+        raw = load_raw(args.config, args.overrides)
+        task = raw.get("task", "classify")
+        if task not in ("classify", "detect"):
+            raise ConfigError(f"task: must be 'classify' or 'detect', got {task!r}")
+        config = Config.from_dict(raw) if task == "classify" else None
+    except ConfigError as e:
+        print(f"qbench: config error: {e}", file=sys.stderr)
+        return 2
+    _set_threads(args.threads)
+    if task == "detect":
+        from qbench.detection.runner import run_from_config
+
+        run_from_config(raw, args.out, args.quiet)
+        return 0
+    from qbench.data import DatasetError
+    from qbench.train.trainer import TrainingError, run
+
+    try:
+        run(config, args.out, quiet=args.quiet)
+    except (DatasetError, TrainingError, FileNotFoundError, ValueError) as e:
+        print(f"qbench: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qbench`` command.
+
+    Args:
+        argv: arguments (default: sys.argv[1:]).
+    """
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return cmd_train(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Typed, validated run configuration (the YAML schema of docs/CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qbench.quant import LevelSet
+from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS
+
+from ..data import DATASETS
+from ..models import ARCHS
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value is impossible; the message names the key."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet18"
+    num_classes: int = 10
+    in_channels: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.arch in ARCHS, "model.arch", f"must be one of {ARCHS}, got {self.arch!r}")
+        _check(_is_int(self.num_classes) and self.num_classes >= 2, "model.num_classes",
+               f"must be an integer >= 2, got {self.num_classes!r}")
+        _check(self.in_channels in (1, 3) and _is_int(self.in_channels), "model.in_channels",
+               f"must be 1 or 3, got {self.in_channels!r}")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"
+    root: str | None = None
+    image_size: int = 32
+    train_size: int | None = None
+    test_size: int | None = None
+    subset_seed: int = 0
+    batch_size: int = 128
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, "data.dataset", f"must be one of {DATASETS}, got {self.dataset!r}")
+        _check(self.root is None or isinstance(self.root, str), "data.root", "must be a path or null")
+        _check(_is_int(self.image_size) and self.image_size >= 16, "data.image_size",
+               f"must be an integer >= 16, got {self.image_size!r}")
+        for key in ("train_size", "test_size"):
+            v = getattr(self, key)
+            _check(v is None or (_is_int(v) and v >= 1), f"data.{key}", f"must be null or an integer >= 1, got {v!r}")
+        _check(_is_int(self.subset_seed), "data.subset_seed", f"must be an integer, got {self.subset_seed!r}")
+        _check(_is_int(self.batch_size) and self.batch_size >= 2, "data.batch_size",
+               f"must be an integer >= 2 (BatchNorm needs 2), got {self.batch_size!r}")
+        _check(_is_int(self.workers) and self.workers >= 0, "data.workers", f"must be an integer >= 0, got {self.workers!r}")
+        _check(self.dataset != "imagenet" or self.root is not None, "data.root", "is required for imagenet")
+
+
+@dataclass
+class StartConfig:
+    mode: str = "pretrained"
+    checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("pretrained", "scratch"), "start.mode",
+               f"must be 'pretrained' or 'scratch', got {self.mode!r}")
+        if self.mode == "pretrained":
+            _check(isinstance(self.checkpoint, str) and self.checkpoint != "", "start.checkpoint",
+                   "is required when start.mode is 'pretrained' (a full-precision state-dict file)")
+        else:
+            _check(self.checkpoint is None, "start.checkpoint", "must be null when start.mode is 'scratch'")
+
+
+@dataclass
+class QuantConfig:
+    weights: str | None = None
+    activations: str | None = None
+    init: str = "kmeans"
+    sharing: str = "layerwise"
+    learn_biases: bool = False
+    calib_samples: int = 1000
+
+    def __post_init__(self) -> None:
+        for key in ("weights", "activations"):
+            v = getattr(self, key)
+            if v in ("32", 32):  # "32" is how the paper's tables write full precision
+                v = None
+                setattr(self, key, None)
+            if v is not None:
+                try:
+                    levels = LevelSet.from_name(str(v))
+                except ValueError as e:
+                    raise ConfigError(f"quant.{key}: {e}") from None
+                setattr(self, key, str(v))
+                if key == "activations":
+                    _check(levels.values[0] >= 0, "quant.activations",
+                           f"{v!r} has negative levels; activations after ReLU need an act_* set")
+        _check(self.init in ("kmeans", "linear"), "quant.init", f"must be 'kmeans' or 'linear', got {self.init!r}")
+        _check(self.sharing in ("layerwise", "shared"), "quant.sharing",
+               f"must be 'layerwise' or 'shared', got {self.sharing!r}")
+        _check(isinstance(self.learn_biases, bool), "quant.learn_biases", "must be true or false")
+        _check(_is_int(self.calib_samples) and self.calib_samples >= 1, "quant.calib_samples",
+               f"must be an integer >= 1, got {self.calib_samples!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.weights is not None or self.activations is not None
+
+
+@dataclass
+class TemperatureConfig:
+    kind: str = "linear"
+    slope: float = 5.0
+    cap: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.kind in TEMPERATURE_KINDS, "temperature.kind",
+               f"must be one of {TEMPERATURE_KINDS}, got {self.kind!r}")
+        _check(_is_num(self.slope) and self.slope > 0, "temperature.slope", f"must be > 0, got {self.slope!r}")
+        _check(self.cap is None or (_is_num(self.cap) and self.cap > 0), "temperature.cap",
+               f"must be null or > 0, got {self.cap!r}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    milestones: list[int] = field(default_factory=lambda: [25, 40])
+    gamma: float = 0.1
+    grad_clip: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        _check(_is_num(self.lr) and self.lr > 0, "optim.lr", f"must be > 0, got {self.lr!r}")
+        _check(_is_num(self.momentum) and 0 <= self.momentum < 1, "optim.momentum",
+               f"must be in [0, 1), got {self.momentum!r}")
+        _check(_is_num(self.weight_decay) and self.weight_decay >= 0, "optim.weight_decay",
+               f"must be >= 0, got {self.weight_decay!r}")
+        _check(isinstance(self.milestones, list) and all(_is_int(m) and m >= 1 for m in self.milestones)
+               and self.milestones == sorted(set(self.milestones)), "optim.milestones",
+               f"must be a strictly increasing list of epochs >= 1, got {self.milestones!r}")
+        _check(_is_num(self.gamma) and 0 < self.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {self.gamma!r}")
+        _check(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0), "optim.grad_clip",
+               f"must be null or > 0, got {self.grad_clip!r}")
+
+
+@dataclass
+class EpochsConfig:
+    fp: int = 0
+    weights: int = 0
+    activations: int = 0
+    joint: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("fp", "weights", "activations", "joint"):
+            v = getattr(self, key)
+            _check(_is_int(v) and v >= 0, f"epochs.{key}", f"must be an integer >= 0, got {v!r}")
+
+    @property
+    def total(self) -> int:
+        return self.fp + self.weights + self.activations + self.joint
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "start": StartConfig, "quant": QuantConfig,
+            "temperature": TemperatureConfig, "optim": OptimConfig, "epochs": EpochsConfig}
+
+
+@dataclass
+class Config:
+    """A classification run. Every section is validated on construction.
+
+    Args:
+        task: "classify" (this package) or "detect" (handled by qbench.detection).
+        seed: training seed (data order, augmentation, initialisation).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+    """
+
+    task: str = "classify"
+    seed: int = 0
+    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    start: StartConfig = field(default_factory=lambda: StartConfig("scratch", None))
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: EpochsConfig = field(default_factory=EpochsConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.task == "classify", "task", f"must be 'classify' here, got {self.task!r}")
+        _check(_is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
+        dev = self.device
+        _check(isinstance(dev, str) and (dev in ("auto", "cpu", "cuda")
+                                         or (dev.startswith("cuda:") and dev[5:].isdigit())),
+               "device", f"must be auto, cpu, cuda or cuda:N, got {dev!r}")
+        q, e = self.quant, self.epochs
+        _check(e.total >= 1, "epochs", "at least one epoch must be set")
+        if q.enabled:
+            _check(e.fp == 0, "epochs.fp", "must be 0 for a quantized run (use weights/activations/joint)")
+            _check(q.weights is not None or e.weights == 0, "epochs.weights",
+                   "must be 0 when quant.weights is null (nothing to train in phase 1)")
+            _check(q.activations is not None or e.activations == 0, "epochs.activations",
+                   "must be 0 when quant.activations is null (nothing to train in phase 2)")
+        else:
+            for key in ("weights", "activations", "joint"):
+                _check(getattr(e, key) == 0, f"epochs.{key}",
+                       "must be 0 without quantization (set quant.weights/activations or use epochs.fp)")
+
+    def phases(self) -> list[str]:
+        """Phase name of each epoch, 1-based epoch i -> phases()[i - 1]."""
+        e = self.epochs
+        return ["fp"] * e.fp + ["weights"] * e.weights + ["activations"] * e.activations + ["joint"] * e.joint
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Config":
+        """Build and validate from a plain dict (parsed YAML).
+
+        Args:
+            raw: nested config; unknown keys raise ConfigError naming them.
+        """
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config: must be a mapping, got {type(raw).__name__}")
+        top = {f.name for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in top:
+                raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top))})")
+        kwargs = {}
+        for key, value in raw.items():
+            if key in SECTIONS:
+                section = SECTIONS[key]
+                if value is None:
+                    value = {}
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{key}: must be a mapping, got {value!r}")
+                known = {f.name for f in dataclasses.fields(section)}
+                for sub in value:
+                    if sub not in known:
+                        raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(sorted(known))})")
+                if key == "optim" and isinstance(value.get("milestones"), tuple):
+                    value = {**value, "milestones": list(value["milestones"])}
+                try:
+                    kwargs[key] = section(**value)
+                except TypeError as e:
+                    raise ConfigError(f"{key}: {e}") from None
+            else:
+                kwargs[key] = value
+        if "start" not in kwargs:
+            kwargs["start"] = StartConfig("scratch", None)
+        return cls(**kwargs)
+
+
+def set_dotted(raw: dict, assignment: str) -> None:
+    """Apply one ``--set key.sub=value`` (value parsed as YAML) to a raw config dict in place.
+
+    Args:
+        raw: the parsed config.
+        assignment: ``section.key=value``.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {assignment!r}: bad key")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {p} is not a section")
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Read a YAML config and apply ``--set`` overrides.
+
+    Args:
+        path: YAML file.
+        overrides: ``key=value`` strings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: no such file {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a YAML mapping")
+    for o in overrides:
+        set_dotted(raw, o)
+    return raw

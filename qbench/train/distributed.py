@@ -1,0 +1,144 @@
+"""Data parallelism under ``torchrun``: gradient averaging and batch statistics over all processes.
+
+Each process gets a strided share of the same global batch (qbench.data.common.shard). Gradients
+are summed over processes and divided by the world size after every backward, which equals the
+gradient of the global-batch mean loss when the shares have equal size (training drops the
+last partial batch). BatchNorm uses the statistics of the whole global batch (nn.SyncBatchNorm on
+GPU, ``CpuSyncBatchNorm`` on CPU where nn.SyncBatchNorm is unsupported), so 2 processes compute
+what 1 process computes on the same global batch, up to float summation order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Process-group facts of this process.
+
+    Args:
+        rank: global rank.
+        world: number of processes.
+        local_rank: rank on this node (selects the GPU).
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device_kind: str) -> DistInfo:
+    """Join the process group torchrun describes (WORLD_SIZE > 1), or run alone.
+
+    Args:
+        device_kind: "cpu" (gloo) or "cuda" (nccl).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def shutdown(info: DistInfo) -> None:
+    """Leave the process group (if one was joined)."""
+    if info.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics cover the global batch of all processes (CPU/gloo).
+
+    Same parameters and buffers as nn.BatchNorm1d/2d, so checkpoints are interchangeable.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {input.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not dist.is_initialized():
+            return super().forward(x)
+        import torch.distributed.nn.functional as dist_fn
+
+        c = x.shape[1]
+        dims = [0] + list(range(2, x.dim()))
+        count = x.new_tensor([float(x.numel() // c)])
+        stats = dist_fn.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        total = stats[-1]
+        mean = stats[:c] / total
+        var = (stats[c:2 * c] / total - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 0.1
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * total / (total - 1), alpha=m)
+                self.num_batches_tracked.add_(1)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def convert_batchnorm(model: nn.Module, device_kind: str) -> nn.Module:
+    """Make every BatchNorm synchronise its statistics across processes.
+
+    Args:
+        model: the model (modified in place where possible).
+        device_kind: "cuda" uses nn.SyncBatchNorm, "cpu" uses CpuSyncBatchNorm.
+    """
+    if device_kind == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in list(model.named_children()):
+        if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            new = CpuSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                   child.track_running_stats)
+            new.load_state_dict(child.state_dict())
+            setattr(model, name, new)
+        else:
+            convert_batchnorm(child, device_kind)
+    return model
+
+
+def average_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
+    """Average the gradients of ``params`` over all processes (one flat all-reduce).
+
+    Args:
+        params: parameters that may hold gradients.
+        info: process-group facts.
+    """
+    if info.world <= 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def all_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Sum a few numbers over all processes (metrics)."""
+    if info.world <= 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
