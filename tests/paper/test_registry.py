@@ -1,0 +1,146 @@
+"""The paper registry: every table complete, spot values, every experiment cell consistent."""
+
+import pytest
+
+from qbench.paper import Placement, cells_for_table, fp_cell_of, load_cells, load_tables
+from qbench.quant import LevelSet
+
+EXPECTED_SHAPE = {  # table -> (number of rows, number of columns) as printed in the paper
+    "table1": (11, 7), "table2": (12, 9), "table3": (6, 6), "table4": (3, 4),
+    "table5": (2, 2), "table6": (2, 1), "table7": (2, 1), "table8": (2, 3),
+}
+
+
+def test_every_table_present_with_its_shape():
+    tables = load_tables()
+    assert sorted(tables) == [f"table{i}" for i in range(1, 9)]
+    for key, (n_rows, n_cols) in EXPECTED_SHAPE.items():
+        t = tables[key]
+        assert len(t["rows"]) == n_rows, key
+        assert len(t["columns"]) == n_cols, key
+        assert t["layout"] in ("wide", "long", "ratio")
+
+
+def test_every_cell_of_every_table_is_present():
+    """Each row lists every column (null where the paper prints '-'), each value every metric."""
+    for key, t in load_tables().items():
+        col_keys = [c["key"] for c in t["columns"]]
+        assert len(set(col_keys)) == len(col_keys)
+        row_keys = [r["key"] for r in t["rows"]]
+        assert len(set(row_keys)) == len(row_keys)
+        for row in t["rows"]:
+            assert list(row["cells"]) == col_keys, (key, row["key"])
+            for value in row["cells"].values():
+                if value is not None:
+                    assert sorted(value) == sorted(t["metrics"]), (key, row["key"])
+                    assert any(v is not None for v in value.values())
+        if t["layout"] == "long":
+            assert sorted(map(tuple, t["order"])) == sorted(
+                (r["key"], c) for r in t["rows"] for c, v in r["cells"].items() if v is not None)
+
+
+@pytest.mark.parametrize("table,row,col,metric,value", [
+    ("table1", "ours", "w2a32", "top1", 60.9),
+    ("table1", "ours", "w1a1", "top5", 72.5),
+    ("table1", "fp", "w32a32", "top1", 61.8),
+    ("table1", "binaryconnect", "w1a1", "top5", 50.42),
+    ("table1", "dorefa", "w1a1", "top5", None),
+    ("table1", "lqnet", "w1a2", "top1", 55.7),
+    ("table2", "ours", "w32a2", "top1", 65.7),
+    ("table2", "inq", "w5a32", "top5", 89.1),
+    ("table2", "fp", "w32a32", "top5", 89.5),
+    ("table2", "iclr18", "w32a2", "top1", 64.3),
+    ("table3", "ours", "w3pm4a32", "top1", 76.2),
+    ("table3", "twn", "w2a32", "top1", 72.5),
+    ("table4", "ours", "w3pm4a8", "map", 76.1),
+    ("table4", "admm", "w3pm4a32", "map", 77.6),
+    ("table4", "fp", "w32a32", "map", 77.8),
+    ("table5", "linear", "w3pm4a32", "top1", 60.7),
+    ("table6", "shared", "w2a32", "top5", 82.4),
+    ("table7", "scratch", "w3pm4a32", "top1", 55.3),
+    ("table8", "time", "ternary", "ratio", 1.4),
+    ("table8", "space", "fp", "ratio", 32.0),
+])
+def test_spot_values(table, row, col, metric, value):
+    rows = {r["key"]: r for r in load_tables()[table]["rows"]}
+    assert rows[row]["cells"][col][metric] == value
+
+
+def test_missing_entries_are_null():
+    rows = {r["key"]: r for r in load_tables()["table1"]["rows"]}
+    assert rows["twn"]["cells"]["w1a32"] is None
+    assert rows["ours"]["cells"]["w32a32"] is None
+
+
+def test_every_reproducible_cell_has_exactly_one_experiment():
+    tables = load_tables()
+    for key, t in tables.items():
+        placed = {}
+        for cell, p in cells_for_table(key):
+            assert (p.row, p.column) not in placed, (key, p)
+            placed[(p.row, p.column)] = cell.id
+        for row in t["rows"]:
+            for col, value in row["cells"].items():
+                wanted = row.get("ours") and value is not None
+                if t["layout"] == "ratio":
+                    assert {p[1] for p in placed} == {c["key"] for c in t["columns"]}
+                    continue
+                assert ((row["key"], col) in placed) == bool(wanted), (key, row["key"], col)
+
+
+def test_placements_point_at_ours_rows():
+    tables = load_tables()
+    for cell in load_cells().values():
+        for p in cell.tables:
+            t = tables[p.table]
+            assert p.column in [c["key"] for c in t["columns"]]
+            if p.row is not None:
+                row = {r["key"]: r for r in t["rows"]}[p.row]
+                assert row.get("ours"), (cell.id, p)
+
+
+def test_cells_match_their_columns():
+    """A cell's level sets agree with the W/A label of every column it fills."""
+    for cell in load_cells().values():
+        for p in cell.tables:
+            if p.table == "table8":
+                continue
+            label = {c["key"]: c["label"] for c in load_tables()[p.table]["columns"]}[p.column]
+            assert label == cell.wa_label, (cell.id, p, label)
+
+
+def test_level_sets_are_valid_for_their_role():
+    for cell in load_cells().values():
+        if cell.weights:
+            assert LevelSet.from_name(cell.weights).zero_centered, cell.id
+        if cell.activations:
+            levels = LevelSet.from_name(cell.activations)
+            assert not levels.zero_centered and min(levels.values) >= 0, cell.id
+
+
+def test_shared_cell_trained_once():
+    cell = load_cells()["alexnet_w2a32"]
+    assert {p.table for p in cell.tables} == {"table1", "table5", "table6"}
+    ids = [c.id for c in load_cells().values() if (c.model, c.weights, c.activations, c.init, c.sharing,
+                                                   c.start, c.slope) == ("alexnet_bn", "ternary", None,
+                                                                         "kmeans", "layerwise", "pretrained", 10.0)]
+    assert ids == ["alexnet_w2a32"]
+
+
+def test_recipe_fields():
+    cells = load_cells()
+    assert cells["alexnet_w1a32"].slope == 10 and cells["resnet18_w1a32"].slope == 5
+    assert cells["alexnet_w2a32_linear"].init == "linear"
+    assert cells["alexnet_w2a32_shared"].sharing == "shared"
+    assert cells["resnet18_w3pm4a32_scratch"].start == "scratch"
+    assert sorted(c.slope for c in cells.values() if "fig5" in c.figures) == [5, 10, 20]
+    assert {c.id for c in cells.values() if c.task == "detect"} == {"ssd_fp", "ssd_w2a32", "ssd_w3pm4a32",
+                                                                   "ssd_w3pm4a8"}
+    assert fp_cell_of("resnet18").id == "resnet18_fp"
+
+
+def test_placement_parse():
+    assert Placement.parse("table1:ours:w2a32") == Placement("table1", "ours", "w2a32")
+    assert Placement.parse("table8:binary") == Placement("table8", None, "binary")
+    with pytest.raises(ValueError):
+        Placement.parse("table1")

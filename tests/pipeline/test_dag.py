@@ -1,0 +1,113 @@
+"""Dry runs of the workflow at every scale, lint, and configs that must fail before any job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, job_counts, snakemake, write_yaml
+from qbench.paper import load_cells
+
+CLASSIFY = [c for c in load_cells().values() if c.task == "classify"]
+
+
+def test_smoke_dag(tmp_path):
+    res = snakemake(tmp_path, "-n", "reproduce_tables", "--config", "scale=smoke")
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["train_fp"] == 2
+    assert counts["train_quant"] == 5
+    assert counts["render_config"] == 7 and counts["evaluate"] == 7
+    for rule in ("prepare_data", "aggregate", "tables", "figures", "report", "write_plan"):
+        assert counts[rule] == 1, rule
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
+
+
+def test_mini_is_the_default_and_has_every_classification_cell(tmp_path):
+    res = snakemake(tmp_path, "-n", "reproduce_tables")
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    n_fp = sum(c.kind == "fp" for c in CLASSIFY)
+    n_quant = sum(c.kind == "quant" for c in CLASSIFY)
+    assert n_fp == 3 and n_quant >= 26
+    assert counts["train_fp"] == n_fp          # one FP seed
+    assert counts["train_quant"] == 2 * n_quant  # two seeds
+    assert "results/mini/" in res.stdout
+    assert "train_quant" in counts and "ssd" not in res.stdout
+
+
+def test_paper_dag_uses_torchrun_and_imported_weights(tmp_path):
+    data = tmp_path / "imagenet"
+    data.mkdir()
+    weights = {}
+    for arch in ("resnet18", "resnet50"):
+        weights[arch] = str(tmp_path / f"{arch}.pth")
+        Path(weights[arch]).write_bytes(b"x")
+    site = write_yaml(tmp_path / "site.yaml", {"train": {"data": {"root": str(data)}}, "fp_weights": weights})
+    res = snakemake(tmp_path, "-n", "-p", "reproduce_tables", "--config", "scale=paper", "--configfile", str(site))
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["train_fp"] == 3 and counts["train_quant"] == sum(c.kind == "quant" for c in CLASSIFY)
+    assert "torch.distributed.run --standalone --nproc_per_node=4 -m qbench.cli train" in res.stdout
+    assert "results/paper/" in res.stdout
+
+
+def test_detection_switch_adds_table4_cells(tmp_path):
+    cfg = write_yaml(tmp_path / "det.yaml", {"detection": {"enabled": True, "train": {"data": {"dataset": "fmnist_voc"}}}})
+    res = snakemake(tmp_path, "-n", "--config", "scale=smoke", "--configfile", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "ssd_w3pm4a8" not in res.stdout  # smoke restricts cells; detection cells only when listed
+    cfg = write_yaml(tmp_path / "det2.yaml", {"detection": {"enabled": True, "train": {"data": {"dataset": "fmnist_voc"}}},
+                                              "cells": {"only": ["ssd_w3pm4a8"]}})
+    res = snakemake(tmp_path, "-n", "--config", "scale=smoke", "--configfile", str(cfg))
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["train_quant"] == 1 and counts["train_fp"] == 1  # ssd_w3pm4a8 and ssd_fp
+
+
+def test_lint(tmp_path):
+    res = snakemake(tmp_path, "--lint", "--config", "scale=smoke")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("override,key", [
+    ({"cell_overrides": {"resnet18_w3pm4a32": {"model": {"arch": "vgg11"}}}},
+     "cell_overrides.resnet18_w3pm4a32.model.arch"),
+    ({"models": {"lenet": {}}}, "models.lenet"),
+    ({"cell_overrides": {"alexnet_w2a32": {"quant": {"weights": "act_2bit"}}}},
+     "cell_overrides.alexnet_w2a32.quant.weights"),
+    ({"cell_overrides": {"alexnet_w1a1": {"quant": {"activations": "ternary"}}}},
+     "cell_overrides.alexnet_w1a1.quant.activations"),
+    ({"cell_overrides": {"alexnet_w2a32": {"quant": {"weights": "7bit"}}}},
+     "cell_overrides.alexnet_w2a32.quant.weights"),
+    ({"train": {"data": {"root": "/nonexistent/fashion"}}}, "train.data.root"),
+    ({"train": {"data": {"dataset": "cifar10"}}}, "train.data.dataset"),
+    ({"fp_weights": {"resnet18": "/nonexistent/resnet18.pth"}}, "fp_weights.resnet18"),
+    ({"cells": {"only": ["alexnet_w9a9"]}}, "cells.only"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, override, key):
+    cfg = write_yaml(tmp_path / "bad.yaml", override)
+    res = snakemake(tmp_path, "-n", "--config", "scale=smoke", "--configfile", str(cfg))
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert key in out, out[-2000:]
+    assert "Job stats" not in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_schema_rejects_unknown_top_level_key(tmp_path):
+    cfg = write_yaml(tmp_path / "bad.yaml", {"epochz": 3})
+    res = snakemake(tmp_path, "-n", "--config", "scale=smoke", "--configfile", str(cfg))
+    assert res.returncode != 0
+    assert "epochz" in res.stdout + res.stderr
+
+
+def test_scale_files_are_valid_yaml_with_deviations():
+    import yaml
+
+    for scale in ("smoke", "mini", "paper"):
+        cfg = yaml.safe_load((ROOT / "workflows" / "config" / f"{scale}.yaml").read_text())
+        assert cfg["scale"] == scale
+        assert cfg["deviations"], scale
+        assert cfg["detection"]["enabled"] is False
