@@ -44,6 +44,14 @@ FIGURE_CAPTIONS = {
 }
 
 
+def _column_total(df: pd.DataFrame, col: str, how: str = "sum") -> float:
+    """Sum (or max) of a numeric benchmark column; 0 when absent or not numeric ("-")."""
+    if col not in df:
+        return 0.0
+    values = pd.to_numeric(df[col], errors="coerce").fillna(0)
+    return float(values.max() if how == "max" else values.sum())
+
+
 def stage_times(bench_dir: str | Path) -> pd.DataFrame:
     """Wall and CPU seconds per pipeline stage from snakemake benchmark TSVs.
 
@@ -61,9 +69,8 @@ def stage_times(bench_dir: str | Path) -> pd.DataFrame:
             df = pd.read_csv(path, sep="\t")
         except (pd.errors.EmptyDataError, pd.errors.ParserError):
             continue
-        rows.append({"stage": stage, "wall_s": float(df["s"].sum()),
-                     "cpu_s": float(pd.to_numeric(df.get("cpu_time", 0), errors="coerce").fillna(0).sum()),
-                     "max_rss_mb": float(pd.to_numeric(df.get("max_rss", 0), errors="coerce").fillna(0).max())})
+        rows.append({"stage": stage, "wall_s": float(df["s"].sum()), "cpu_s": _column_total(df, "cpu_time"),
+                     "max_rss_mb": _column_total(df, "max_rss", how="max")})
     if not rows:
         return pd.DataFrame(columns=["stage", "jobs", "wall_s", "cpu_s", "max_rss_mb"])
     df = pd.DataFrame(rows)

@@ -229,6 +229,7 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
     for cid in cfg.get("cell_overrides", {}):
         if cid not in load_cells():
             raise PipelineConfigError(f"config key 'cell_overrides.{cid}': unknown cell {cid!r}")
+    checked: set = set()
     for cell in cells:
         rc = run_config(cfg, cell, seeds_of(cfg, cell)[0])
         task = rc.get("task", "classify")
@@ -254,6 +255,15 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
         if root is not None and not Path(root).exists():
             key = _source(cfg, cell, "data.root", f"{data_key}.root")
             raise PipelineConfigError(f"config key '{key}': dataset path {root!r} does not exist")
+        if dataset == "fashion_mnist" and (dataset, root) not in checked:
+            from qbench.data import DatasetError, find_fashion_mnist
+
+            try:
+                find_fashion_mnist(root)
+            except DatasetError as exc:
+                key = _source(cfg, cell, "data.root", f"{data_key}.root")
+                raise PipelineConfigError(f"config key '{key}': {exc}") from None
+            checked.add((dataset, root))
         if cfg["launcher"] == "torchrun" and cfg["resources"]["train"]["gpu"] < 1:
             raise PipelineConfigError("config key 'resources.train.gpu': torchrun needs at least 1 GPU")
 

@@ -24,8 +24,19 @@ def test_smoke_dag(tmp_path):
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
 
 
+def _fashion_dir(tmp_path: Path) -> Path:
+    """Empty stand-ins of the four Fashion-MNIST idx files (a dry run only checks they exist)."""
+    d = tmp_path / "fmnist"
+    d.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (d / f"{stem}.gz").write_bytes(b"")
+    return d
+
+
 def test_mini_is_the_default_and_has_every_classification_cell(tmp_path):
-    res = snakemake(tmp_path, "-n", "reproduce_tables")
+    site = write_yaml(tmp_path / "site.yaml", {"train": {"data": {"root": str(_fashion_dir(tmp_path))}}})
+    res = snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(site))
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
     n_fp = sum(c.kind == "fp" for c in CLASSIFY)
@@ -82,6 +93,7 @@ def test_lint(tmp_path):
     ({"cell_overrides": {"alexnet_w2a32": {"quant": {"weights": "7bit"}}}},
      "cell_overrides.alexnet_w2a32.quant.weights"),
     ({"train": {"data": {"root": "/nonexistent/fashion"}}}, "train.data.root"),
+    ({"train": {"data": {"dataset": "fashion_mnist", "root": "/tmp"}}}, "train.data.root"),
     ({"train": {"data": {"dataset": "cifar10"}}}, "train.data.dataset"),
     ({"fp_weights": {"resnet18": "/nonexistent/resnet18.pth"}}, "fp_weights.resnet18"),
     ({"cells": {"only": ["alexnet_w9a9"]}}, "cells.only"),
