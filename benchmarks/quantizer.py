@@ -7,8 +7,8 @@ round), and reported as medians, so the ratios hold on a shared, noisy machine. 
 ``results/benchmarks/quantizer.json`` (atomically) and prints a table.
 
 Definitions:
-- ``*_fwd_bwd``: forward, then backward of ``(y * w).sum()`` w.r.t. x, alpha and beta (the
-  quantizer's learnable parameters, as in training).
+- ``*_fwd_bwd``: forward, then backward with a given dL/dy w.r.t. x, alpha and beta (the
+  quantizer's learnable parameters, as in training; ReLU: w.r.t. x).
 - ``saved_bytes_vs_input``: bytes autograd keeps for backward (unique storages seen by
   ``saved_tensors_hooks``, the input itself included) divided by the input's bytes.
 - ``peak_bytes_vs_input``: peak allocator memory above the inputs during fwd+bwd divided by the
@@ -82,7 +82,7 @@ def _contenders(c: dict, T: float) -> dict:
     def fwd_bwd(f, params):
         def run():
             y = f()
-            torch.autograd.grad((y * w).sum(), params)
+            torch.autograd.grad(y, params, grad_outputs=w)
         return run
 
     def fwd(f):
@@ -281,7 +281,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--T", type=float, default=10.0, help="temperature of the soft quantizer")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--levels", nargs="*", default=list(LEVEL_SETS))
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()

@@ -76,7 +76,7 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     if not T > 0:
         raise ValueError(f"temperature must be positive, got {T}")
     alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
-    steps = levels.steps_tensor(device=x.device, dtype=x.dtype)
+    steps = kernels.constant(levels.steps, x.device, x.dtype)
     return _SoftQuantize.apply(x, steps, biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
                                float(T), levels.offset)
 
@@ -102,7 +102,7 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     if levels.n > 1 and bool((biases[1:] < biases[:-1]).any()):
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
     alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
-    outputs = levels.outputs_tensor(device=x.device, dtype=x.dtype)
+    outputs = kernels.constant(levels.outputs(), x.device, x.dtype)
     with torch.no_grad():
         return kernels.hard_forward(x.detach(), outputs, biases.to(x.dtype), alpha.to(x.dtype),
                                     beta.to(x.dtype))

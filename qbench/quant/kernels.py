@@ -16,6 +16,7 @@ Two implementations with the same results:
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -155,6 +156,15 @@ def _num(v) -> float:
     return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
 
 
+@functools.lru_cache(maxsize=256)
+def constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small read-only tensor of constants (step heights, level outputs), built once.
+
+    Saves the per-call tensor construction on the hot path; callers must not modify it.
+    """
+    return torch.tensor(values, device=device, dtype=dtype)
+
+
 # --- soft quantizer ---------------------------------------------------------------------
 
 def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
@@ -199,16 +209,16 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
     s = steps.detach().contiguous()
     n = b.numel()
     gx = torch.empty_like(xc) if need_x else None
-    red = torch.zeros(2 + n, dtype=torch.float64)
+    red = (ctypes.c_double * (2 + n))()
     a, be, T = _num(alpha), _num(beta), float(T)
     getattr(lib, f"qb_soft_backward_{_suffix(x.dtype)}")(
         _ptr(gc), _ptr(xc), _ptr(gx) if gx is not None else None, xc.numel(), _ptr(b), _ptr(s), n,
         a, be, T, float(offset), _zcut(x.dtype), int(need_alpha), int(need_beta), int(need_biases),
-        _ptr(red), torch.get_num_threads())
+        ctypes.addressof(red), torch.get_num_threads())
     dt = x.dtype
-    grad_alpha = red[0].to(dt) if need_alpha else None
-    grad_beta = (red[1] * (a * T)).to(dt) if need_beta else None
-    grad_b = (red[2:] * (-a * T)).to(dt) if need_biases else None
+    grad_alpha = torch.tensor(red[0], dtype=dt) if need_alpha else None
+    grad_beta = torch.tensor(red[1] * (a * T), dtype=dt) if need_beta else None
+    grad_b = torch.tensor([v * (-a * T) for v in red[2:]], dtype=dt) if need_biases else None
     return (gx.view(x.shape) if gx is not None else None), grad_alpha, grad_beta, grad_b
 
 
