@@ -95,6 +95,8 @@ class RunStateHook(Hook):
         max_epochs: the run's number of epochs.
         phase_hook, temperature_hook: read for the history rows.
         log: ``log(message)`` for one line per epoch.
+        lr_param: the history's ``lr`` is the lr of this parameter's group (a quantized
+            parameter in quantized runs); None = the first group.
     """
 
     priority = "LOW"
@@ -102,7 +104,7 @@ class RunStateHook(Hook):
     def __init__(self, checkpoint_path: Path, config_json: str, seed: int,
                  evaluate: Callable, eval_interval: int, max_epochs: int,
                  phase_hook: PhaseHook, temperature_hook: TemperatureHook | None,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], lr_param: torch.nn.Parameter | None = None) -> None:
         self.checkpoint_path = Path(checkpoint_path)
         self.config_json = config_json
         self.seed = seed
@@ -112,6 +114,7 @@ class RunStateHook(Hook):
         self.phase_hook = phase_hook
         self.temperature_hook = temperature_hook
         self.log = log
+        self.lr_param = lr_param
         self.history: list[dict] = []
         self.elapsed_s = 0.0
         self.train_images = 0
@@ -160,12 +163,16 @@ class RunStateHook(Hook):
         np.random.seed(seed)
         torch.manual_seed(seed)
         self._loss_sum, self._loss_n = 0.0, 0
-        self._lr = float(runner.optim_wrapper.param_groups[0]["lr"])
+        groups = runner.optim_wrapper.param_groups
+        if self.lr_param is not None:
+            groups = [g for g in groups if any(p is self.lr_param for p in g["params"])]
+        self._lr = float(groups[0]["lr"])
         self._epoch_start = time.perf_counter()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if outputs is not None and "loss" in outputs:
-            self._loss_sum += float(outputs["loss"])
+            loss = outputs["loss"]
+            self._loss_sum += float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             self._loss_n += 1
         if data_batch is not None:
             self.train_images += len(data_batch["inputs"])

@@ -83,9 +83,9 @@ def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.
         score_thr: test-time score threshold.
 
     Returns:
-        A plain dict for ``mmdet.registry.MODELS.build``.
+        A ``ConfigDict`` for ``mmdet.registry.MODELS.build`` (mmdet reads ``test_cfg`` by attribute).
     """
-    from mmengine.config import Config
+    from mmengine.config import Config, ConfigDict
 
     base = Config.fromfile(str(mmdet_config_path()))
     model = copy.deepcopy(base.to_dict()["model"])
@@ -107,7 +107,7 @@ def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.
             strides=[max(1, round(input_size / f)) for f, _, _ in levels],
             ratios=[[2]] + [[2, 3]] * (n - 3) + [[2]] * 2 if n >= 5 else [[2]] + [[2, 3]] * (n - 2) + [[2]],
             min_sizes=min_sizes, max_sizes=max_sizes)
-    return model
+    return ConfigDict(model)
 
 
 def build_ssd(cfg: DetectRunConfig) -> nn.Module:

@@ -105,6 +105,15 @@ def _calibration_batches(model, dataset_cfg: dict, batch_size: int):
         yield model.data_preprocessor(batch, False)["inputs"]
 
 
+def _reference_param(model, q_layers: list[str]):
+    # the lr reported in the history: that of quantized parameters when there are any
+    if q_layers:
+        layer = model.get_submodule(q_layers[0])
+        return layer.parametrizations.weight.original if hasattr(layer, "parametrizations") \
+            else layer.weight
+    return next(model.parameters())
+
+
 def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
     """Train and evaluate one detection cell (FP or quantized SSD) and write its run directory.
 
@@ -219,7 +228,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         t = cfg.temperature
         temp_hook = TemperatureHook(TemperatureSchedule(kind=t.kind, slope=t.slope, cap=t.cap))
     state_hook = RunStateHook(out_dir / "checkpoint.pt", config_json, cfg.seed, evaluate,
-                              cfg.detect.eval_interval, total, phase_hook, temp_hook, log)
+                              cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
+                              lr_param=_reference_param(model, q_layers))
     hooks = [phase_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
 
     with _runner_device(device):

@@ -21,7 +21,7 @@ TINY = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mmdet_stack():
     """Skip when the detection stack is not installed (scripts/setup_detection.sh)."""
     pytest.importorskip("mmcv.ops", reason="mmcv with ops missing: run scripts/setup_detection.sh")
