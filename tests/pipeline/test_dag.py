@@ -17,8 +17,8 @@ def test_smoke_dag(tmp_path):
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
     assert counts["train_fp"] == 2
-    assert counts["train_quant"] == 5
-    assert counts["render_config"] == 7 and counts["evaluate"] == 7
+    assert counts["train_quant"] == 3
+    assert counts["render_config"] == 5 and counts["evaluate"] == 5
     for rule in ("prepare_data", "aggregate", "tables", "figures", "report", "write_plan"):
         assert counts[rule] == 1, rule
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
