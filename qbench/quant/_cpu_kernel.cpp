@@ -33,9 +33,11 @@ constexpr double BIG = 1e30;
 // |z| * 6e-8 relative, i.e. < 1e-6 wherever a sigmoid is not saturated (|z| < 17).
 inline float qnexp(float z) {
     float w = z * -1.44269504088896341f;
-    // NaN-preserving clamp: keeps 2^n a normal number
-    w = w > 126.0f ? 126.0f : w;
-    w = w < -126.0f ? -126.0f : w;
+    // NaN-preserving clamp to |w| <= 100: keeps 2^w, the sigmoid and its derivative far from
+    // denormals (which cost ~100x per operation); sigmoid(-z) is then >= 2^-100 instead of
+    // e^-z, an absolute difference below 1e-30
+    w = w > 100.0f ? 100.0f : w;
+    w = w < -100.0f ? -100.0f : w;
     // round to nearest by the 1.5 * 2^23 trick (rintf/floorf would be libm calls)
     const float fx = (w + 12582912.0f) - 12582912.0f;
     const float f = w - fx;
@@ -189,8 +191,8 @@ struct Lut32 {
 inline __m512 v_sigm(__m512 z) {
     __m512 w = _mm512_mul_ps(z, _mm512_set1_ps(-1.44269504088896341f));
     // min/max return their second operand for NaN: NaN propagates
-    w = _mm512_min_ps(_mm512_set1_ps(126.0f), w);
-    w = _mm512_max_ps(_mm512_set1_ps(-126.0f), w);
+    w = _mm512_min_ps(_mm512_set1_ps(100.0f), w);
+    w = _mm512_max_ps(_mm512_set1_ps(-100.0f), w);
     const __m512 fx = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(w, fx);
     __m512 p = _mm512_set1_ps(1.5337585e-4f);
@@ -201,7 +203,10 @@ inline __m512 v_sigm(__m512 z) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
     const __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, _mm512_scalef_ps(p, fx)));
+    const __m512 d = _mm512_add_ps(one, _mm512_scalef_ps(p, fx));
+    // 1 / d by the 14-bit reciprocal and one Newton step (~1 ulp), cheaper than a division
+    const __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 
 struct Avx512Tables {
@@ -309,9 +314,26 @@ void forward_block_avx512(const Avx512Tables& A, const float* x, float* y, int64
     }
 }
 
+void forward_block_avx512_dense(const float* b, const float* s, int64_t n, const float* x, float* y,
+                                int64_t m, float beta, float T, float offset, float alpha) {
+    const __m512 vb = _mm512_set1_ps(beta), vT = _mm512_set1_ps(T);
+    const __m512 vo = _mm512_set1_ps(offset), va = _mm512_set1_ps(alpha);
+    for (int64_t i = 0; i < m; i += 16) {
+        const __mmask16 mk = tail_mask(i, m);
+        const __m512 u = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vb);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; ++j) {
+            const __m512 z = _mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(b[j])), vT);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), v_sigm(z), acc);
+        }
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(_mm512_sub_ps(acc, vo), va));
+    }
+}
+
 void backward_block_avx512(const Avx512Tables& A, const float* g, const float* x, float* gx, int64_t m,
                            float beta, float T, float offset, float scale, bool need_alpha,
-                           bool need_beta, double* red) {
+                           bool need_beta, double* red, const float* dense_b = nullptr,
+                           const float* dense_s = nullptr, int64_t dense_n = 0) {
     const __m512 vb = _mm512_set1_ps(beta), vT = _mm512_set1_ps(T), one = _mm512_set1_ps(1.0f);
     const __m512 vo = _mm512_set1_ps(offset), vs = _mm512_set1_ps(scale);
     __m512d ra = _mm512_setzero_pd(), rb = _mm512_setzero_pd();
@@ -320,14 +342,24 @@ void backward_block_avx512(const Avx512Tables& A, const float* g, const float* x
         const __m512 xv = _mm512_maskz_loadu_ps(mk, x + i);
         const __m512 gv = _mm512_maskz_loadu_ps(mk, g + i);
         const __m512 u = _mm512_mul_ps(xv, vb);
-        const __m512i k = v_codes(A, u);
-        __m512 ssum = A.cp(k), dsum = _mm512_setzero_ps();
-        for (int32_t j = 0; j < 2 * A.W; ++j) {
-            const __m512i p = _mm512_add_epi32(k, _mm512_set1_epi32(j));
-            const __m512 sj = A.sp(p);
-            const __m512 sig = v_sigm(_mm512_mul_ps(_mm512_sub_ps(u, A.bp(p)), vT));
-            dsum = _mm512_fmadd_ps(_mm512_mul_ps(sig, _mm512_sub_ps(one, sig)), sj, dsum);
-            ssum = _mm512_fmadd_ps(sig, sj, ssum);
+        __m512 ssum = _mm512_setzero_ps(), dsum = _mm512_setzero_ps();
+        if (dense_b != nullptr) {
+            for (int64_t j = 0; j < dense_n; ++j) {
+                const __m512 sj = _mm512_set1_ps(dense_s[j]);
+                const __m512 sig = v_sigm(_mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(dense_b[j])), vT));
+                dsum = _mm512_fmadd_ps(_mm512_mul_ps(sig, _mm512_sub_ps(one, sig)), sj, dsum);
+                ssum = _mm512_fmadd_ps(sig, sj, ssum);
+            }
+        } else {
+            const __m512i k = v_codes(A, u);
+            ssum = A.cp(k);
+            for (int32_t j = 0; j < 2 * A.W; ++j) {
+                const __m512i p = _mm512_add_epi32(k, _mm512_set1_epi32(j));
+                const __m512 sj = A.sp(p);
+                const __m512 sig = v_sigm(_mm512_mul_ps(_mm512_sub_ps(u, A.bp(p)), vT));
+                dsum = _mm512_fmadd_ps(_mm512_mul_ps(sig, _mm512_sub_ps(one, sig)), sj, dsum);
+                ssum = _mm512_fmadd_ps(sig, sj, ssum);
+            }
         }
         const __m512 gd = _mm512_mul_ps(gv, dsum);
         if (gx != nullptr) _mm512_mask_storeu_ps(gx + i, mk, _mm512_mul_ps(gd, vs));
@@ -366,6 +398,7 @@ void forward_block(const Params<S>& P, const S* QB_R x, S* QB_R y, int64_t m) {
 #ifdef QB_AVX512
     if constexpr (sizeof(S) == 4) {
         if (P.avx.ok) return forward_block_avx512(P.avx, x, y, m, P.beta, P.T, P.offset, P.alpha);
+        if (P.W == 0) return forward_block_avx512_dense(P.b, P.s, P.n, x, y, m, P.beta, P.T, P.offset, P.alpha);
     }
 #endif
     S u[BLK], acc[BLK];
@@ -395,6 +428,10 @@ void backward_block(const Params<S>& P, const S* QB_R g, const S* QB_R x, S* QB_
         if (P.avx.ok && !need_biases)
             return backward_block_avx512(P.avx, g, x, gx, m, P.beta, P.T, P.offset,
                                          P.alpha * P.beta * P.T, need_alpha, need_beta, red);
+        if (P.W == 0 && !need_biases)
+            return backward_block_avx512(P.avx, g, x, gx, m, P.beta, P.T, P.offset,
+                                         P.alpha * P.beta * P.T, need_alpha, need_beta, red,
+                                         P.b, P.s, P.n);
     }
 #endif
     S u[BLK], dsum[BLK], ssum[BLK];
