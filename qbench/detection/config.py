@@ -275,6 +275,8 @@ class DetectConfig:
         min_objects, max_objects, min_size, max_size: fmnist_voc generation (items per
             image, item side in canvas pixels).
         log_interval: iterations between mmengine log lines.
+        width_div: divide the channel counts of every SSD conv by this (1, 2, 4 or 8; 1 =
+            VGG16 as in the paper). Same layers and quantizer placement; for CPU-sized runs.
     """
 
     lr_other: float = 1e-7
@@ -289,6 +291,7 @@ class DetectConfig:
     min_size: int = 48
     max_size: int = 160
     log_interval: int = 50
+    width_div: int = 1
 
     def __post_init__(self) -> None:
         self.lr_other = _check_float("detect.lr_other", self.lr_other, nonneg=True)
@@ -303,6 +306,7 @@ class DetectConfig:
             _check_choice("detect.voc_years", y, (2007, 2012))
         for key in ("min_objects", "max_objects", "min_size", "max_size", "log_interval"):
             _check_int(f"detect.{key}", getattr(self, key), 1)
+        _check_choice("detect.width_div", self.width_div, (1, 2, 4, 8))
         if self.min_objects > self.max_objects:
             _fail("detect.min_objects", "must be <= detect.max_objects")
         if self.min_size > self.max_size:

@@ -74,13 +74,46 @@ def _anchor_sizes(input_size: int, num_levels: int) -> tuple[list[float], list[f
     return min_sizes, max_sizes
 
 
-def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.02) -> dict:
+_BACKBONE_REGISTERED = False
+
+
+def _register_narrow_backbone() -> None:
+    """Register ``QBenchSSDVGG``: mmdet's SSDVGG with every conv's channels divided by ``width_div``.
+
+    Same layers, indices, kernels, strides and dilations as SSDVGG (so the same layers are
+    quantized); only the channel counts shrink. ``width_div=1`` is never used (plain SSDVGG is).
+    """
+    global _BACKBONE_REGISTERED
+    if _BACKBONE_REGISTERED:
+        return
+    from mmdet.models.backbones import SSDVGG
+    from mmdet.registry import MODELS
+
+    class QBenchSSDVGG(SSDVGG):
+        def __init__(self, width_div: int = 1, **kwargs) -> None:
+            super().__init__(**kwargs)
+            first = True
+            for idx, m in enumerate(self.features):
+                if isinstance(m, nn.Conv2d):
+                    in_ch = m.in_channels if first else m.in_channels // width_div
+                    first = False
+                    self.features[idx] = nn.Conv2d(in_ch, m.out_channels // width_div, m.kernel_size,
+                                                   m.stride, m.padding, m.dilation)
+
+    MODELS.register_module(name="QBenchSSDVGG", module=QBenchSSDVGG, force=True)
+    _BACKBONE_REGISTERED = True
+
+
+def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.02,
+                  width_div: int = 1) -> dict:
     """mmdet model config of SSD-VGG16 for VOC-style data.
 
     Args:
         num_classes: foreground classes.
         input_size: network input side; 300 is mmdet's SSD300 unchanged.
         score_thr: test-time score threshold.
+        width_div: divide every backbone/neck/head channel count by this (1 = VGG16 as is;
+            only for small-scale runs on CPUs).
 
     Returns:
         A ``ConfigDict`` for ``mmdet.registry.MODELS.build`` (mmdet reads ``test_cfg`` by attribute).
@@ -107,6 +140,14 @@ def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.
             strides=[max(1, round(input_size / f)) for f, _, _ in levels],
             ratios=[[2]] + [[2, 3]] * (n - 3) + [[2]] * 2 if n >= 5 else [[2]] + [[2, 3]] * (n - 2) + [[2]],
             min_sizes=min_sizes, max_sizes=max_sizes)
+    if width_div != 1:
+        _register_narrow_backbone()
+        model["backbone"]["type"] = "QBenchSSDVGG"
+        model["backbone"]["width_div"] = width_div
+        neck = model["neck"]
+        neck["in_channels"] = tuple(c // width_div for c in neck["in_channels"])
+        neck["out_channels"] = tuple(c // width_div for c in neck["out_channels"])
+        head["in_channels"] = neck["out_channels"]
     return ConfigDict(model)
 
 
@@ -122,7 +163,8 @@ def build_ssd(cfg: DetectRunConfig) -> nn.Module:
     require_mmdet()
     from mmdet.registry import MODELS
 
-    model = MODELS.build(ssd_model_cfg(cfg.model.num_classes, cfg.data.image_size, cfg.detect.score_thr))
+    model = MODELS.build(ssd_model_cfg(cfg.model.num_classes, cfg.data.image_size, cfg.detect.score_thr,
+                                       cfg.detect.width_div))
     model.init_weights()  # once here; mmengine's Runner then skips it (already initialised)
     fix_ssd_head_predict(model)
     return model

@@ -72,3 +72,24 @@ def test_run_from_config_validates_before_work(tmp_path):
     with pytest.raises(ValueError, match="'data.bogus'"):
         run_from_config(_cfg(data={"bogus": 1}), tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
+def test_example_configs_validate(scale):
+    from qbench.detection.stage import CELLS, load_cell_config
+
+    cells = {cell: DetectRunConfig.from_dict(load_cell_config(scale, cell)) for cell in CELLS}
+    assert cells["fp"].quant.enabled is False and cells["fp"].epochs.fp > 0
+    assert cells["w2a32"].quant.weights == "ternary" and cells["w2a32"].quant.activations is None
+    assert cells["w3a32"].quant.weights == "3bit_pm4" and cells["w3a32"].quant.activations is None
+    assert (cells["w3a8"].quant.weights, cells["w3a8"].quant.activations) == ("3bit_pm4", "act_linear8")
+    for cell in CELLS[1:]:
+        assert cells[cell].start.mode == "pretrained"
+        assert cells[cell].temperature.slope == 10.0
+        assert cells[cell].optim.lr == pytest.approx(100 * cells[cell].detect.lr_other)
+    if scale == "paper":
+        for cell in CELLS[1:]:
+            c = cells[cell]
+            assert (c.optim.lr, c.detect.lr_other, c.optim.milestones, c.epochs.total,
+                    c.data.batch_size, c.optim.grad_clip, c.data.image_size) == \
+                (1e-5, 1e-7, [70, 90], 100, 16, 20.0, 300)
