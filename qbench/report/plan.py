@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from qbench.paper import Cell, fp_cell_of, load_cells
+from qbench.paper import Cell, fp_cell_of, load_cells  # noqa: F401 (load_cells re-exported)
 
 CLASSIFY_ARCHS = ("alexnet_bn", "resnet18", "resnet50")
 DETECT_ARCHS = ("ssd300_vgg16",)
@@ -137,19 +137,25 @@ def fp_checkpoint(cfg: dict, model: str) -> str:
 def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
     """The full `qbench train` config of one cell and seed.
 
-    Order of precedence (later wins): `train` (or `detection.train` merged onto it for detect
-    cells), `models.<arch>`, `phases.<phase>`, the cell's own fields, `cell_overrides.<id>`.
+    Order of precedence (later wins): `train` (`detection.train` for detect cells),
+    `models.<arch>`, `phases.<phase>` (`detection.phases.<phase>` for detect cells when given),
+    the cell's own fields, `cell_overrides.<id>`.
 
     Args:
         cfg: the validated scale config.
         cell: the cell.
         seed: the seed.
     """
-    base = copy.deepcopy(cfg["train"])
+    phases = cfg.get("phases", {})
     if cell.task == "detect":
-        base = deep_merge(base, cfg.get("detection", {}).get("train", {}))
+        # detection has its own base config and phase epochs (docs/detection.md)
+        det = cfg.get("detection", {})
+        base = copy.deepcopy(det.get("train", {}))
+        phases = det.get("phases") or phases
+    else:
+        base = copy.deepcopy(cfg["train"])
     base = deep_merge(base, cfg.get("models", {}).get(cell.model, {}))
-    base = deep_merge(base, cfg.get("phases", {}).get(phase_of(cell), {}))
+    base = deep_merge(base, phases.get(phase_of(cell), {}))
     own: dict[str, Any] = {
         "task": cell.task,
         "seed": int(seed),

@@ -65,16 +65,34 @@ def test_paper_dag_uses_torchrun_and_imported_weights(tmp_path):
 
 
 def test_detection_switch_adds_table4_cells(tmp_path):
-    cfg = write_yaml(tmp_path / "det.yaml", {"detection": {"enabled": True, "train": {"data": {"dataset": "fmnist_voc"}}}})
+    cfg = write_yaml(tmp_path / "det.yaml", {"detection": {"enabled": True}})
     res = snakemake(tmp_path, "-n", "--config", "scale=smoke", "--configfile", str(cfg))
     assert res.returncode == 0, res.stderr
     assert "ssd_w3pm4a8" not in res.stdout  # smoke restricts cells; detection cells only when listed
-    cfg = write_yaml(tmp_path / "det2.yaml", {"detection": {"enabled": True, "train": {"data": {"dataset": "fmnist_voc"}}},
-                                              "cells": {"only": ["ssd_w3pm4a8"]}})
+    cfg = write_yaml(tmp_path / "det2.yaml", {"detection": {"enabled": True}, "cells": {"only": ["ssd_w3pm4a8"]}})
     res = snakemake(tmp_path, "-n", "--config", "scale=smoke", "--configfile", str(cfg))
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
     assert counts["train_quant"] == 1 and counts["train_fp"] == 1  # ssd_w3pm4a8 and ssd_fp
+
+
+@pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
+def test_detection_run_configs_follow_docs(scale):
+    """Table 4 cells: detection base config, W3/A8 in the joint phase, W/A32 in the weights phase."""
+    from qbench.report import plan
+
+    cfg = plan.merge_scale_file({"scale": scale, "detection": {"enabled": True}}, ROOT / "workflows" / "config")
+    cells = load_cells()
+    a8 = plan.run_config(cfg, cells["ssd_w3pm4a8"], 0)
+    assert a8["task"] == "detect" and a8["model"]["arch"] == "ssd300_vgg16" and a8["model"]["in_channels"] == 3
+    assert a8["quant"]["activations"] == "act_linear8" and a8["epochs"].get("joint", 0) >= 1
+    assert a8["epochs"].get("weights", 0) == 0 and a8["temperature"]["slope"] == 10
+    assert a8["data"]["dataset"] in ("voc", "fmnist_voc") and "detect" in a8
+    w2 = plan.run_config(cfg, cells["ssd_w2a32"], 0)
+    assert w2["epochs"].get("weights", 0) >= 1 and w2["epochs"].get("joint", 0) == 0
+    assert w2["start"]["checkpoint"].endswith("runs/ssd_fp/s0/checkpoint.pt")
+    fp = plan.run_config(cfg, cells["ssd_fp"], 0)
+    assert fp["epochs"]["fp"] >= 1 and fp["quant"]["weights"] is None
 
 
 def test_lint(tmp_path):
