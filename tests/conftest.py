@@ -1,0 +1,69 @@
+"""Shared fixtures: writing run configs and a small full-precision checkpoint to start from."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+SMOKE = {
+    "task": "classify", "seed": 0, "device": "cpu",
+    "model": {"arch": "resnet18", "num_classes": 4, "in_channels": 1},
+    "data": {"dataset": "fake", "image_size": 32, "train_size": 64, "test_size": 32, "batch_size": 16},
+    "start": {"mode": "scratch", "checkpoint": None},
+    "optim": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0001, "milestones": [1], "gamma": 0.1,
+              "grad_clip": 5.0},
+    "epochs": {"fp": 1},
+}
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Nested dict update (returns a new dict)."""
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """``write_config(update, name="config.yaml") -> path`` of SMOKE updated with ``update``."""
+
+    def write(update: dict | None = None, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(merge(SMOKE, update or {})))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def fp_checkpoint(tmp_path_factory) -> Path:
+    """checkpoint.pt of a 1-epoch smoke FP ResNet-18 (4 classes, 1 channel, fake data)."""
+    from qbench.train import Config, run
+
+    out = tmp_path_factory.mktemp("fp_run")
+    run(Config.from_dict(SMOKE), out, quiet=True)
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_imagenet(tmp_path_factory) -> Path:
+    """An ImageNet-layout tree: 3 classes, 8 train and 4 val JPEGs each, 40-60 px, random content."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 4)):
+        for c, wnid in enumerate(("n01440764", "n01443537", "n01484850")):
+            d = root / split / wnid
+            d.mkdir(parents=True)
+            for i in range(n):
+                h, w = rng.integers(40, 61, size=2)
+                img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+                img[..., c] = 255  # class colour, so the classes are learnable
+                Image.fromarray(img).save(d / f"{wnid}_{i}.JPEG", format="JPEG")
+    return root

@@ -1,0 +1,53 @@
+"""torchrun with 2 CPU processes (gloo) trains what 1 process trains on the same global batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import merge
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="needs torch.distributed with gloo")
+
+# Weights-only quantization: the gradients of activation quantizers at T >= 10 amplify float
+# summation-order differences (about 1e-3 relative after one step), so only the weight path is
+# compared tightly; BatchNorm statistics, gradient averaging and the quantized forward are all in it.
+CASE = {"data": {"train_size": 64, "test_size": 32, "batch_size": 16},
+        "quant": {"weights": "ternary"},
+        "optim": {"lr": 0.02, "milestones": [2]},
+        "epochs": {"fp": 0, "weights": 2}}
+
+
+def test_two_processes_match_one(tmp_path, write_config):
+    # From scratch (Table 7's setting) so the test needs no FP checkpoint.
+    cfg = write_config(CASE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "qbench", "train", str(cfg), "--out", str(one), "--quiet"],
+                   check=True, env=env, capture_output=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    res = subprocess.run(torchrun + ["-m", "qbench", "train", str(cfg), "--out", str(two), "--quiet"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m1 = json.loads((one / "metrics.json").read_text())
+    m2 = json.loads((two / "metrics.json").read_text())
+    assert json.loads((two / "env.json").read_text())["world_size"] == 2
+    for r1, r2 in zip(m1["history"], m2["history"], strict=True):
+        assert r2["train_loss"] == pytest.approx(r1["train_loss"], rel=1e-4, abs=1e-5)
+        assert r2["train_top1"] == r1["train_top1"]
+        # Accuracies on 32 test images: allow one image to flip on a float-rounding tie.
+        for k in ("hard_top1", "soft_top1"):
+            assert abs(r2[k] - r1[k]) <= 100 / 32 + 1e-9
+    a = torch.load(one / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(two / "checkpoint.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].is_floating_point():
+            torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)

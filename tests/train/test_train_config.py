@@ -1,0 +1,80 @@
+"""Config validation: unknown keys and impossible values are rejected before any work, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from qbench.cli import main
+from qbench.train.config import Config, ConfigError, load_raw, set_dotted
+from tests.conftest import SMOKE, merge
+
+
+@pytest.mark.parametrize("update, key", [
+    ({"bogus": 1}, "bogus"),
+    ({"optim": {"lrr": 0.1}}, "optim.lrr"),
+    ({"model": {"arch": "vgg"}}, "model.arch"),
+    ({"model": {"in_channels": 2}}, "model.in_channels"),
+    ({"model": {"num_classes": 1}}, "model.num_classes"),
+    ({"data": {"dataset": "cifar"}}, "data.dataset"),
+    ({"data": {"batch_size": 1}}, "data.batch_size"),
+    ({"data": {"train_size": 0}}, "data.train_size"),
+    ({"data": {"dataset": "imagenet", "root": None}}, "data.root"),
+    ({"optim": {"lr": -1.0}}, "optim.lr"),
+    ({"optim": {"momentum": 1.0}}, "optim.momentum"),
+    ({"optim": {"milestones": [5, 3]}}, "optim.milestones"),
+    ({"optim": {"grad_clip": 0}}, "optim.grad_clip"),
+    ({"quant": {"weights": "7bit_weird"}}, "quant.weights"),
+    ({"quant": {"activations": "ternary"}}, "quant.activations"),
+    ({"quant": {"init": "random"}}, "quant.init"),
+    ({"quant": {"weights": "ternary"}}, "epochs.fp"),
+    ({"quant": {"weights": "ternary"}, "epochs": {"fp": 0, "activations": 1}}, "epochs.activations"),
+    ({"epochs": {"fp": 0}}, "epochs"),
+    ({"epochs": {"fp": 1, "joint": 2}}, "epochs.joint"),
+    ({"epochs": {"fp": -1}}, "epochs.fp"),
+    ({"temperature": {"slope": 0}}, "temperature.slope"),
+    ({"temperature": {"kind": "cosine"}}, "temperature.kind"),
+    ({"start": {"mode": "pretrained", "checkpoint": None}}, "start.checkpoint"),
+    ({"device": "tpu"}, "device"),
+    ({"seed": "zero"}, "seed"),
+])
+def test_rejected_with_key_named(update, key):
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict(merge(SMOKE, update))
+    assert str(err.value).startswith(f"{key}:") or str(err.value).startswith(f"{key} "), str(err.value)
+
+
+def test_valid_config_round_trips():
+    cfg = Config.from_dict(merge(SMOKE, {"quant": {"weights": "3bit_pm4", "activations": "act_2bit"},
+                                         "epochs": {"fp": 0, "weights": 2, "activations": 1, "joint": 3}}))
+    assert cfg.phases() == ["weights"] * 2 + ["activations"] + ["joint"] * 3
+    again = Config.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    assert again == cfg
+
+
+def test_32_means_full_precision():
+    cfg = Config.from_dict(merge(SMOKE, {"quant": {"weights": "32", "activations": "act_2bit"},
+                                         "epochs": {"fp": 0, "activations": 2}}))
+    assert cfg.quant.weights is None and cfg.quant.activations == "act_2bit"
+
+
+def test_set_overrides_parse_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(SMOKE))
+    raw = load_raw(path, ["optim.lr=0.5", "optim.milestones=[3, 4]", "quant.weights=ternary", "data.root="])
+    assert raw["optim"]["lr"] == 0.5 and raw["optim"]["milestones"] == [3, 4]
+    assert raw["quant"]["weights"] == "ternary" and raw["data"]["root"] is None
+    with pytest.raises(ConfigError, match="key=value"):
+        set_dotted(raw, "optim.lr")
+
+
+def test_cli_rejects_before_any_work(tmp_path, write_config, capsys):
+    cfg = write_config({"optim": {"weight_decay": -0.1}})
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(out)]) == 2
+    assert "optim.weight_decay" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["train", str(cfg), "--out", str(out), "--set", "optim.weight_decay=0.1",
+                 "--set", "model.depth=3"]) == 2
+    assert "model.depth" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,141 @@
+"""End-to-end smoke runs of every model through the CLI, and what a run directory holds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from qbench.cli import main
+from qbench.train.trainer import lr_at
+from qbench.train.config import Config
+from tests.conftest import SMOKE, merge
+
+METRIC_KEYS = {"task", "status", "final", "history", "wall_time_s", "images_per_s", "peak_memory_mb",
+               "quant_report", "model_bits"}
+ROW_KEYS = {"epoch", "phase", "T", "lr", "train_loss", "train_top1", "hard_top1", "hard_top5",
+            "soft_top1", "soft_top5", "time_s"}
+
+
+def _check_run_dir(out, quantized: bool) -> dict:
+    for name in ("config.yaml", "env.json", "metrics.json", "checkpoint.pt", "train.log"):
+        assert (out / name).is_file(), name
+    assert (out / "model_hard.pt").is_file() == quantized
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS and metrics["status"] == "complete"
+    assert set(metrics["final"]) == {"hard_top1", "hard_top5", "soft_top1", "soft_top5"}
+    assert all(set(r) == ROW_KEYS for r in metrics["history"])
+    assert [r["epoch"] for r in metrics["history"]] == list(range(1, len(metrics["history"]) + 1))
+    assert metrics["final"]["hard_top1"] == metrics["history"][-1]["hard_top1"]
+    assert 0 <= metrics["final"]["hard_top1"] <= metrics["final"]["hard_top5"] <= 100
+    assert metrics["images_per_s"] > 0 and metrics["wall_time_s"] > 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == len(metrics["history"])
+    assert set(ckpt) >= {"model", "optimizer", "epoch", "rng", "history"}
+    env = json.loads((out / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["seed"] == metrics_seed(out)
+    return metrics
+
+
+def metrics_seed(out) -> int:
+    return yaml.safe_load((out / "config.yaml").read_text())["seed"]
+
+
+# ResNet-50 quantizes weights only here: calibrating its 52 activation quantizers costs seconds,
+# and the activation phases are covered by the two other models.
+@pytest.mark.parametrize("arch, acts, epochs", [
+    ("resnet18", "act_2bit", {"fp": 0, "weights": 1, "activations": 1, "joint": 1}),
+    ("alexnet_bn", "act_2bit", {"fp": 0, "weights": 1, "activations": 1, "joint": 1}),
+    ("resnet50", None, {"fp": 0, "weights": 2, "activations": 0, "joint": 1}),
+])
+def test_fp_then_quantized_smoke(arch, acts, epochs, tmp_path, write_config):
+    small = {"train_size": 16, "test_size": 16, "batch_size": 8}
+    fp_cfg = write_config({"model": {"arch": arch, "in_channels": 3}, "data": small}, name="fp.yaml")
+    fp_out = tmp_path / "fp"
+    assert main(["train", str(fp_cfg), "--out", str(fp_out), "--quiet"]) == 0
+    m = _check_run_dir(fp_out, quantized=False)
+    assert m["history"][0]["T"] is None and m["quant_report"]["weight_layers"] == []
+    assert m["model_bits"]["ratio"] == pytest.approx(1.0)
+
+    q_cfg = write_config({
+        "model": {"arch": arch, "in_channels": 3}, "data": small,
+        "start": {"mode": "pretrained", "checkpoint": str(fp_out / "checkpoint.pt")},
+        "quant": {"weights": "ternary", "activations": acts, "calib_samples": 8},
+        "temperature": {"kind": "linear", "slope": 5.0},
+        "optim": {"lr": 0.01, "milestones": [2]},
+        "epochs": epochs}, name="q.yaml")
+    q_out = tmp_path / "q"
+    assert main(["train", str(q_cfg), "--out", str(q_out), "--quiet"]) == 0
+    m = _check_run_dir(q_out, quantized=True)
+    expected = [p for p in ("weights", "activations", "joint") for _ in range(epochs[p])]
+    assert [r["phase"] for r in m["history"]] == expected
+    assert (m["quant_report"]["activation_layers"] != []) == (acts is not None)
+    assert [r["T"] for r in m["history"]] == [5.0, 10.0, 15.0]  # 1-based epochs over the whole run
+    assert [r["lr"] for r in m["history"]] == pytest.approx([0.01, 0.01, 0.001])
+    layers = m["quant_report"]["weight_layers"]
+    first_conv = "features.0" if arch == "alexnet_bn" else "conv1"
+    last_fc = "classifier.6" if arch == "alexnet_bn" else "fc"
+    assert layers and first_conv not in layers and last_fc not in layers
+    assert m["model_bits"]["ratio"] > 5
+    hard = torch.load(q_out / "model_hard.pt", weights_only=True)
+    assert isinstance(hard, dict) and hard
+
+
+def test_phases_freeze_what_the_paper_freezes(tmp_path, write_config, fp_checkpoint):
+    """Phase 2 trains only activation quantizers: network and weight-quantizer params stay put."""
+    from qbench import quant as Q
+    from qbench.models import build_model, load_pretrained
+    from qbench.train.trainer import _configure_phase
+
+    model = build_model("resnet18", 4, 1)
+    load_pretrained(model, fp_checkpoint)
+    Q.quantize_model(model, Q.QuantPolicy("ternary", "act_2bit"))
+    qp = Q.quant_parameters(model)
+    act = {id(p) for q in Q.activation_quantizers(model).values() for p in q.parameters()}
+    wq = {id(p) for q in Q.weight_quantizers(model).values() for p in q.parameters()}
+    trained = {id(p) for p in _configure_phase(model, "activations", qp)}
+    assert trained == act
+    trained = {id(p) for p in _configure_phase(model, "weights", qp)}
+    assert wq <= trained and not (act & trained)
+    assert all(not q.enabled for q in Q.activation_quantizers(model).values())
+    trained = {id(p) for p in _configure_phase(model, "joint", qp)}
+    assert trained == {id(p) for p in model.parameters()}
+
+
+def test_lr_milestones_are_epoch_counts():
+    cfg = Config.from_dict(merge(SMOKE, {"optim": {"lr": 1.0, "milestones": [2, 4], "gamma": 0.1},
+                                         "epochs": {"fp": 6}}))
+    assert [lr_at(cfg, e) for e in range(1, 7)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_non_finite_loss_names_epoch_step_phase(tmp_path, write_config, fp_checkpoint, capsys):
+    cfg = write_config({"start": {"mode": "pretrained", "checkpoint": str(fp_checkpoint)},
+                        "quant": {"weights": "ternary"}, "optim": {"lr": 1e38, "grad_clip": None},
+                        "epochs": {"fp": 0, "weights": 2}})
+    out = tmp_path / "nan"
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "epoch 1, step" in err and "phase weights" in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_imagenet_layout_end_to_end(tmp_path, write_config, tiny_imagenet):
+    cfg = write_config({"model": {"num_classes": 3, "in_channels": 3},
+                        "data": {"dataset": "imagenet", "root": str(tiny_imagenet), "image_size": 32,
+                                 "train_size": None, "test_size": None, "batch_size": 4}})
+    out = tmp_path / "in"
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    _check_run_dir(out, quantized=False)
+
+
+def test_finished_run_is_not_redone_and_other_config_refused(tmp_path, write_config, capsys):
+    cfg = write_config()
+    out = tmp_path / "r"
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    before = (out / "metrics.json").read_text()
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert (out / "metrics.json").read_text() == before
+    assert main(["train", str(cfg), "--out", str(out), "--quiet", "--set", "seed=1"]) == 1
+    assert "another config" in capsys.readouterr().err
