@@ -124,12 +124,16 @@ def run_dir(cfg: dict, cell_id: str, seed: int) -> str:
 
 
 def fp_checkpoint(cfg: dict, model: str) -> str:
-    """The FP checkpoint pretrained cells of ``model`` start from (first FP seed).
+    """The FP checkpoint pretrained cells of ``model`` start from: ``fp_weights.<model>`` when
+    given, else the FP cell's checkpoint (first FP seed).
 
     Args:
         cfg: the scale config.
         model: architecture name.
     """
+    imported = cfg.get("fp_weights", {}).get(model)
+    if imported:  # fine-tune the imported weights directly, not the FP cell's evaluation run
+        return imported
     fp = fp_cell_of(model)
     return f"{run_dir(cfg, fp.id, cfg['fp_seeds'][0])}/checkpoint.pt"
 

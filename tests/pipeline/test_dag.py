@@ -62,6 +62,15 @@ def test_paper_dag_uses_torchrun_and_imported_weights(tmp_path):
     assert counts["train_fp"] == 3 and counts["train_quant"] == sum(c.kind == "quant" for c in CLASSIFY)
     assert "torch.distributed.run --standalone --nproc_per_node=4 -m qbench.cli train" in res.stdout
     assert "results/paper/" in res.stdout
+    # ResNet cells fine-tune the imported weights directly
+    assert f"--out results/paper/runs/resnet18_w2a32/s0" in res.stdout
+    from qbench.report import plan
+
+    cfg = plan.merge_scale_file({"scale": "paper", "fp_weights": weights}, ROOT / "workflows" / "config")
+    rc = plan.run_config(cfg, load_cells()["resnet18_w2a32"], 0)
+    assert rc["start"]["checkpoint"] == weights["resnet18"]
+    rc = plan.run_config(cfg, load_cells()["alexnet_w2a32"], 0)
+    assert rc["start"]["checkpoint"] == "results/paper/runs/alexnet_fp/s0/checkpoint.pt"
 
 
 def test_detection_switch_adds_table4_cells(tmp_path):
