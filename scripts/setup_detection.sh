@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the detection stack (mmcv 2.1.0 with compiled ops, mmengine, mmdet 3.3.0) into a venv.
 #
-# Usage: scripts/setup_detection.sh [VENV]        (VENV defaults to .venv)
+# Usage: scripts/setup_detection.sh [VENV] [--wheel-only]   (VENV defaults to .venv)
+#        --wheel-only: only make sure the cached mmcv wheel exists (build it if absent).
 #
 # PyPI only has mmcv's sdist, so the first run on a machine builds an mmcv wheel (CPU ops,
 # about 15-25 minutes on 2 cores) and keeps it in $QBENCH_CACHE/wheels (default
@@ -16,6 +17,8 @@ set -euo pipefail
 MMCV_VERSION=2.1.0
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${1:-.venv}"
+wheel_only=0
+[ "${2:-}" = "--wheel-only" ] && wheel_only=1
 py="$venv/bin/python"
 reqs="$here/requirements/detection.txt"
 cache="${QBENCH_CACHE:-$HOME/.cache/qbench}"
@@ -33,7 +36,7 @@ say "venv: $venv (python $pytag, torch $torch_version)"
 say "wheel cache: $wheeldir"
 
 # Everything pinned already importable with its compiled ops? Then there is nothing to do.
-if "$py" - "$reqs" <<'EOF' 2>/dev/null
+if [ "$wheel_only" = 0 ] && "$py" - "$reqs" <<'EOF' 2>/dev/null
 import sys
 from importlib.metadata import version
 for line in open(sys.argv[1]):
@@ -102,6 +105,11 @@ else
         build_wheel
     fi
     flock -u 9
+fi
+
+if [ "$wheel_only" = 1 ]; then
+    say "wheel ready in $wheeldir"
+    exit 0
 fi
 
 say "installing pinned packages from $reqs (mmcv from the cached wheel)"
