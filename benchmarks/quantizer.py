@@ -273,12 +273,17 @@ def machine_info(device) -> dict:
     return info
 
 
+def _load(v) -> str:
+    return f"{v[0]:.1f}" if v else "?"
+
+
 def markdown(data: dict) -> str:
     """The result as markdown tables (what docs/performance.md shows)."""
     m = data["machine"]
     lines = [f"`{data['command']}` on {m.get('cpu_model')} ({m['cpu_count']} cores, {data['threads']} "
              f"thread(s), {data['clock']} clock, kernel {m['kernel']}, T={data['quantizer'][0]['T']:g}), "
-             f"torch {m['torch']}, {data['wall_time_s']:.0f} s.", "",
+             f"torch {m['torch']}, {data['wall_time_s']:.0f} s wall ({data.get('cpu_time_s', float('nan')):.0f} s CPU), "
+             f"1-min load average {_load(m.get('load_avg_start'))} at start, {_load(m.get('load_avg'))} at end.", "",
              "| levels | n | numel | soft fwd / ReLU | soft fwd+bwd / ReLU | naive fwd+bwd / ReLU | "
              "soft / naive (fwd+bwd) | hard fwd / ReLU | saved / input (soft, naive) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -316,7 +321,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                     help="wall time, or process CPU time (robust on a busy machine with --threads 1)")
+    ap.add_argument("--markdown", type=Path, default=None, metavar="JSON",
+                    help="only print the tables of an earlier result file")
     args = ap.parse_args(argv)
+    if args.markdown is not None:
+        data = json.loads(args.markdown.read_text())
+        print(markdown(data))
+        return data
     global _clock
     _clock = CLOCKS[args.clock]
     if args.threads:
@@ -324,6 +335,7 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     sizes = QUICK_SIZES if args.quick else SIZES
     rounds, budget = (7, 0.6) if args.quick else (11, 1.0)
     t_build = time.perf_counter()
@@ -335,7 +347,7 @@ def main(argv=None) -> dict:
     temps = bench_temperature(device, 1 << 22, (1.0, 5.0, 10.0, 50.0, 200.0), rounds, budget, gen)
     train = bench_train_step(device, args.T, 9 if args.quick else 15, 8.0 if args.quick else 20.0, gen)
     data = {
-        "machine": machine_info(device),
+        "machine": {**machine_info(device), "load_avg_start": load_start},
         "command": " ".join(["python -m benchmarks.quantizer"] + (argv if argv is not None else sys.argv[1:])),
         "quick": args.quick,
         "clock": args.clock,
@@ -345,6 +357,7 @@ def main(argv=None) -> dict:
         "temperature_sweep": temps,
         "train_step": train,
         "wall_time_s": time.perf_counter() - t0,
+        "cpu_time_s": time.process_time(),
     }
     write_json(args.out, data)
     print(markdown(data))

@@ -75,10 +75,12 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     biases = _check_biases(biases, levels)
     if not T > 0:
         raise ValueError(f"temperature must be positive, got {T}")
-    alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
-    steps = kernels.constant(levels.steps, x.device, x.dtype)
+    # 0-d tensors (module parameters) pass as they are: a reshape would add autograd nodes
+    alpha = alpha if isinstance(alpha, torch.Tensor) and alpha.dim() == 0 else _as_scalar(alpha, x)
+    beta = beta if isinstance(beta, torch.Tensor) and beta.dim() == 0 else _as_scalar(beta, x)
+    steps, offset = kernels.level_constants(levels, x.device, x.dtype)
     return _SoftQuantize.apply(x, steps, biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
-                               float(T), levels.offset)
+                               float(T), offset)
 
 
 def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,

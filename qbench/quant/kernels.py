@@ -131,12 +131,14 @@ def native_error() -> str | None:
 
 
 def _native_for(*tensors: torch.Tensor):
-    x = tensors[0]
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    # cheap attribute checks only: this runs twice per quantizer call
+    dt = tensors[0].dtype
+    if dt not in _NATIVE_DTYPES or not all(t.is_cpu and t.dtype == dt for t in tensors):
         return None
-    if any(t.device.type != "cpu" or t.dtype != x.dtype for t in tensors[1:]):
-        return None
-    return native_library()
+    return _lib if _lib is not None else native_library()
+
+
+_NATIVE_DTYPES = (torch.float32, torch.float64)
 
 
 def _suffix(dtype: torch.dtype) -> str:
@@ -153,7 +155,7 @@ def _ptr(t: torch.Tensor) -> int:
 
 
 def _num(v) -> float:
-    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+    return v.item() if isinstance(v, torch.Tensor) else float(v)
 
 
 @functools.lru_cache(maxsize=256)
@@ -163,6 +165,12 @@ def constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype
     Saves the per-call tensor construction on the hot path; callers must not modify it.
     """
     return torch.tensor(values, device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def level_constants(levels, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
+    """Step heights (as a read-only tensor) and offset of a LevelSet, computed once."""
+    return constant(levels.steps, device, dtype), levels.offset
 
 
 # --- soft quantizer ---------------------------------------------------------------------
@@ -180,7 +188,7 @@ def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alp
     getattr(lib, f"qb_soft_forward_{_suffix(x.dtype)}")(
         _ptr(xc), _ptr(y), xc.numel(), _ptr(b), _ptr(s), b.numel(), _num(alpha), _num(beta),
         float(T), float(offset), _zcut(x.dtype), torch.get_num_threads())
-    return y.view(x.shape)
+    return y  # contiguous copy or x's own layout: already x's shape
 
 
 def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor,
@@ -219,7 +227,7 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
     grad_alpha = torch.tensor(red[0], dtype=dt) if need_alpha else None
     grad_beta = torch.tensor(red[1] * (a * T), dtype=dt) if need_beta else None
     grad_b = torch.tensor([v * (-a * T) for v in red[2:]], dtype=dt) if need_biases else None
-    return (gx.view(x.shape) if gx is not None else None), grad_alpha, grad_beta, grad_b
+    return gx, grad_alpha, grad_beta, grad_b
 
 
 def _soft_forward_torch(x, steps, biases, alpha, beta, T, offset):
@@ -270,7 +278,7 @@ def hard_forward(x: torch.Tensor, outputs: torch.Tensor, biases: torch.Tensor, a
     getattr(lib, f"qb_hard_forward_{_suffix(x.dtype)}")(
         _ptr(xc), _ptr(y), xc.numel(), _ptr(b), b.numel(), _ptr(o), _num(alpha), _num(beta),
         torch.get_num_threads())
-    return y.view(x.shape)
+    return y
 
 
 def hard_codes(x: torch.Tensor, biases: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
