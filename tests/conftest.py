@@ -67,3 +67,15 @@ def tiny_imagenet(tmp_path_factory) -> Path:
                 img[..., c] = 255  # class colour, so the classes are learnable
                 Image.fromarray(img).save(d / f"{wnid}_{i}.JPEG", format="JPEG")
     return root
+
+
+@pytest.fixture
+def smoke() -> dict:
+    """A copy of the smoke config dict (FP ResNet-18, fake data, 1 epoch)."""
+    return copy.deepcopy(SMOKE)
+
+
+@pytest.fixture(name="merge")
+def merge_fixture():
+    """The nested-dict ``merge(base, update)`` helper."""
+    return merge

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import resource
 import sys
 import time
@@ -248,7 +247,10 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     history: list[dict] = []
     start_epoch, wall_done, train_images, train_time = 1, 0.0, 0, 0.0
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.is_file():
+    # Every process decides about resuming before rank 0 can write a new checkpoint.
+    resume = ckpt_path.is_file()
+    all_sum([0.0], info, device)
+    if resume:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -271,7 +273,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 "train_images": train_images, "train_time_s": train_time,
                 "phase": phases[epoch - 1] if epoch else "init"})
 
-    if start_epoch == 1 and not ckpt_path.is_file():
+    if not resume:
         save_checkpoint(0, wall_done + time.perf_counter() - start_wall)
 
     use_bar = not quiet and main and sys.stderr.isatty()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.conftest import merge
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="needs torch.distributed with gloo")
@@ -25,6 +23,7 @@ CASE = {"data": {"train_size": 64, "test_size": 32, "batch_size": 16},
         "epochs": {"fp": 0, "weights": 2}}
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path, write_config):
     # From scratch (Table 7's setting) so the test needs no FP checkpoint.
     cfg = write_config(CASE)

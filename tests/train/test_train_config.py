@@ -7,7 +7,6 @@ import yaml
 
 from qbench.cli import main
 from qbench.train.config import Config, ConfigError, load_raw, set_dotted
-from tests.conftest import SMOKE, merge
 
 
 @pytest.mark.parametrize("update, key", [
@@ -38,29 +37,29 @@ from tests.conftest import SMOKE, merge
     ({"device": "tpu"}, "device"),
     ({"seed": "zero"}, "seed"),
 ])
-def test_rejected_with_key_named(update, key):
+def test_rejected_with_key_named(update, key, smoke, merge):
     with pytest.raises(ConfigError) as err:
-        Config.from_dict(merge(SMOKE, update))
+        Config.from_dict(merge(smoke, update))
     assert str(err.value).startswith(f"{key}:") or str(err.value).startswith(f"{key} "), str(err.value)
 
 
-def test_valid_config_round_trips():
-    cfg = Config.from_dict(merge(SMOKE, {"quant": {"weights": "3bit_pm4", "activations": "act_2bit"},
+def test_valid_config_round_trips(smoke, merge):
+    cfg = Config.from_dict(merge(smoke, {"quant": {"weights": "3bit_pm4", "activations": "act_2bit"},
                                          "epochs": {"fp": 0, "weights": 2, "activations": 1, "joint": 3}}))
     assert cfg.phases() == ["weights"] * 2 + ["activations"] + ["joint"] * 3
     again = Config.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
     assert again == cfg
 
 
-def test_32_means_full_precision():
-    cfg = Config.from_dict(merge(SMOKE, {"quant": {"weights": "32", "activations": "act_2bit"},
+def test_32_means_full_precision(smoke, merge):
+    cfg = Config.from_dict(merge(smoke, {"quant": {"weights": "32", "activations": "act_2bit"},
                                          "epochs": {"fp": 0, "activations": 2}}))
     assert cfg.quant.weights is None and cfg.quant.activations == "act_2bit"
 
 
-def test_set_overrides_parse_yaml(tmp_path):
+def test_set_overrides_parse_yaml(tmp_path, smoke):
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(SMOKE))
+    path.write_text(yaml.safe_dump(smoke))
     raw = load_raw(path, ["optim.lr=0.5", "optim.milestones=[3, 4]", "quant.weights=ternary", "data.root="])
     assert raw["optim"]["lr"] == 0.5 and raw["optim"]["milestones"] == [3, 4]
     assert raw["quant"]["weights"] == "ternary" and raw["data"]["root"] is None
