@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -146,6 +147,7 @@ def fig4_soft_hard_gap(runs: pd.DataFrame):
             ax.plot(hard.index, hard.values, "-o", color=f"C{i}", ms=3, label=f"{cid} hard (test)")
             ax.plot(soft.index, soft.values, "--s", color=f"C{i}", ms=3, label=f"{cid} soft (train fn)")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{k} accuracy (%)")
         ax.set_title(f"({'a' if k == 'top1' else 'b'}) {k.capitalize()}")
         ax.legend(fontsize=7)
@@ -175,6 +177,8 @@ def fig5_temperature(runs: pd.DataFrame):
             if curve is not None:
                 bottom.plot(curve.index, curve.values, style, ms=3, label=label)
         bottom.set_xlabel("epoch")
+        for ax in (top, bottom):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         bottom.set_ylabel("accuracy (%)")
         bottom.legend(fontsize=7)
     fig.tight_layout()
