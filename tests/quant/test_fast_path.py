@@ -117,7 +117,7 @@ def test_float64_gradcheck_on_fast_path(name):
         _, x, b, alpha, beta, _ = _setup(name, T, gen, learn_biases=True, numel=8, dtype=torch.float64)
         x = x[:24].detach().requires_grad_()
         assert torch.autograd.gradcheck(lambda *a: soft_quantize(a[0], levels, a[1], a[2], a[3], T),
-                                        (x, b, alpha, beta), eps=1e-4 / (T * float(beta)),
+                                        (x, b, alpha, beta), eps=1e-4 / (T * beta.item()),
                                         atol=1e-5, rtol=1e-3)
 
 
