@@ -17,7 +17,7 @@ import torch
 from .levels import LevelSet
 
 ZERO_BAND = 0.05  # paper: b = -0.05 / +0.05 around zero, "5% of the values in [-1, 1]"
-DEFAULT_MAX_POINTS = 2048
+DEFAULT_MAX_POINTS = 512
 
 
 def initial_beta(levels: LevelSet, max_abs: float) -> float:
@@ -33,23 +33,20 @@ def initial_beta(levels: LevelSet, max_abs: float) -> float:
 
 
 def _weighted_summary(values: torch.Tensor, max_points: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sorted points with weights; more than ``max_points`` distinct values are binned
-    into equal-count groups represented by their mean (k-means is then exact on the summary)."""
+    """Sorted points with weights. More than ``max_points`` values are cut, in sorted order,
+    into ``max_points`` equal-count groups represented by their mean; k-means is then exact
+    on the summary and its boundaries are off by at most one group (1/max_points quantile)."""
     v = values.detach().reshape(-1).to(torch.float64).cpu()
     v = v[torch.isfinite(v)]
     if v.numel() == 0:
         raise ValueError("k-means needs at least one finite value")
-    uniq, counts = torch.unique(v, sorted=True, return_counts=True)
-    w = counts.to(torch.float64)
-    if uniq.numel() <= max_points:
-        return uniq, w
-    # equal-weight groups of the sorted data, each represented by its weighted mean
-    cw = torch.cumsum(w, 0)
-    group = torch.clamp((cw - w / 2) * max_points / cw[-1], max=max_points - 1).long()
-    sums = torch.zeros(max_points, dtype=torch.float64).index_add_(0, group, uniq * w)
-    wsum = torch.zeros(max_points, dtype=torch.float64).index_add_(0, group, w)
-    keep = wsum > 0
-    return sums[keep] / wsum[keep], wsum[keep]
+    v = torch.sort(v).values
+    if v.numel() <= max_points:
+        return v, torch.ones_like(v)
+    group = torch.arange(v.numel()) * max_points // v.numel()
+    sums = torch.zeros(max_points, dtype=torch.float64).index_add_(0, group, v)
+    counts = torch.bincount(group, minlength=max_points).to(torch.float64)
+    return sums / counts, counts
 
 
 def kmeans_1d(values: torch.Tensor, k: int, weights: torch.Tensor | None = None,
@@ -61,8 +58,8 @@ def kmeans_1d(values: torch.Tensor, k: int, weights: torch.Tensor | None = None,
 
     Args:
         values: data, any shape (flattened). With ``weights=None`` and more than
-            ``max_points`` distinct values the data are first summarised into ``max_points``
-            equal-count groups (exact on the summary; the loss is bounded by the group widths).
+            ``max_points`` values the data are first summarised into ``max_points``
+            equal-count groups (exact on the summary).
         k: number of clusters (>= 1). With fewer distinct points than k, the missing
             centres are filled by splitting the widest gaps evenly.
         weights: optional non-negative weights of ``values`` (then no summarising).
