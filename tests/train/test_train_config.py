@@ -77,3 +77,17 @@ def test_cli_rejects_before_any_work(tmp_path, write_config, capsys):
                  "--set", "model.depth=3"]) == 2
     assert "model.depth" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_detect_task_is_handed_to_the_detection_runner(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("qbench.detection.runner")
+    fake.run_from_config = lambda cfg, out, quiet: calls.append((cfg, str(out), quiet))
+    monkeypatch.setitem(sys.modules, "qbench.detection.runner", fake)
+    path = tmp_path / "det.yaml"
+    path.write_text(yaml.safe_dump({"task": "detect", "model": {"arch": "ssd300_vgg16"}}))
+    assert main(["train", str(path), "--out", str(tmp_path / "d"), "--quiet", "--set", "seed=3"]) == 0
+    assert calls == [({"task": "detect", "model": {"arch": "ssd300_vgg16"}, "seed": 3}, str(tmp_path / "d"), True)]
