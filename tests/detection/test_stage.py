@@ -1,4 +1,4 @@
-"""End to end: the four Table 4 cells at smoke scale (slow: about 5 minutes on 2 cores)."""
+"""End to end: the four Table 4 cells at smoke scale (slow: about 1 minute on 2 cores)."""
 
 import json
 
