@@ -11,7 +11,7 @@ Layers, from the bottom up:
 
 from .export import dequantize, export_hard_model, load_hard_model, model_size_bits
 from .functional import hard_quantize, hard_quantize_reference, soft_quantize, soft_quantize_reference
-from .init import initial_beta, kmeans_1d, kmeans_biases, linear_biases
+from .init import ALPHA_INITS, initial_beta, kmeans_1d, kmeans_biases, least_squares_alpha, linear_biases
 from .levels import PAPER_ACTIVATION_SETS, PAPER_WEIGHT_SETS, LevelSet, as_level_set
 from .model import (
     QuantPolicy,
@@ -29,11 +29,11 @@ from .modules import ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
 from .schedule import TemperatureSchedule
 
 __all__ = [
-    "ActivationQuantizer", "LevelSet", "PAPER_ACTIVATION_SETS", "PAPER_WEIGHT_SETS", "QuantPolicy",
+    "ALPHA_INITS", "ActivationQuantizer", "LevelSet", "PAPER_ACTIVATION_SETS", "PAPER_WEIGHT_SETS", "QuantPolicy",
     "QuantReport", "QuantState", "Quantizer", "TemperatureSchedule", "WeightQuantizer",
     "activation_quantizers", "as_level_set", "calibrate_activations", "dequantize",
     "export_hard_model", "hard_quantize", "hard_quantize_reference", "initial_beta", "kmeans_1d",
-    "kmeans_biases", "linear_biases", "load_hard_model", "model_size_bits", "quant_parameters",
+    "kmeans_biases", "least_squares_alpha", "linear_biases", "load_hard_model", "model_size_bits", "quant_parameters",
     "quantize_model", "set_enabled", "set_mode", "set_temperature", "soft_quantize",
     "soft_quantize_reference", "weight_quantizers",
 ]

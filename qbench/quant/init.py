@@ -194,3 +194,32 @@ def _strictly_increasing(b: torch.Tensor) -> torch.Tensor:
         if b[i] <= b[i - 1]:
             b[i] = b[i - 1] + 1e-6
     return b
+
+
+ALPHA_INITS = ("inverse_beta", "least_squares")
+
+
+def least_squares_alpha(values: torch.Tensor, levels: LevelSet, biases: torch.Tensor, beta: float) -> float:
+    """Output scale that best maps the ideal quantizer onto its inputs.
+
+    ``alpha = argmin_a sum_d (x_d - a * yhat_d)^2 = sum x yhat / sum yhat^2`` with ``yhat`` the
+    Eq. 12 output before alpha. The paper's ``alpha = 1 / beta`` keeps magnitudes only when the
+    biases sit halfway between ``beta``-scaled levels; with k-means biases on long-tailed
+    activations it inflates small values several-fold (docs/quantizer.md).
+
+    Args:
+        values: sample of the inputs.
+        levels: target level set.
+        biases: step positions (units of ``beta * x``).
+        beta: input scale.
+
+    Returns:
+        alpha, or ``1 / beta`` when every sample quantizes to 0.
+    """
+    v = values.detach().reshape(-1).to(torch.float64)
+    k = torch.bucketize(v * beta, biases.detach().to(torch.float64), right=True)
+    yhat = torch.tensor(levels.outputs(), dtype=torch.float64)[k]
+    denom = float((yhat * yhat).sum())
+    if denom == 0.0:
+        return 1.0 / beta
+    return float((v * yhat).sum()) / denom

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .levels import LevelSet
+from .init import ALPHA_INITS
 from .modules import INITS, ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
 
 SHARINGS = ("layerwise", "shared")
@@ -30,6 +31,11 @@ class QuantPolicy:
         exclude: module names to leave alone; None means the paper's default (the first conv
             and the last linear) when ``include`` is None, nothing otherwise.
         learn_biases: train the biases too (the paper freezes them).
+        weight_alpha_init: alpha of weight quantizers: "inverse_beta" (the paper) or
+            "least_squares".
+        act_alpha_init: alpha of activation quantizers; "least_squares" by default because the
+            paper's 1 / beta collapses k-means-initialised activation quantizers (see
+            docs/quantizer.md), "inverse_beta" for the paper's rule.
     """
 
     weight_levels: str | None = None
@@ -39,6 +45,8 @@ class QuantPolicy:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None
     learn_biases: bool = False
+    weight_alpha_init: str = "inverse_beta"
+    act_alpha_init: str = "least_squares"
 
     def __post_init__(self) -> None:
         for key in ("weight_levels", "act_levels"):
@@ -53,6 +61,10 @@ class QuantPolicy:
                              "activations after ReLU need a non-negative set (act_*)")
         if self.init not in INITS:
             raise ValueError(f"QuantPolicy.init must be one of {INITS}, got {self.init!r}")
+        for key in ("weight_alpha_init", "act_alpha_init"):
+            if getattr(self, key) not in ALPHA_INITS:
+                raise ValueError(f"QuantPolicy.{key} must be one of {ALPHA_INITS}, "
+                                 f"got {getattr(self, key)!r}")
         if self.sharing not in SHARINGS:
             raise ValueError(f"QuantPolicy.sharing must be one of {SHARINGS}, got {self.sharing!r}")
         for key in ("include", "exclude"):
@@ -137,21 +149,24 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
     if policy.weight_levels is not None:
         shared = None
         if policy.sharing == "shared":
-            shared = WeightQuantizer(policy.weight_levels, state, policy.learn_biases)
+            shared = WeightQuantizer(policy.weight_levels, state, policy.learn_biases,
+                                     policy.weight_alpha_init)
             weights = torch.cat([modules[n].weight.detach().reshape(-1) for n in selected])
             shared.initialize(weights, init=policy.init)
         for name in selected:
             layer = modules[name]
             wq = shared
             if wq is None:
-                wq = WeightQuantizer(policy.weight_levels, state, policy.learn_biases)
+                wq = WeightQuantizer(policy.weight_levels, state, policy.learn_biases,
+                                     policy.weight_alpha_init)
                 wq.initialize(layer.weight.detach(), init=policy.init)
             parametrize.register_parametrization(layer, "weight", wq)
             report.weight_layers.append(name)
 
     if policy.act_levels is not None:
         def new_act_quantizer() -> ActivationQuantizer:
-            return ActivationQuantizer(policy.act_levels, state, policy.learn_biases, policy.init)
+            return ActivationQuantizer(policy.act_levels, state, policy.learn_biases, policy.init,
+                                       alpha_init=policy.act_alpha_init)
 
         shared = new_act_quantizer() if policy.sharing == "shared" else None
         for name in selected:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .functional import hard_quantize, soft_quantize
-from .init import initial_beta, kmeans_biases, linear_biases
+from .init import ALPHA_INITS, initial_beta, kmeans_biases, least_squares_alpha, linear_biases
 from .levels import LevelSet, as_level_set
 
 Mode = Literal["soft", "hard", "off"]
@@ -58,11 +58,16 @@ class Quantizer(nn.Module):
         levels: target level set Y (LevelSet or its name).
         state: the model-wide temperature/mode; a private one is made if omitted.
         learn_biases: make the biases a Parameter (the paper freezes them; Sec. 4.3).
+        alpha_init: "inverse_beta" (the paper: alpha = 1 / beta) or "least_squares" (alpha that
+            best maps the quantized values onto the initialisation sample).
     """
 
     def __init__(self, levels: LevelSet | str, state: QuantState | None = None,
-                 learn_biases: bool = False) -> None:
+                 learn_biases: bool = False, alpha_init: str = "inverse_beta") -> None:
         super().__init__()
+        if alpha_init not in ALPHA_INITS:
+            raise ValueError(f"alpha_init must be one of {ALPHA_INITS}, got {alpha_init!r}")
+        self.alpha_init = alpha_init
         self.levels = as_level_set(levels)
         self.state = state if state is not None else QuantState()
         self.enabled = True
@@ -96,7 +101,10 @@ class Quantizer(nn.Module):
         scaled = values * beta
         b = kmeans_biases(scaled, self.levels) if init == "kmeans" else linear_biases(scaled, self.levels)
         self.beta.fill_(beta)
-        self.alpha.fill_(1.0 / beta)
+        if self.alpha_init == "least_squares":
+            self.alpha.fill_(least_squares_alpha(values, self.levels, b, beta))
+        else:
+            self.alpha.fill_(1.0 / beta)
         self.biases.copy_(b.to(self.biases.dtype))
         self.initialized.fill_(True)
 
@@ -129,8 +137,8 @@ class ActivationQuantizer(Quantizer):
 
     def __init__(self, levels: LevelSet | str, state: QuantState | None = None,
                  learn_biases: bool = False, init: str = "kmeans", sample_per_call: int = 4096,
-                 seed: int = 0) -> None:
-        super().__init__(levels, state, learn_biases)
+                 seed: int = 0, alpha_init: str = "least_squares") -> None:
+        super().__init__(levels, state, learn_biases, alpha_init)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.init = init

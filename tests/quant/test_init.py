@@ -3,7 +3,8 @@ import itertools
 import pytest
 import torch
 
-from qbench.quant import LevelSet, initial_beta, kmeans_1d, kmeans_biases, linear_biases
+from qbench.quant import (LevelSet, initial_beta, kmeans_1d, kmeans_biases, least_squares_alpha,
+                          linear_biases)
 
 
 def _brute_force_kmeans(x: list[float], k: int) -> float:
@@ -93,3 +94,17 @@ def test_linear_biases_are_even():
     torch.testing.assert_close(b, torch.tensor([-2 / 3, 2 / 3], dtype=torch.float64))
     b = linear_biases(torch.tensor([0.0, 4.0]), LevelSet.act_2bit())
     torch.testing.assert_close(b, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+
+
+def test_least_squares_alpha():
+    levels = LevelSet.act_2bit()
+    biases = torch.tensor([0.5, 1.5, 2.5])
+    beta = 2.0
+    # inputs exactly on the levels, scaled by 0.3: the best alpha is 0.3 (not 1 / beta)
+    x = torch.tensor([0.0, 1.0, 2.0, 3.0, 2.0]) * 0.3
+    assert least_squares_alpha(x, levels, biases, beta=1 / 0.3) == pytest.approx(0.3)
+    # on mid-level inputs the paper's 1 / beta is the least-squares answer
+    x = torch.tensor([1.0, 2.0, 3.0]) / beta
+    assert least_squares_alpha(x, levels, biases, beta) == pytest.approx(1 / beta)
+    # everything below the first bias: fall back to 1 / beta
+    assert least_squares_alpha(torch.zeros(4), levels, biases, beta) == pytest.approx(1 / beta)
