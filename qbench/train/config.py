@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from qbench.quant import LevelSet
+from qbench.quant import ALPHA_INITS, LevelSet
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS
 
 from ..data import DATASETS
@@ -97,8 +97,14 @@ class QuantConfig:
     sharing: str = "layerwise"
     learn_biases: bool = False
     calib_samples: int = 1000
+    # alpha at initialisation: the paper's 1/beta, or least squares (docs/quantizer.md)
+    weight_alpha_init: str = "inverse_beta"
+    act_alpha_init: str = "least_squares"
 
     def __post_init__(self) -> None:
+        for key in ("weight_alpha_init", "act_alpha_init"):
+            _check(getattr(self, key) in ALPHA_INITS, f"quant.{key}",
+                   f"must be one of {ALPHA_INITS}, got {getattr(self, key)!r}")
         for key in ("weights", "activations"):
             v = getattr(self, key)
             if v in ("32", 32):  # "32" is how the paper's tables write full precision
