@@ -218,7 +218,10 @@ class Config:
                                          or (dev.startswith("cuda:") and dev[5:].isdigit())),
                "device", f"must be auto, cpu, cuda or cuda:N, got {dev!r}")
         q, e = self.quant, self.epochs
-        _check(e.total >= 1, "epochs", "at least one epoch must be set")
+        # zero epochs = evaluate the start checkpoint (FP rows built from imported weights)
+        _check(e.total >= 1 or (not q.enabled and self.start.mode == "pretrained"), "epochs",
+               "at least one epoch must be set (only a full-precision run from a checkpoint may "
+               "just evaluate)")
         if q.enabled:
             _check(e.fp == 0, "epochs.fp", "must be 0 for a quantized run (use weights/activations/joint)")
             _check(q.weights is not None or e.weights == 0, "epochs.weights",

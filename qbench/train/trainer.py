@@ -347,7 +347,13 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     wall = wall_done + time.perf_counter() - start_wall
     if q.enabled:
         Q.set_mode(model, "hard")
-    final = {k: history[-1][k] for k in ("hard_top1", "hard_top5", "soft_top1", "soft_top5")}
+    if history:
+        final = {k: history[-1][k] for k in ("hard_top1", "hard_top5", "soft_top1", "soft_top5")}
+    else:  # evaluation-only run of a full-precision checkpoint
+        top1, top5 = evaluate(model, lambda: data.test_batches(d.batch_size, info.rank, info.world),
+                              device, info, config.model.num_classes)
+        final = {"hard_top1": top1, "hard_top5": top5, "soft_top1": top1, "soft_top5": top5}
+        log(f"evaluated {config.start.checkpoint} without training")
     bits = Q.model_size_bits(model)
     metrics = {
         "task": "classify", "status": "complete", "final": final, "history": history,

@@ -32,8 +32,6 @@ def test_rendered_configs_are_valid_trainer_configs(scale):
             _validate(cell, plan.run_config(cfg, cell, seed))
 
 
-@pytest.mark.xfail(strict=True, reason="qbench train needs at least one epoch; evaluating imported FP "
-                                       "weights (paper scale, fp_weights) needs an evaluate-only mode")
 def test_imported_fp_weights_config_is_valid():
     cfg = plan.merge_scale_file({"scale": "paper"}, ROOT / "workflows" / "config")
     cell = plan.load_cells()["resnet18_fp"]

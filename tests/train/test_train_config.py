@@ -28,7 +28,7 @@ from qbench.train.config import Config, ConfigError, load_raw, set_dotted
     ({"quant": {"init": "random"}}, "quant.init"),
     ({"quant": {"weights": "ternary"}}, "epochs.fp"),
     ({"quant": {"weights": "ternary"}, "epochs": {"fp": 0, "activations": 1}}, "epochs.activations"),
-    ({"epochs": {"fp": 0}}, "epochs"),
+    ({"epochs": {"fp": 0}}, "epochs"),  # scratch: nothing to evaluate
     ({"epochs": {"fp": 1, "joint": 2}}, "epochs.joint"),
     ({"epochs": {"fp": -1}}, "epochs.fp"),
     ({"temperature": {"slope": 0}}, "temperature.slope"),

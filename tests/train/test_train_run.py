@@ -140,3 +140,20 @@ def test_finished_run_is_not_redone_and_other_config_refused(tmp_path, write_con
     assert (out / "metrics.json").read_text() == before
     assert main(["train", str(cfg), "--out", str(out), "--quiet", "--set", "seed=1"]) == 1
     assert "another config" in capsys.readouterr().err
+
+
+def test_zero_epochs_evaluates_a_full_precision_checkpoint(tmp_path, write_config, fp_checkpoint):
+    """FP rows built from imported weights (paper scale) only evaluate the checkpoint."""
+    cfg = write_config({"start": {"mode": "pretrained", "checkpoint": str(fp_checkpoint)},
+                        "epochs": {"fp": 0}})
+    out = tmp_path / "eval"
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"] == [] and metrics["status"] == "complete"
+    trained = torch.load(fp_checkpoint, weights_only=True)
+    assert metrics["final"]["hard_top1"] == trained["history"][-1]["hard_top1"]
+    assert metrics["final"]["soft_top1"] == metrics["final"]["hard_top1"]
+    # a quantized run still needs epochs
+    bad = write_config({"start": {"mode": "pretrained", "checkpoint": str(fp_checkpoint)},
+                        "quant": {"weights": "ternary"}, "epochs": {"fp": 0}}, name="bad.yaml")
+    assert main(["train", str(bad), "--out", str(tmp_path / "bad"), "--quiet"]) == 2  # config error
