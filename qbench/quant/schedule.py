@@ -19,6 +19,9 @@ class TemperatureSchedule:
         growth: ratio per epoch for "exponential" (> 1).
         per: "epoch" (T constant within an epoch, the paper) or "iteration" (T grows
             continuously, ``epoch`` may then be fractional).
+        epoch_scale: epochs of the paper's schedule per epoch of this run (1 = the paper).
+            Short runs use it to cover the paper's temperature range: with 3 epochs and
+            ``epoch_scale=20``, a linear slope k reaches T = 60k as after 60 paper epochs.
     """
 
     kind: str = "linear"
@@ -26,8 +29,11 @@ class TemperatureSchedule:
     cap: float | None = None
     growth: float = 2.0
     per: str = "epoch"
+    epoch_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.epoch_scale > 0:
+            raise ValueError(f"epoch_scale must be > 0, got {self.epoch_scale}")
         if self.kind not in KINDS:
             raise ValueError(f"temperature kind must be one of {KINDS}, got {self.kind!r}")
         if not self.slope > 0:
@@ -46,7 +52,7 @@ class TemperatureSchedule:
         """
         if epoch < 1:
             raise ValueError(f"epochs are counted from 1, got {epoch}")
-        e = float(epoch) + (float(progress) if self.per == "iteration" else 0.0)
+        e = (float(epoch) + (float(progress) if self.per == "iteration" else 0.0)) * self.epoch_scale
         if self.kind == "linear":
             T = self.slope * e
         elif self.kind == "constant":

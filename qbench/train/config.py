@@ -136,8 +136,11 @@ class TemperatureConfig:
     kind: str = "linear"
     slope: float = 5.0
     cap: float | None = None
+    epoch_scale: float = 1.0  # paper epochs per run epoch (short schedules, see schedule.py)
 
     def __post_init__(self) -> None:
+        _check(_is_num(self.epoch_scale) and self.epoch_scale > 0, "temperature.epoch_scale",
+               f"must be > 0, got {self.epoch_scale!r}")
         _check(self.kind in TEMPERATURE_KINDS, "temperature.kind",
                f"must be one of {TEMPERATURE_KINDS}, got {self.kind!r}")
         _check(_is_num(self.slope) and self.slope > 0, "temperature.slope", f"must be > 0, got {self.slope!r}")

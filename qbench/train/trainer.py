@@ -232,7 +232,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         [{"params": net_params, "weight_decay": config.optim.weight_decay},
          {"params": quant_params, "weight_decay": 0.0}],
         lr=config.optim.lr, momentum=config.optim.momentum)
-    schedule = Q.TemperatureSchedule(config.temperature.kind, config.temperature.slope, config.temperature.cap)
+    t = config.temperature
+    schedule = Q.TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale)
 
     d = config.data
     data = build_data(d.dataset, d.root, d.image_size, config.model.in_channels, config.model.num_classes,

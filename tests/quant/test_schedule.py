@@ -15,11 +15,13 @@ def test_iteration_constant_exponential_and_cap():
     assert TemperatureSchedule("constant", slope=7).value(9) == 7
     assert TemperatureSchedule("exponential", slope=2, growth=3).value(3) == 18
     assert TemperatureSchedule(slope=10, cap=2000).value(500) == 2000
+    assert TemperatureSchedule(slope=5, epoch_scale=20).value(3) == 300
 
 
 @pytest.mark.parametrize("kwargs,needle", [
     ({"kind": "cosine"}, "kind"), ({"slope": 0}, "slope"), ({"cap": -1}, "cap"),
     ({"kind": "exponential", "growth": 1.0}, "growth"), ({"per": "step"}, "per"),
+    ({"epoch_scale": 0}, "epoch_scale"),
 ])
 def test_rejects_bad_values(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
