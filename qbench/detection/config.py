@@ -34,6 +34,10 @@ def default_data_root(dataset: str) -> Path:
     return base / ("VOCdevkit" if dataset == "voc" else "fmnist_voc")
 
 
+# the quant: section is the same as for classification (one definition of its keys)
+from qbench.train.config import QuantConfig  # noqa: E402
+
+
 def _fail(key: str, msg: str) -> None:
     raise ValueError(f"config key '{key}': {msg}")
 
@@ -138,44 +142,6 @@ class StartConfig:
                 _fail("start.checkpoint", "start.mode=pretrained needs a checkpoint path")
         elif self.checkpoint is not None:
             _fail("start.checkpoint", "only used with start.mode=pretrained; set it to null")
-
-
-@dataclass
-class QuantConfig:
-    """``quant:``. Args: weights/activations: level-set names or null; init: "kmeans" | "linear";
-    sharing: "layerwise" | "shared"; learn_biases: train the b_i; calib_samples: training images
-    used to initialise activation quantizers (paper: 1000)."""
-
-    weights: str | None = None
-    activations: str | None = None
-    init: str = "kmeans"
-    sharing: str = "layerwise"
-    learn_biases: bool = False
-    calib_samples: int = 1000
-
-    def __post_init__(self) -> None:
-        for key in ("weights", "activations"):
-            name = getattr(self, key)
-            if name is None or name == "32" or name == 32:
-                setattr(self, key, None)
-                continue
-            if not isinstance(name, str):
-                _fail(f"quant.{key}", f"must be a level-set name or null, got {name!r}")
-            try:
-                levels = LevelSet.from_name(name)
-            except ValueError as e:
-                _fail(f"quant.{key}", str(e))
-            if key == "activations" and min(levels.values) < 0:
-                _fail("quant.activations", f"{name!r} has negative levels; use an act_* set")
-        _check_choice("quant.init", self.init, ("kmeans", "linear"))
-        _check_choice("quant.sharing", self.sharing, ("layerwise", "shared"))
-        if not isinstance(self.learn_biases, bool):
-            _fail("quant.learn_biases", f"must be true or false, got {self.learn_biases!r}")
-        _check_int("quant.calib_samples", self.calib_samples, 1)
-
-    @property
-    def enabled(self) -> bool:
-        return self.weights is not None or self.activations is not None
 
 
 @dataclass

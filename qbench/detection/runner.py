@@ -182,9 +182,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     q_layers: list[str] = []
     if cfg.quant.enabled:
         q_layers = ssd_quant_layers(model)
-        policy = QuantPolicy(weight_levels=cfg.quant.weights, act_levels=cfg.quant.activations,
-                             init=cfg.quant.init, sharing=cfg.quant.sharing, include=q_layers,
-                             learn_biases=cfg.quant.learn_biases)
+        policy = cfg.quant.policy(include=q_layers)
         report = quantize_model(model, policy)
         log(f"quantized {len(report.weight_layers)} weight / {len(report.activation_layers)} "
             f"activation layers: {q_layers}")

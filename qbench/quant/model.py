@@ -25,6 +25,7 @@ class QuantPolicy:
         weight_levels: level-set name for weights, or None to keep weights full precision.
         act_levels: level-set name for activations (inputs of quantized layers), or None.
         init: "kmeans" (paper) or "linear" (Table 5 ablation) bias initialisation.
+        act_init: bias initialisation of the activation quantizers; None means ``init``.
         sharing: "layerwise" (one quantizer per layer and kind) or "shared" (one for all
             layers, Table 6).
         include: module names to quantize; None means every Conv2d/Linear.
@@ -47,6 +48,7 @@ class QuantPolicy:
     learn_biases: bool = False
     weight_alpha_init: str = "inverse_beta"
     act_alpha_init: str = "least_squares"
+    act_init: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("weight_levels", "act_levels"):
@@ -61,6 +63,8 @@ class QuantPolicy:
                              "activations after ReLU need a non-negative set (act_*)")
         if self.init not in INITS:
             raise ValueError(f"QuantPolicy.init must be one of {INITS}, got {self.init!r}")
+        if self.act_init is not None and self.act_init not in INITS:
+            raise ValueError(f"QuantPolicy.act_init must be one of {INITS} or None, got {self.act_init!r}")
         for key in ("weight_alpha_init", "act_alpha_init"):
             if getattr(self, key) not in ALPHA_INITS:
                 raise ValueError(f"QuantPolicy.{key} must be one of {ALPHA_INITS}, "
@@ -165,7 +169,8 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
 
     if policy.act_levels is not None:
         def new_act_quantizer() -> ActivationQuantizer:
-            return ActivationQuantizer(policy.act_levels, state, policy.learn_biases, policy.init,
+            return ActivationQuantizer(policy.act_levels, state, policy.learn_biases,
+                                       policy.act_init or policy.init,
                                        alpha_init=policy.act_alpha_init)
 
         shared = new_act_quantizer() if policy.sharing == "shared" else None

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from qbench.quant import ALPHA_INITS, LevelSet
+from qbench.quant import ALPHA_INITS, LevelSet, QuantPolicy
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS
 
 from ..data import DATASETS
@@ -100,8 +100,11 @@ class QuantConfig:
     # alpha at initialisation: the paper's 1/beta, or least squares (docs/quantizer.md)
     weight_alpha_init: str = "inverse_beta"
     act_alpha_init: str = "least_squares"
+    act_init: str | None = None  # bias init of activation quantizers; null = same as init
 
     def __post_init__(self) -> None:
+        _check(self.act_init in (None, "kmeans", "linear"), "quant.act_init",
+               f"must be null, 'kmeans' or 'linear', got {self.act_init!r}")
         for key in ("weight_alpha_init", "act_alpha_init"):
             _check(getattr(self, key) in ALPHA_INITS, f"quant.{key}",
                    f"must be one of {ALPHA_INITS}, got {getattr(self, key)!r}")
@@ -129,6 +132,13 @@ class QuantConfig:
     @property
     def enabled(self) -> bool:
         return self.weights is not None or self.activations is not None
+
+    def policy(self, include: list[str] | None = None) -> QuantPolicy:
+        """The ``QuantPolicy`` of this section (``include``: explicit layer names)."""
+        return QuantPolicy(self.weights, self.activations, self.init, self.sharing,
+                           include=include, learn_biases=self.learn_biases,
+                           weight_alpha_init=self.weight_alpha_init,
+                           act_alpha_init=self.act_alpha_init, act_init=self.act_init)
 
 
 @dataclass

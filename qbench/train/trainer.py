@@ -220,9 +220,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     report = Q.QuantReport()
     q = config.quant
     if q.enabled:
-        report = Q.quantize_model(model, Q.QuantPolicy(
-            q.weights, q.activations, q.init, q.sharing, learn_biases=q.learn_biases,
-            weight_alpha_init=q.weight_alpha_init, act_alpha_init=q.act_alpha_init))
+        report = Q.quantize_model(model, q.policy())
     model.to(device)
     quant_params = Q.quant_parameters(model)
     qids = {id(p) for p in quant_params}

@@ -62,6 +62,7 @@ def test_unknown_or_wrong_layer_names_raise():
     ({"sharing": "global"}, "sharing"),
     ({"include": "conv1"}, "list"),
     ({"act_alpha_init": "ones"}, "act_alpha_init"),
+    ({"act_init": "random"}, "act_init"),
 ])
 def test_policy_validation(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
@@ -202,3 +203,13 @@ def test_calibration_with_custom_forward_counts_samples():
     calibrate_activations(model, batches, num_samples=12, forward=forward)
     assert calls == [5, 5, 5]  # stops once 12 samples were seen
     assert all(q.initialized for q in activation_quantizers(model).values())
+
+
+def test_activation_init_can_differ_from_weight_init():
+    model = small_cnn()
+    quantize_model(model, QuantPolicy("3bit_pm4", "act_2bit", init="kmeans", act_init="linear"))
+    calibrate_activations(model, [torch.rand(16, 1, 8, 8)], num_samples=16)
+    aq = activation_quantizers(model)["4"]
+    assert aq.init == "linear"
+    steps = aq.biases[1:] - aq.biases[:-1]
+    torch.testing.assert_close(steps, torch.full_like(steps, steps[0].item()))  # evenly spaced
