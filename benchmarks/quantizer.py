@@ -33,6 +33,7 @@ from torch import nn
 from qbench.quant import (LevelSet, QuantPolicy, calibrate_activations, hard_quantize, quantize_model,
                           set_temperature, soft_quantize)
 from qbench.quant import kernels
+from qbench.quant.memory import saved_storages
 from qbench.quant.init import initial_beta, kmeans_biases
 from qbench.quant.levels import PAPER_ACTIVATION_SETS, PAPER_WEIGHT_SETS
 
@@ -133,16 +134,7 @@ def _interleaved(fns: dict, device, rounds: int, budget_s: float, warmup: int = 
 
 def _saved_bytes(f, x: torch.Tensor) -> int:
     """Bytes of the unique storages autograd saves while running f (input included)."""
-    seen = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        seen[st.data_ptr()] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = f()
-    del y
+    _, seen = saved_storages(f)
     return sum(seen.values())
 
 

@@ -8,6 +8,7 @@ import torch
 from qbench.quant import (LevelSet, hard_quantize, hard_quantize_reference, soft_quantize,
                           soft_quantize_reference)
 from qbench.quant import kernels
+from qbench.quant.memory import saved_storages
 
 SETS = ("binary", "ternary", "3bit_pm2", "3bit_pm4", "5bit", "act_binary", "act_2bit", "act_linear8")
 TEMPS = (1.0, 3.0, 10.0, 100.0, 1e3, 1e4)
@@ -159,19 +160,6 @@ def test_hard_equals_reference(name, dtype, device):
     torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
 
 
-def _saved_bytes(fn, x):
-    seen = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        seen[st.data_ptr()] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = fn()
-    return y, seen
-
-
 @pytest.mark.parametrize("name", ["binary", "3bit_pm4", "5bit"])
 @pytest.mark.parametrize("learn_biases", [False, True])
 def test_saved_memory_is_at_most_one_input(name, learn_biases):
@@ -180,7 +168,7 @@ def test_saved_memory_is_at_most_one_input(name, learn_biases):
     b = torch.linspace(-1, 1, levels.n).requires_grad_(learn_biases)
     alpha = torch.tensor(0.5, requires_grad=True)
     beta = torch.tensor(1.5, requires_grad=True)
-    y, seen = _saved_bytes(lambda: soft_quantize(x, levels, b, alpha, beta, 10.0), x)
+    y, seen = saved_storages(lambda: soft_quantize(x, levels, b, alpha, beta, 10.0))
     in_bytes = x.numel() * x.element_size()
     big = [v for v in seen.values() if v >= in_bytes // 2]
     assert sum(seen.values()) <= in_bytes + 1024, seen
