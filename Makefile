@@ -37,10 +37,10 @@ $(DET_STAMP): scripts/setup_detection.sh requirements/detection.txt $(PY_STAMP)
 	touch $@
 
 reproduce: setup
-	$(VENV)/bin/snakemake --cores $(CORES) --config scale=$(SCALE) -- reproduce_tables
+	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete --config scale=$(SCALE) -- reproduce_tables
 
 smoke: setup
-	$(VENV)/bin/snakemake --cores $(CORES) --config scale=smoke -- reproduce_tables
+	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete --config scale=smoke -- reproduce_tables
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
