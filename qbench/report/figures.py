@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from qbench.paper import cells_for_figure, load_cells  # noqa: E402
+from qbench.paper import cells_for_figure  # noqa: E402
 from qbench.report.io import save_figure_atomic  # noqa: E402
 from qbench.report.tables import build, read_cells  # noqa: E402
 
@@ -259,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with open(args.plan, encoding="utf-8") as fh:
         plan = json.load(fh)
-    _ = load_cells()
     for p in write_all(plan, read_runs(args.runs), read_cells(args.cells), args.outdir):
         print(p)
     return 0
