@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from qbench.paper import cells_for_figure  # noqa: E402
-from qbench.report.io import save_figure_atomic  # noqa: E402
+from qbench.report.io import read_json, save_figure_atomic  # noqa: E402
 from qbench.report.tables import build, read_cells  # noqa: E402
 
 FIGURES = ("fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap", "fig5_temperature",
@@ -257,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", required=True)
     ap.add_argument("--outdir", required=True)
     args = ap.parse_args(argv)
-    with open(args.plan, encoding="utf-8") as fh:
-        plan = json.load(fh)
+    plan = read_json(args.plan)
     for p in write_all(plan, read_runs(args.runs), read_cells(args.cells), args.outdir):
         print(p)
     return 0

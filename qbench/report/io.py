@@ -51,6 +51,16 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file written by the pipeline (the plan, metrics).
+
+    Args:
+        path: the file.
+    """
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def save_figure_atomic(fig, path: str | os.PathLike, **kwargs) -> None:
     """Save a matplotlib figure atomically (format from the suffix).
 

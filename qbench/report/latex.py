@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -25,7 +24,7 @@ import pandas as pd
 
 from qbench.report.claims import check_claims
 from qbench.report.figures import FIGURES
-from qbench.report.io import write_bytes_atomic, write_text_atomic
+from qbench.report.io import read_json, write_bytes_atomic, write_text_atomic
 from qbench.report.tables import latex_escape as esc
 from qbench.report.tables import read_cells
 
@@ -233,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tex", required=True)
     ap.add_argument("--pdf", required=True)
     args = ap.parse_args(argv)
-    with open(args.plan, encoding="utf-8") as fh:
-        plan = json.load(fh)
+    plan = read_json(args.plan)
     figs = {n: Path(args.figures_dir) / f"{n}.pdf" for n in FIGURES
             if (Path(args.figures_dir) / f"{n}.pdf").is_file()}
     tex = build_tex(plan, read_cells(args.cells), read_cells(args.runs), Path(args.tables_dir),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pandas as pd
 
 from qbench.paper import cells_for_table, load_cells, load_tables
 from qbench.quant import LevelSet
-from qbench.report.io import write_text_atomic
+from qbench.report.io import read_json, write_text_atomic
 
 METRIC_COLUMN = {"top1": "hard_top1", "top5": "hard_top5", "map": "hard_map"}
 METRIC_LABEL = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "ratio": "ratio"}
@@ -577,8 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", required=False, help="runs.csv (unused; declared for provenance)")
     ap.add_argument("--outdir", required=True)
     args = ap.parse_args(argv)
-    with open(args.plan, encoding="utf-8") as fh:
-        plan = json.load(fh)
+    plan = read_json(args.plan)
     for p in write_all(plan, read_cells(args.cells), args.outdir):
         print(p)
     return 0
