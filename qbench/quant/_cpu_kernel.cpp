@@ -12,6 +12,10 @@
 // output is at most sum(s) * exp(-z_cut) (sigmoid(-z) <= exp(-z), and the neglected terms
 // are at least T * G_W apart from u). When 2W is not well below n, all n steps are evaluated.
 //
+// On AVX-512 (float32, n <= 63, sorted biases) each element needs only one exponential: the
+// sigmoids are rewritten around the nearest bias (see "one exponential per element" below),
+// and step heights are grouped so that most steps cost five vector instructions.
+//
 // Elements are processed in blocks of BLK so that the inner loops run over elements and
 // vectorise; reductions go through fixed-size chunks in double, so results do not depend
 // on the thread count.
@@ -185,14 +189,21 @@ struct Lut32 {
         const __mmask16 upper = _mm512_cmpge_epi32_mask(idx, _mm512_set1_epi32(32));
         return _mm512_mask_blend_ps(upper, lo, hi);
     }
+    // with the table size known at compile time: 16 entries need one register, no blend
+    template <int K>
+    __m512 at(__m512i idx) const {
+        if constexpr (K == 16) return _mm512_permutexvar_ps(idx, r[0]);
+        else if constexpr (K == 32) return _mm512_permutex2var_ps(r[0], idx, r[1]);
+        else return (*this)(idx);
+    }
 };
 
-// sigmoid(z) = 1 / (1 + 2^(-z log2 e)), the same polynomial as qnexp
-inline __m512 v_sigm(__m512 z) {
+// 2^clamp(-z log2 e, -lim, lim) = exp(-z) for |z| < lim ln 2, the same polynomial as qnexp
+inline __m512 v_exp_neg(__m512 z, float lim) {
     __m512 w = _mm512_mul_ps(z, _mm512_set1_ps(-1.44269504088896341f));
     // min/max return their second operand for NaN: NaN propagates
-    w = _mm512_min_ps(_mm512_set1_ps(100.0f), w);
-    w = _mm512_max_ps(_mm512_set1_ps(-100.0f), w);
+    w = _mm512_min_ps(_mm512_set1_ps(lim), w);
+    w = _mm512_max_ps(_mm512_set1_ps(-lim), w);
     const __m512 fx = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(w, fx);
     __m512 p = _mm512_set1_ps(1.5337585e-4f);
@@ -202,17 +213,24 @@ inline __m512 v_sigm(__m512 z) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512 d = _mm512_add_ps(one, _mm512_scalef_ps(p, fx));
-    // 1 / d by the 14-bit reciprocal and one Newton step (~1 ulp), cheaper than a division
+    return _mm512_scalef_ps(p, fx);
+}
+
+// 1 / d by the 14-bit reciprocal and one Newton step (~1 ulp), cheaper than a division
+inline __m512 v_recip(__m512 d) {
     const __m512 r = _mm512_rcp14_ps(d);
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 
+// sigmoid(z) = 1 / (1 + 2^(-z log2 e))
+inline __m512 v_sigm(__m512 z) {
+    return v_recip(_mm512_add_ps(_mm512_set1_ps(1.0f), v_exp_neg(z, 100.0f)));
+}
+
+// Bucket search table of the hard quantizer: codes k = #{b_j <= u}.
 struct Avx512Tables {
-    bool ok = false;
-    Lut32 qs, cp, bp, sp;
-    int32_t npow = 1, n = 0, W = 0;
+    Lut32 qs;
+    int32_t npow = 1, n = 0;
 };
 
 inline __m512i v_codes(const Avx512Tables& A, __m512 u) {
@@ -229,10 +247,269 @@ inline __mmask16 tail_mask(int64_t i, int64_t m) {
     return m - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (m - i)) - 1u);
 }
 
-inline __m512d hsum_pd(__m512 v) {
-    return _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-                         _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+
+// The alpha/beta reductions: float partial sums over at most 4 vectors (64 elements; the
+// rounding error of 4-term sums is below 3 ulp of the sum of magnitudes), then double.
+struct RedAcc {
+    __m512 fa = _mm512_setzero_ps(), fb = _mm512_setzero_ps();
+    __m512d da = _mm512_setzero_pd(), db = _mm512_setzero_pd();
+    int count = 0;
+    static __m512d widen(__m512 v) {
+        return _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+    }
+    void flush() {
+        da = _mm512_add_pd(da, widen(fa));
+        db = _mm512_add_pd(db, widen(fb));
+        fa = fb = _mm512_setzero_ps();
+        count = 0;
+    }
+    void add(bool need_alpha, __m512 ta1, __m512 ta2, bool need_beta, __m512 tb1, __m512 tb2) {
+        if (need_alpha) fa = _mm512_fmadd_ps(ta1, ta2, fa);
+        if (need_beta) fb = _mm512_fmadd_ps(tb1, tb2, fb);
+        if (++count == 4) flush();
+    }
+    void finish(double* red) {
+        flush();
+        red[0] += _mm512_reduce_add_pd(da);
+        red[1] += _mm512_reduce_add_pd(db);
+    }
+};
+
+// ---- Soft quantizer on AVX-512: one exponential per element -------------------------------
+//
+// sigmoid(T (u - b_p)) = 1 / (1 + E_p) with E_p = exp(-T (u - b_p)) = e0 * C_p, where
+// e0 = exp(-T (u - b_a)) for the bias b_a nearest to u (the anchor) and C_p = exp(T (b_p - b_a))
+// depends on the biases only (a table indexed by a). Each further step then costs a multiply,
+// an add and a reciprocal instead of a whole exponential.
+// - z_a = (u - b_a) T is formed exactly as Eq. 7 written literally forms it, so the steepest
+//   sigmoid (the one at the anchor) agrees with the reference; for the other steps the
+//   exponent differs from the reference's by about eps |z_p|, and sigmoid'(z) |z| <= 0.23, so
+//   the values differ by < 1e-7 (relative to the step height).
+// - Range: e0 is clamped to 2^+-40 and C_p to 2^+-80, so E_p stays in 2^+-120 (no overflow,
+//   no denormals). As b_a is the nearest bias, if e0 is clamped every step is more than
+//   40 / log2(e) / T away from u and saturated; E_p then still lies beyond 2^+-40 on the right
+//   side, and the sigmoid is within 2^-40 of 0 or 1. A clamped C_p likewise only touches
+//   steps with |log2 E_p| > 40.
+// - With a window (large n or large T), only steps a-W .. a+W are evaluated: a is k-1 or k
+//   (k = #{b_j <= u}), so this covers the window k-W .. k+W-1 of the generic path and the
+//   same truncation bound holds; the heights of the steps below it are added from cp[a].
+struct AnchorTables {
+    bool ok = false;
+    bool dense = true;
+    int32_t n = 0, L = 0, W = 0, npow = 1;
+    std::vector<float> mid;  // midpoints (b_j + b_{j+1}) / 2: anchor a = #{mid_j <= u}
+    Lut32 qmid;              // the same, padded to npow with BIG, for the binary search
+    Lut32 ba;                // b_a
+    Lut32 cp;                // windowed: sum of the heights below the window of anchor a
+    std::vector<Lut32> C;    // C[j](a) for loop position j (dense: step order[j]; windowed:
+                             // step a - W + j, C = 2^80 outside 0..n-1, i.e. sigmoid < 2^-40)
+    // Heights. With at most two distinct heights h0, h1 the loop runs over the L0 steps of
+    // height h0, then over the others, and sums plain sigmoids (no multiply per step);
+    // otherwise each step's height is applied (dense: sd[j]; windowed: the table Sw[j](a)).
+    bool classes = false;
+    int32_t L0 = 0;
+    float h0 = 0.0f, h1 = 0.0f;
+    std::vector<float> sd;
+    std::vector<Lut32> Sw;
+    // Dense, and all biases within 40 / log2(e) / T of their middle c: the anchor is c for
+    // every element (no search, and C_j = cf[j] are constants). |T (u - c)| <= 27.7 inside
+    // the bias range; e0 is clamped to 2^+-80, so outside it E_j is still beyond 2^+-40.
+    bool fixed = false;
+    float c = 0.0f;
+    std::vector<float> cf;
+};
+
+// Which is cheaper per element, all n steps or the 2W + 1 of a window? Counting the
+// instructions of the loops below, a windowed step costs about 8/7 of a dense one.
+inline AnchorTables anchor_tables(const float* b, const float* s, int64_t n, float T, double zcut) {
+    AnchorTables A;
+    if (n < 1 || n > 63 || !(zcut > 0) || !std::isfinite(zcut)) return A;
+    for (int64_t j = 1; j < n; ++j)
+        if (!(b[j] >= b[j - 1])) return A;  // unsorted (or NaN) biases: the generic path
+    int64_t W = 0;
+    for (int64_t w = 1; 8 * (2 * w + 1) + 2 < 7 * n; ++w) {
+        double g = INFINITY;
+        for (int64_t m = 0; m + w < n; ++m) g = std::fmin(g, double(b[m + w]) - double(b[m]));
+        if (double(T) * g >= zcut * (1.0 + 1e-5) + 1e-3) { W = w; break; }
+    }
+    A.n = int32_t(n);
+    A.W = int32_t(W);
+    A.dense = (W == 0);
+    A.L = A.dense ? int32_t(n) : int32_t(2 * W + 1);
+    A.mid.resize(n > 1 ? n - 1 : 0);
+    for (int64_t j = 0; j + 1 < n; ++j) A.mid[j] = float(0.5 * (double(b[j]) + double(b[j + 1])));
+    int64_t npow = 1;
+    while (npow < n) npow *= 2;
+    A.npow = int32_t(npow);
+    A.qmid = Lut32(A.mid.data(), int64_t(A.mid.size()), float(BIG));
+    A.ba = Lut32(b, n, 0.0f);
+
+    // height classes, and the order of the dense steps (class h0 first)
+    std::vector<int64_t> order;
+    A.h0 = s[0];
+    A.h1 = s[0];
+    bool two = true;
+    for (int64_t j = 0; j < n; ++j) {
+        if (s[j] == A.h0) continue;
+        if (A.h1 == A.h0) A.h1 = s[j];
+        two = two && (s[j] == A.h1);
+    }
+    const bool uniform = (A.h1 == A.h0);
+    A.classes = A.dense ? two : uniform;
+    if (A.dense) {
+        for (int64_t j = 0; j < n; ++j) if (!A.classes || s[j] == A.h0) order.push_back(j);
+        A.L0 = int32_t(order.size());
+        for (int64_t j = 0; j < n; ++j) if (A.classes && s[j] != A.h0) order.push_back(j);
+        for (int64_t j : order) A.sd.push_back(s[j]);
+        if (!A.classes) A.L0 = A.L;
+    } else {
+        A.L0 = A.L;
+    }
+
+    const double log2e = 1.4426950408889634;
+    if (A.dense && double(T) * (double(b[n - 1]) - double(b[0])) * log2e <= 80.0) {
+        A.fixed = true;
+        A.c = float(0.5 * (double(b[0]) + double(b[n - 1])));
+        for (int32_t j = 0; j < A.L; ++j)
+            A.cf.push_back(float(std::exp2(double(T) * (double(b[order[j]]) - double(A.c)) * log2e)));
+    }
+    float ctab[64], stab[64];
+    for (int32_t j = 0; j < A.L; ++j) {
+        for (int64_t a = 0; a < n; ++a) {
+            const int64_t p = A.dense ? order[j] : a - W + j;
+            if (p < 0 || p >= n) { ctab[a] = 0x1p80f; stab[a] = 0.0f; continue; }
+            double c = double(T) * (double(b[p]) - double(b[a])) * log2e;
+            c = std::fmax(-80.0, std::fmin(80.0, c));
+            ctab[a] = float(std::exp2(c));
+            stab[a] = s[p];
+        }
+        A.C.emplace_back(ctab, n, 1.0f);
+        if (!A.dense && !A.classes) A.Sw.emplace_back(stab, n, 0.0f);
+    }
+    if (!A.dense) {
+        for (int64_t a = 0; a < n; ++a) {
+            float acc = 0.0f;  // summed in the order of Eq. 7 written literally
+            for (int64_t q = 0; q < a - W; ++q) acc = acc + s[q];
+            ctab[a] = acc;
+        }
+        A.cp = Lut32(ctab, n, 0.0f);
+    }
+    A.ok = true;
+    return A;
 }
+
+inline __m512i v_anchor(const AnchorTables& A, __m512 u) {
+    __m512i a = _mm512_setzero_si512();
+    const __m512i one = _mm512_set1_epi32(1);
+    if (A.n <= 9) {
+        for (int32_t j = 0; j + 1 < A.n; ++j)
+            a = _mm512_mask_add_epi32(a, _mm512_cmp_ps_mask(u, _mm512_set1_ps(A.mid[j]), _CMP_GE_OQ), a, one);
+        return a;
+    }
+    for (int32_t h = A.npow / 2; h >= 1; h /= 2) {
+        const __m512 v = A.qmid(_mm512_add_epi32(a, _mm512_set1_epi32(h - 1)));
+        a = _mm512_mask_add_epi32(a, _mm512_cmp_ps_mask(u, v, _CMP_GE_OQ), a, _mm512_set1_epi32(h));
+    }
+    return _mm512_min_epi32(a, _mm512_set1_epi32(A.n - 1));  // u = +inf passes the BIG padding
+}
+
+// r0 (2 - d r0): the 14-bit reciprocal of d = 1 + e0 C and one Newton step, left unmultiplied
+// so that summing plain sigmoids costs one FMA (acc += r0 t)
+#define QB_STEP(C_)                                                                 \
+    const __m512 d = _mm512_fmadd_ps(e0, (C_), one);                                \
+    const __m512 r0 = _mm512_rcp14_ps(d);                                           \
+    const __m512 t = _mm512_fnmadd_ps(d, r0, two);
+
+template <int K, bool FIXED>
+void forward_block_anchor(const AnchorTables& A, const float* x, float* y, int64_t m, float beta,
+                          float T, float offset, float alpha) {
+    const __m512 vb = _mm512_set1_ps(beta), vT = _mm512_set1_ps(T), one = _mm512_set1_ps(1.0f);
+    const __m512 two = _mm512_set1_ps(2.0f);
+    const __m512 vo = _mm512_set1_ps(offset), va = _mm512_set1_ps(alpha);
+    const __m512 h0 = _mm512_set1_ps(A.h0), h1 = _mm512_set1_ps(A.h1);
+    for (int64_t i = 0; i < m; i += 16) {
+        const __mmask16 mk = tail_mask(i, m);
+        const __m512 u = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vb);
+        const __m512i a = FIXED ? _mm512_setzero_si512() : v_anchor(A, u);
+        const __m512 e0 = FIXED ? v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(A.c)), vT), 80.0f)
+                                : v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, A.ba.at<K>(a)), vT), 40.0f);
+        __m512 acc = A.dense ? _mm512_setzero_ps() : A.cp.at<K>(a);
+        if (A.classes) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            for (int32_t j = 0; j < A.L0; ++j) {
+                QB_STEP(FIXED ? _mm512_set1_ps(A.cf[j]) : A.C[j].at<K>(a));
+                a0 = _mm512_fmadd_ps(r0, t, a0);
+            }
+            for (int32_t j = A.L0; j < A.L; ++j) {
+                QB_STEP(FIXED ? _mm512_set1_ps(A.cf[j]) : A.C[j].at<K>(a));
+                a1 = _mm512_fmadd_ps(r0, t, a1);
+            }
+            acc = _mm512_fmadd_ps(h1, a1, _mm512_fmadd_ps(h0, a0, acc));
+        } else {
+            for (int32_t j = 0; j < A.L; ++j) {
+                QB_STEP(FIXED ? _mm512_set1_ps(A.cf[j]) : A.C[j].at<K>(a));
+                const __m512 sj = A.dense ? _mm512_set1_ps(A.sd[j]) : A.Sw[j].at<K>(a);
+                acc = _mm512_fmadd_ps(_mm512_mul_ps(sj, r0), t, acc);
+            }
+        }
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(_mm512_sub_ps(acc, vo), va));
+    }
+}
+
+template <int K, bool FIXED>
+void backward_block_anchor(const AnchorTables& A, const float* g, const float* x, float* gx, int64_t m,
+                           float beta, float T, float offset, float scale, bool need_alpha,
+                           bool need_beta, double* red) {
+    const __m512 vb = _mm512_set1_ps(beta), vT = _mm512_set1_ps(T), one = _mm512_set1_ps(1.0f);
+    const __m512 two = _mm512_set1_ps(2.0f);
+    const __m512 vo = _mm512_set1_ps(offset), vs = _mm512_set1_ps(scale);
+    const __m512 h0 = _mm512_set1_ps(A.h0), h1 = _mm512_set1_ps(A.h1);
+    RedAcc acc;
+    for (int64_t i = 0; i < m; i += 16) {
+        const __mmask16 mk = tail_mask(i, m);
+        const __m512 xv = _mm512_maskz_loadu_ps(mk, x + i);
+        const __m512 gv = _mm512_maskz_loadu_ps(mk, g + i);
+        const __m512 u = _mm512_mul_ps(xv, vb);
+        const __m512i a = FIXED ? _mm512_setzero_si512() : v_anchor(A, u);
+        const __m512 e0 = FIXED ? v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(A.c)), vT), 80.0f)
+                                : v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, A.ba.at<K>(a)), vT), 40.0f);
+        __m512 ssum = A.dense ? _mm512_setzero_ps() : A.cp.at<K>(a), dsum = _mm512_setzero_ps();
+        if (A.classes) {
+            // per class: s0 = sum sigmoid, d0 = sum sigmoid (1 - sigmoid) = sum (r - r^2)
+            __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+            __m512 d0 = _mm512_setzero_ps(), d1 = _mm512_setzero_ps();
+            for (int32_t j = 0; j < A.L0; ++j) {
+                QB_STEP(FIXED ? _mm512_set1_ps(A.cf[j]) : A.C[j].at<K>(a));
+                const __m512 r = _mm512_mul_ps(r0, t);
+                s0 = _mm512_add_ps(s0, r);
+                d0 = _mm512_add_ps(d0, _mm512_fnmadd_ps(r, r, r));
+            }
+            for (int32_t j = A.L0; j < A.L; ++j) {
+                QB_STEP(FIXED ? _mm512_set1_ps(A.cf[j]) : A.C[j].at<K>(a));
+                const __m512 r = _mm512_mul_ps(r0, t);
+                s1 = _mm512_add_ps(s1, r);
+                d1 = _mm512_add_ps(d1, _mm512_fnmadd_ps(r, r, r));
+            }
+            ssum = _mm512_fmadd_ps(h1, s1, _mm512_fmadd_ps(h0, s0, ssum));
+            dsum = _mm512_fmadd_ps(h1, d1, _mm512_mul_ps(h0, d0));
+        } else {
+            for (int32_t j = 0; j < A.L; ++j) {
+                QB_STEP(FIXED ? _mm512_set1_ps(A.cf[j]) : A.C[j].at<K>(a));
+                const __m512 r = _mm512_mul_ps(r0, t);
+                const __m512 sj = A.dense ? _mm512_set1_ps(A.sd[j]) : A.Sw[j].at<K>(a);
+                dsum = _mm512_fmadd_ps(_mm512_fnmadd_ps(r, r, r), sj, dsum);
+                ssum = _mm512_fmadd_ps(r, sj, ssum);
+            }
+        }
+        const __m512 gd = _mm512_mul_ps(gv, dsum);
+        if (gx != nullptr) _mm512_mask_storeu_ps(gx + i, mk, _mm512_mul_ps(gd, vs));
+        // sum g (ssum - o) and sum g dsum x
+        acc.add(need_alpha, gv, _mm512_sub_ps(ssum, vo), need_beta, gd, xv);
+    }
+    acc.finish(red);
+}
+#undef QB_STEP
 #endif
 
 template <typename S>
@@ -246,11 +523,17 @@ struct Params {
     std::vector<S> qs;          // binary-search table (npow)
     int64_t npow = 1;
 #ifdef QB_AVX512
-    Avx512Tables avx;
+    AnchorTables anc;  // float32 soft quantizer on AVX-512
 #endif
 
     Params(const S* b_, const S* s_, int64_t n_, double a, double be, double t, double o, double zcut)
         : b(b_), s(s_), n(n_), alpha(S(a)), beta(S(be)), T(S(t)), offset(S(o)), W(0) {
+#ifdef QB_AVX512
+        if constexpr (sizeof(S) == 4) {
+            anc = anchor_tables(b, s, n, T, zcut);
+            if (anc.ok) return;  // the generic tables below are not used
+        }
+#endif
         bool sorted = true;
         for (int64_t j = 1; j < n; ++j) sorted = sorted && (b[j] >= b[j - 1]);
         if (!sorted || !(zcut > 0) || !std::isfinite(zcut) || n < 2) return;
@@ -280,42 +563,10 @@ struct Params {
             for (int64_t j = 0; j < k - W; ++j) acc = acc + s[j];
             cp[k] = acc;
         }
-#ifdef QB_AVX512
-        if constexpr (sizeof(S) == 4) {
-            if (npow <= 64 && n + 2 * W <= 64) {
-                avx.qs = Lut32(qs.data(), npow, float(BIG));
-                avx.cp = Lut32(cp.data(), n + 1, 0.0f);
-                avx.bp = Lut32(bp.data(), n + 2 * W, float(BIG));
-                avx.sp = Lut32(sp.data(), n + 2 * W, 0.0f);
-                avx.npow = int32_t(npow);
-                avx.n = int32_t(n);
-                avx.W = int32_t(W);
-                avx.ok = true;
-            }
-        }
-#endif
     }
 };
 
 #ifdef QB_AVX512
-void forward_block_avx512(const Avx512Tables& A, const float* x, float* y, int64_t m, float beta,
-                          float T, float offset, float alpha) {
-    const __m512 vb = _mm512_set1_ps(beta), vT = _mm512_set1_ps(T);
-    const __m512 vo = _mm512_set1_ps(offset), va = _mm512_set1_ps(alpha);
-    for (int64_t i = 0; i < m; i += 16) {
-        const __mmask16 mk = tail_mask(i, m);
-        const __m512 u = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vb);
-        const __m512i k = v_codes(A, u);
-        __m512 acc = A.cp(k);
-        for (int32_t j = 0; j < 2 * A.W; ++j) {
-            const __m512i p = _mm512_add_epi32(k, _mm512_set1_epi32(j));
-            const __m512 z = _mm512_mul_ps(_mm512_sub_ps(u, A.bp(p)), vT);
-            acc = _mm512_fmadd_ps(A.sp(p), v_sigm(z), acc);
-        }
-        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(_mm512_sub_ps(acc, vo), va));
-    }
-}
-
 void forward_block_avx512_dense(const float* b, const float* s, int64_t n, const float* x, float* y,
                                 int64_t m, float beta, float T, float offset, float alpha) {
     const __m512 vb = _mm512_set1_ps(beta), vT = _mm512_set1_ps(T);
@@ -332,56 +583,32 @@ void forward_block_avx512_dense(const float* b, const float* s, int64_t n, const
     }
 }
 
-void backward_block_avx512(const Avx512Tables& A, const float* g, const float* x, float* gx, int64_t m,
-                           float beta, float T, float offset, float scale, bool need_alpha,
-                           bool need_beta, double* red, const float* dense_b = nullptr,
-                           const float* dense_s = nullptr, int64_t dense_n = 0) {
+// n > 63 or unsorted biases: every step with its own exponential
+void backward_block_avx512_dense(const float* dense_b, const float* dense_s, int64_t dense_n,
+                                 const float* g, const float* x, float* gx, int64_t m, float beta,
+                                 float T, float offset, float scale, bool need_alpha, bool need_beta,
+                                 double* red) {
     const __m512 vb = _mm512_set1_ps(beta), vT = _mm512_set1_ps(T), one = _mm512_set1_ps(1.0f);
     const __m512 vo = _mm512_set1_ps(offset), vs = _mm512_set1_ps(scale);
-    __m512d ra = _mm512_setzero_pd(), rb = _mm512_setzero_pd();
+    RedAcc acc;
     for (int64_t i = 0; i < m; i += 16) {
         const __mmask16 mk = tail_mask(i, m);
         const __m512 xv = _mm512_maskz_loadu_ps(mk, x + i);
         const __m512 gv = _mm512_maskz_loadu_ps(mk, g + i);
         const __m512 u = _mm512_mul_ps(xv, vb);
         __m512 ssum = _mm512_setzero_ps(), dsum = _mm512_setzero_ps();
-        if (dense_b != nullptr) {
-            for (int64_t j = 0; j < dense_n; ++j) {
-                const __m512 sj = _mm512_set1_ps(dense_s[j]);
-                const __m512 sig = v_sigm(_mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(dense_b[j])), vT));
-                dsum = _mm512_fmadd_ps(_mm512_mul_ps(sig, _mm512_sub_ps(one, sig)), sj, dsum);
-                ssum = _mm512_fmadd_ps(sig, sj, ssum);
-            }
-        } else {
-            const __m512i k = v_codes(A, u);
-            ssum = A.cp(k);
-            for (int32_t j = 0; j < 2 * A.W; ++j) {
-                const __m512i p = _mm512_add_epi32(k, _mm512_set1_epi32(j));
-                const __m512 sj = A.sp(p);
-                const __m512 sig = v_sigm(_mm512_mul_ps(_mm512_sub_ps(u, A.bp(p)), vT));
-                dsum = _mm512_fmadd_ps(_mm512_mul_ps(sig, _mm512_sub_ps(one, sig)), sj, dsum);
-                ssum = _mm512_fmadd_ps(sig, sj, ssum);
-            }
+        for (int64_t j = 0; j < dense_n; ++j) {
+            const __m512 sj = _mm512_set1_ps(dense_s[j]);
+            const __m512 sig = v_sigm(_mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(dense_b[j])), vT));
+            dsum = _mm512_fmadd_ps(_mm512_mul_ps(sig, _mm512_sub_ps(one, sig)), sj, dsum);
+            ssum = _mm512_fmadd_ps(sig, sj, ssum);
         }
         const __m512 gd = _mm512_mul_ps(gv, dsum);
         if (gx != nullptr) _mm512_mask_storeu_ps(gx + i, mk, _mm512_mul_ps(gd, vs));
-        if (need_alpha) {
-            // in double, like the generic path: g (ssum - o)
-            const __m512 d = _mm512_sub_ps(ssum, vo);
-            ra = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(gv)),
-                                 _mm512_cvtps_pd(_mm512_castps512_ps256(d)), ra);
-            ra = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(gv, 1)),
-                                 _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1)), ra);
-        }
-        if (need_beta) {
-            rb = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(gd)),
-                                 _mm512_cvtps_pd(_mm512_castps512_ps256(xv)), rb);
-            rb = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(gd, 1)),
-                                 _mm512_cvtps_pd(_mm512_extractf32x8_ps(xv, 1)), rb);
-        }
+        // sum g (ssum - o) and sum g dsum x
+        acc.add(need_alpha, gv, _mm512_sub_ps(ssum, vo), need_beta, gd, xv);
     }
-    red[0] += _mm512_reduce_add_pd(ra);
-    red[1] += _mm512_reduce_add_pd(rb);
+    acc.finish(red);
 }
 
 void hard_block_avx512(const Avx512Tables& A, const Lut32& out, const float* x, float* y, int64_t m,
@@ -399,7 +626,13 @@ template <typename S>
 void forward_block(const Params<S>& P, const S* QB_R x, S* QB_R y, int64_t m) {
 #ifdef QB_AVX512
     if constexpr (sizeof(S) == 4) {
-        if (P.avx.ok) return forward_block_avx512(P.avx, x, y, m, P.beta, P.T, P.offset, P.alpha);
+        if (P.anc.ok) {
+            const AnchorTables& A = P.anc;
+            if (A.fixed) return forward_block_anchor<16, true>(A, x, y, m, P.beta, P.T, P.offset, P.alpha);
+            if (A.n <= 16) return forward_block_anchor<16, false>(A, x, y, m, P.beta, P.T, P.offset, P.alpha);
+            if (A.n <= 32) return forward_block_anchor<32, false>(A, x, y, m, P.beta, P.T, P.offset, P.alpha);
+            return forward_block_anchor<64, false>(A, x, y, m, P.beta, P.T, P.offset, P.alpha);
+        }
         if (P.W == 0) return forward_block_avx512_dense(P.b, P.s, P.n, x, y, m, P.beta, P.T, P.offset, P.alpha);
     }
 #endif
@@ -427,13 +660,20 @@ void backward_block(const Params<S>& P, const S* QB_R g, const S* QB_R x, S* QB_
                     bool need_alpha, bool need_beta, bool need_biases, double* red) {
 #ifdef QB_AVX512
     if constexpr (sizeof(S) == 4) {
-        if (P.avx.ok && !need_biases)
-            return backward_block_avx512(P.avx, g, x, gx, m, P.beta, P.T, P.offset,
-                                         P.alpha * P.beta * P.T, need_alpha, need_beta, red);
+        if (P.anc.ok && !need_biases) {
+            const AnchorTables& A = P.anc;
+            const float sc = P.alpha * P.beta * P.T;
+            if (A.fixed)
+                return backward_block_anchor<16, true>(A, g, x, gx, m, P.beta, P.T, P.offset, sc, need_alpha, need_beta, red);
+            if (A.n <= 16)
+                return backward_block_anchor<16, false>(A, g, x, gx, m, P.beta, P.T, P.offset, sc, need_alpha, need_beta, red);
+            if (A.n <= 32)
+                return backward_block_anchor<32, false>(A, g, x, gx, m, P.beta, P.T, P.offset, sc, need_alpha, need_beta, red);
+            return backward_block_anchor<64, false>(A, g, x, gx, m, P.beta, P.T, P.offset, sc, need_alpha, need_beta, red);
+        }
         if (P.W == 0 && !need_biases)
-            return backward_block_avx512(P.avx, g, x, gx, m, P.beta, P.T, P.offset,
-                                         P.alpha * P.beta * P.T, need_alpha, need_beta, red,
-                                         P.b, P.s, P.n);
+            return backward_block_avx512_dense(P.b, P.s, P.n, g, x, gx, m, P.beta, P.T, P.offset,
+                                               P.alpha * P.beta * P.T, need_alpha, need_beta, red);
     }
 #endif
     S u[BLK], dsum[BLK], ssum[BLK];
