@@ -291,19 +291,19 @@ struct RedAcc {
 //   40 / log2(e) / T away from u and saturated; E_p then still lies beyond 2^+-40 on the right
 //   side, and the sigmoid is within 2^-40 of 0 or 1. A clamped C_p likewise only touches
 //   steps with |log2 E_p| > 40.
-// - With a window (large n or large T), only steps a-W .. a+W are evaluated: a is k-1 or k
-//   (k = #{b_j <= u}), so this covers the window k-W .. k+W-1 of the generic path and the
-//   same truncation bound holds; the heights of the steps below it are added from cp[a].
+// - With a window (large n or large T), only the steps that can be within z_cut / T of an
+//   input whose anchor is a are evaluated (a table of windows, one per anchor; the same
+//   truncation bound as the generic path); the heights of the steps below are added from cp[a].
 struct AnchorTables {
     bool ok = false;
     bool dense = true;
-    int32_t n = 0, L = 0, W = 0, npow = 1;
+    int32_t n = 0, L = 0, npow = 1;
     std::vector<float> mid;  // midpoints (b_j + b_{j+1}) / 2: anchor a = #{mid_j <= u}
     Lut32 qmid;              // the same, padded to npow with BIG, for the binary search
     Lut32 ba;                // b_a
     Lut32 cp;                // windowed: sum of the heights below the window of anchor a
     std::vector<Lut32> C;    // C[j](a) for loop position j (dense: step order[j]; windowed:
-                             // step a - W + j, C = 2^80 outside 0..n-1, i.e. sigmoid < 2^-40)
+                             // step lo_a + j, C = 2^80 past n-1, i.e. sigmoid < 2^-40)
     // Heights. With at most two distinct heights h0, h1 the loop runs over the L0 steps of
     // height h0, then over the others, and sums plain sigmoids (no multiply per step);
     // otherwise each step's height is applied (dense: sd[j]; windowed: the table Sw[j](a)).
@@ -320,25 +320,31 @@ struct AnchorTables {
     std::vector<float> cf;
 };
 
-// Which is cheaper per element, all n steps or the 2W + 1 of a window? Counting the
-// instructions of the loops below, a windowed step costs about 8/7 of a dense one.
 inline AnchorTables anchor_tables(const float* b, const float* s, int64_t n, float T, double zcut) {
     AnchorTables A;
     if (n < 1 || n > 63 || !(zcut > 0) || !std::isfinite(zcut)) return A;
     for (int64_t j = 1; j < n; ++j)
         if (!(b[j] >= b[j - 1])) return A;  // unsorted (or NaN) biases: the generic path
-    int64_t W = 0;
-    for (int64_t w = 1; 8 * (2 * w + 1) + 2 < 7 * n; ++w) {
-        double g = INFINITY;
-        for (int64_t m = 0; m + w < n; ++m) g = std::fmin(g, double(b[m + w]) - double(b[m]));
-        if (double(T) * g >= zcut * (1.0 + 1e-5) + 1e-3) { W = w; break; }
-    }
     A.n = int32_t(n);
-    A.W = int32_t(W);
-    A.dense = (W == 0);
-    A.L = A.dense ? int32_t(n) : int32_t(2 * W + 1);
     A.mid.resize(n > 1 ? n - 1 : 0);
     for (int64_t j = 0; j + 1 < n; ++j) A.mid[j] = float(0.5 * (double(b[j]) + double(b[j + 1])));
+    // The window of anchor a: the steps within reach = z_cut / T (plus a margin for the
+    // rounding of z in float) of the inputs whose anchor is a, u in [mid_{a-1}, mid_a).
+    // Steps below it are saturated at 1, steps above at 0. All windows have the length of
+    // the longest; shorter ones run on into real steps or, past the last, into C = 2^80.
+    const double reach = (zcut * (1.0 + 1e-5) + 1e-3) / double(T);
+    std::vector<int64_t> lo(n);
+    int64_t L = 0;
+    for (int64_t a = 0; a < n; ++a) {
+        int64_t l = 0, h = n - 1;
+        if (a > 0) while (double(b[l]) < double(A.mid[a - 1]) - reach) ++l;
+        if (a < n - 1) while (double(b[h]) > double(A.mid[a]) + reach) --h;
+        lo[a] = l;
+        L = std::max<int64_t>(L, h - l + 1);
+    }
+    // a windowed step costs about 8/7 of a dense one (one more table look-up)
+    A.dense = !(8 * L + 2 < 7 * n);
+    A.L = A.dense ? int32_t(n) : int32_t(L);
     int64_t npow = 1;
     while (npow < n) npow *= 2;
     A.npow = int32_t(npow);
@@ -377,7 +383,7 @@ inline AnchorTables anchor_tables(const float* b, const float* s, int64_t n, flo
     float ctab[64], stab[64];
     for (int32_t j = 0; j < A.L; ++j) {
         for (int64_t a = 0; a < n; ++a) {
-            const int64_t p = A.dense ? order[j] : a - W + j;
+            const int64_t p = A.dense ? order[j] : lo[a] + j;
             if (p < 0 || p >= n) { ctab[a] = 0x1p80f; stab[a] = 0.0f; continue; }
             double c = double(T) * (double(b[p]) - double(b[a])) * log2e;
             c = std::fmax(-80.0, std::fmin(80.0, c));
@@ -390,7 +396,7 @@ inline AnchorTables anchor_tables(const float* b, const float* s, int64_t n, flo
     if (!A.dense) {
         for (int64_t a = 0; a < n; ++a) {
             float acc = 0.0f;  // summed in the order of Eq. 7 written literally
-            for (int64_t q = 0; q < a - W; ++q) acc = acc + s[q];
+            for (int64_t q = 0; q < lo[a]; ++q) acc = acc + s[q];
             ctab[a] = acc;
         }
         A.cp = Lut32(ctab, n, 0.0f);
