@@ -25,6 +25,13 @@ def _as_scalar(v, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(float(v), dtype=like.dtype, device=like.device)
 
 
+def _is_sorted(biases: torch.Tensor) -> bool:
+    if biases.is_cpu:  # a few Python comparisons cost less than three tensor ops
+        v = biases.tolist()
+        return all(a <= b for a, b in zip(v, v[1:]))
+    return not bool((biases[1:] < biases[:-1]).any())
+
+
 def _check_biases(biases: torch.Tensor, levels: LevelSet) -> torch.Tensor:
     if biases.dim() != 1 or biases.numel() != levels.n:
         raise ValueError(
@@ -101,9 +108,10 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     """
     levels = as_level_set(levels)
     biases = _check_biases(biases, levels).detach()
-    if levels.n > 1 and bool((biases[1:] < biases[:-1]).any()):
+    if levels.n > 1 and not _is_sorted(biases):
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
-    alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
+    alpha = alpha.detach() if isinstance(alpha, torch.Tensor) and alpha.dim() == 0 else _as_scalar(alpha, x)
+    beta = beta.detach() if isinstance(beta, torch.Tensor) and beta.dim() == 0 else _as_scalar(beta, x)
     outputs = kernels.constant(levels.outputs(), x.device, x.dtype)
     with torch.no_grad():
         return kernels.hard_forward(x.detach(), outputs, biases.to(x.dtype), alpha.to(x.dtype),

@@ -39,6 +39,12 @@ class LevelSet:
             raise ValueError(f"level set {self.name!r} has duplicate levels: {values}")
         if any(b <= a for a, b in zip(values, values[1:])):
             raise ValueError(f"level set {self.name!r} is not sorted ascending: {values}")
+        # derived once: the quantizers read them on every call
+        steps = tuple(b - a for a, b in zip(values, values[1:]))
+        offset = sum(steps) / 2.0 if self.zero_centered else 0.0
+        object.__setattr__(self, "_steps", steps)
+        object.__setattr__(self, "_offset", offset)
+        object.__setattr__(self, "_outputs", tuple(v - values[0] - offset for v in values))
 
     # --- derived quantities of Eq. 5 -------------------------------------------------
     @property
@@ -49,12 +55,12 @@ class LevelSet:
     @property
     def steps(self) -> tuple[float, ...]:
         """Step heights ``s_i = Y[i+1] - Y[i]``."""
-        return tuple(b - a for a, b in zip(self.values, self.values[1:]))
+        return self._steps
 
     @property
     def offset(self) -> float:
         """Global offset ``o``: half the total height for zero-centred sets, else 0."""
-        return sum(self.steps) / 2.0 if self.zero_centered else 0.0
+        return self._offset
 
     @property
     def p(self) -> float:
@@ -68,7 +74,7 @@ class LevelSet:
 
     def outputs(self) -> tuple[float, ...]:
         """Values ``Y_k - Y_0 - o`` the ideal quantizer (Eq. 12) produces, before alpha."""
-        return tuple(v - self.values[0] - self.offset for v in self.values)
+        return self._outputs
 
     def steps_tensor(self, device=None, dtype=torch.float32) -> torch.Tensor:
         return torch.tensor(self.steps, device=device, dtype=dtype)
