@@ -4,13 +4,19 @@ Kept apart from ``functional`` so the autograd wiring and the arithmetic can be 
 independently. All functions take the step heights ``steps`` (n,), sorted ``biases`` (n,),
 scalar tensors ``alpha`` and ``beta``, a Python float ``T`` and the offset ``o``.
 
-Two implementations with the same results:
+Three implementations with the same results:
 - native (CPU, float32/float64): ``_cpu_kernel.cpp``, one fused pass per direction that
   evaluates only the sigmoids that are not saturated (see the comment at the top of that
   file for the window and its error bound). Compiled once with the system C++ compiler
   (about a second) and cached under ``$QBENCH_KERNEL_CACHE`` or ``~/.cache/qbench/kernels``.
-- torch (any device and dtype): a loop over the n steps, recomputing in backward. Used on
-  GPUs, for other dtypes, when no compiler is available, or with ``QBENCH_QUANT_KERNEL=torch``.
+- triton (CUDA, float32/float16/bfloat16, n <= 64 steps): ``_triton_kernel.py``, one pass
+  per direction computing in float32, reductions as per-program partial sums added in float64
+  (deterministic, no host synchronisation). Triton is imported on the first CUDA tensor only.
+- torch (any device and dtype): a loop over the n steps, recomputing in backward. Used for
+  other dtypes and devices, for more than 64 steps, when neither a compiler nor Triton is
+  available, or everywhere with ``QBENCH_QUANT_KERNEL=torch``.
+
+``backend_name`` says which one serves a given device and dtype.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -39,6 +46,13 @@ Z_CUT_F32 = 17.0
 _lib = None
 _lib_error: str | None = None
 _lock = threading.Lock()
+
+_triton: ModuleType | None = None
+_triton_error: str | None = None
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# One compilation per step count, fully unrolled: beyond this (act_linear8 has 255 steps) the
+# unrolled loop stops paying and the torch path is used.
+TRITON_MAX_STEPS = 64
 
 
 def _cache_dir() -> Path:
@@ -108,7 +122,7 @@ def native_library():
     with _lock:
         if _lib is not None or _lib_error is not None:
             return _lib
-        if os.environ.get("QBENCH_QUANT_KERNEL", "auto") == "torch":
+        if _torch_forced():
             _lib_error = "disabled by QBENCH_QUANT_KERNEL=torch"
             return None
         cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
@@ -128,6 +142,71 @@ def native_library():
 def native_error() -> str | None:
     """Why the native kernels are not used (None when they are, or were not tried yet)."""
     return _lib_error
+
+
+def _torch_forced() -> bool:
+    return os.environ.get("QBENCH_QUANT_KERNEL", "auto") == "torch"
+
+
+def triton_module() -> ModuleType | None:
+    """The Triton GPU kernels (``_triton_kernel``), or None when Triton cannot be imported.
+
+    Imported on first use, which happens only for CUDA tensors; the reason for a failure is in
+    ``triton_error()``.
+    """
+    global _triton, _triton_error
+    if _triton is not None or _triton_error is not None:
+        return _triton
+    with _lock:
+        if _triton is not None or _triton_error is not None:
+            return _triton
+        if _torch_forced():
+            _triton_error = "disabled by QBENCH_QUANT_KERNEL=torch"
+            return None
+        try:
+            from . import _triton_kernel
+            _triton = _triton_kernel
+        except Exception as exc:  # no or broken triton: use the torch path
+            _triton_error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"qbench.quant: Triton kernels unavailable, using the torch path on GPUs "
+                          f"({_triton_error})", RuntimeWarning, stacklevel=2)
+    return _triton
+
+
+def triton_error() -> str | None:
+    """Why the Triton kernels are not used (None when they are, or were not tried yet)."""
+    return _triton_error
+
+
+def _triton_for(x: torch.Tensor, biases: torch.Tensor, *params: torch.Tensor) -> ModuleType | None:
+    # cheap attribute checks first: this runs on every GPU quantizer call
+    if not x.is_cuda or x.dtype not in _TRITON_DTYPES or not 0 < biases.numel() <= TRITON_MAX_STEPS:
+        return None
+    dev = x.device
+    if not all(t.device == dev for t in (biases, *params)):
+        return None
+    return _triton if _triton is not None else triton_module()
+
+
+def backend_name(device: torch.device | str, dtype: torch.dtype = torch.float32,
+                 n_steps: int | None = None) -> str:
+    """Which implementation ``soft_forward`` uses for tensors of this device and dtype.
+
+    Args:
+        device: the tensors' device.
+        dtype: the tensors' dtype.
+        n_steps: the level set's number of steps; None for one of at most 64 steps.
+
+    Returns:
+        ``"native"`` (the CPU C++ kernel), ``"triton"`` (the GPU kernels) or ``"torch"``.
+    """
+    device = torch.device(device)
+    if device.type == "cpu" and dtype in _NATIVE_DTYPES and native_library() is not None:
+        return "native"
+    if (device.type == "cuda" and dtype in _TRITON_DTYPES
+            and (n_steps is None or 0 < n_steps <= TRITON_MAX_STEPS) and triton_module() is not None):
+        return "triton"
+    return "torch"
 
 
 def _native_for(*tensors: torch.Tensor):
@@ -180,6 +259,9 @@ def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alp
     """Eq. 7: ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``."""
     lib = _native_for(x, steps, biases)
     if lib is None:
+        tk = _triton_for(x, biases, steps, alpha, beta)
+        if tk is not None:
+            return tk.soft_forward(x, steps, biases, alpha, beta, T, offset)
         return _soft_forward_torch(x, steps, biases, alpha, beta, T, offset)
     xc = x.detach().contiguous()
     b = biases.detach().contiguous()
@@ -208,6 +290,10 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
     """
     lib = _native_for(x, grad_y, steps, biases)
     if lib is None:
+        tk = _triton_for(x, biases, grad_y, steps, alpha, beta)
+        if tk is not None:
+            return tk.soft_backward(grad_y, x, steps, biases, alpha, beta, T, offset, need_alpha,
+                                    need_beta, need_biases, need_x)
         gx, ga, gb, gbias = _soft_backward_torch(grad_y, x, steps, biases, alpha, beta, T, offset,
                                                  need_alpha, need_beta, need_biases)
         return (gx if need_x else None), ga, gb, gbias
@@ -269,6 +355,9 @@ def hard_forward(x: torch.Tensor, outputs: torch.Tensor, biases: torch.Tensor, a
     """
     lib = _native_for(x, outputs, biases)
     if lib is None:
+        tk = _triton_for(x, biases, outputs, alpha, beta)
+        if tk is not None:
+            return tk.hard_forward(x, outputs, biases, alpha, beta)
         k = torch.bucketize(x * beta, biases, right=True)
         return outputs[k] * alpha
     xc = x.detach().contiguous()
