@@ -227,20 +227,62 @@ inline __m512 v_sigm(__m512 z) {
     return v_recip(_mm512_add_ps(_mm512_set1_ps(1.0f), v_exp_neg(z, 100.0f)));
 }
 
-// Bucket search table of the hard quantizer: codes k = #{b_j <= u}.
-struct Avx512Tables {
-    Lut32 qs;
-    int32_t npow = 1, n = 0;
+// Branch-free binary search k = #{q_j <= u} over a sorted table q of npow <= 64 entries (padded
+// with BIG). The level that adds h compares with q[k + h - 1] where k is a multiple of 2h, so it
+// looks up entry k / 2h of its own table of npow / 2h entries: one register and one permute
+// for up to 16 entries (every level when npow <= 32), two above.
+struct Search {
+    int32_t levels = 0, npow = 1;
+    Lut32 tab[6];
+    int32_t h[6] = {0}, shift[6] = {0}, size[6] = {0};
+    Search() = default;
+    Search(const float* q, int64_t np) : npow(int32_t(np)) {
+        float t[64];
+        for (int32_t hh = npow / 2, l = 0; hh >= 1; hh /= 2, ++l) {
+            const int32_t sz = npow / (2 * hh);
+            for (int32_t m = 0; m < sz; ++m) t[m] = q[m * 2 * hh + hh - 1];
+            tab[l] = Lut32(t, sz, float(BIG));
+            h[l] = hh;
+            size[l] = sz;
+            int32_t s = 0;
+            while ((1 << s) < 2 * hh) ++s;
+            shift[l] = s;
+            levels = l + 1;
+        }
+    }
+    __m512i operator()(__m512 u) const {
+        __m512i k = _mm512_setzero_si512();
+        for (int32_t l = 0; l < levels; ++l) {
+            const __m512i m = _mm512_srlv_epi32(k, _mm512_set1_epi32(shift[l]));
+            const __m512 v = size[l] <= 16 ? tab[l].at<16>(m) : tab[l].at<32>(m);
+            k = _mm512_mask_add_epi32(k, _mm512_cmp_ps_mask(u, v, _CMP_GE_OQ), k, _mm512_set1_epi32(h[l]));
+        }
+        return k;
+    }
+    // the same with npow known at compile time: unrolled, constants in registers
+    template <int NPOW>
+    __m512i find(__m512 u) const {
+        constexpr int LOGN = NPOW >= 64 ? 6 : NPOW >= 32 ? 5 : NPOW >= 16 ? 4 : NPOW >= 8 ? 3 : NPOW >= 4 ? 2 : NPOW >= 2 ? 1 : 0;
+        __m512i k = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int l = 0; l < LOGN; ++l) {
+            const __m512i m = _mm512_srlv_epi32(k, _mm512_set1_epi32(LOGN - l));
+            const __m512 v = (1 << l) <= 16 ? tab[l].at<16>(m) : tab[l].at<32>(m);
+            k = _mm512_mask_add_epi32(k, _mm512_cmp_ps_mask(u, v, _CMP_GE_OQ), k, _mm512_set1_epi32(NPOW >> (l + 1)));
+        }
+        return k;
+    }
 };
 
+// Bucket search of the hard quantizer: codes k = #{b_j <= u}.
+struct Avx512Tables {
+    Search search;
+    int32_t n = 0;
+};
+
+template <int NPOW>
 inline __m512i v_codes(const Avx512Tables& A, __m512 u) {
-    __m512i k = _mm512_setzero_si512();
-    for (int32_t h = A.npow / 2; h >= 1; h /= 2) {
-        const __m512 v = A.qs(_mm512_add_epi32(k, _mm512_set1_epi32(h - 1)));
-        const __mmask16 ge = _mm512_cmp_ps_mask(u, v, _CMP_GE_OQ);
-        k = _mm512_mask_add_epi32(k, ge, k, _mm512_set1_epi32(h));
-    }
-    return _mm512_min_epi32(k, _mm512_set1_epi32(A.n));
+    return _mm512_min_epi32(A.search.find<NPOW>(u), _mm512_set1_epi32(A.n));  // u = +inf passes the padding
 }
 
 inline __mmask16 tail_mask(int64_t i, int64_t m) {
@@ -299,7 +341,7 @@ struct AnchorTables {
     bool dense = true;
     int32_t n = 0, L = 0, npow = 1;
     std::vector<float> mid;  // midpoints (b_j + b_{j+1}) / 2: anchor a = #{mid_j <= u}
-    Lut32 qmid;              // the same, padded to npow with BIG, for the binary search
+    Search qmid;             // the same, padded to npow with BIG, for the binary search
     Lut32 ba;                // b_a
     Lut32 cp;                // windowed: sum of the heights below the window of anchor a
     std::vector<Lut32> C;    // C[j](a) for loop position j (dense: step order[j]; windowed:
@@ -348,7 +390,11 @@ inline AnchorTables anchor_tables(const float* b, const float* s, int64_t n, flo
     int64_t npow = 1;
     while (npow < n) npow *= 2;
     A.npow = int32_t(npow);
-    A.qmid = Lut32(A.mid.data(), int64_t(A.mid.size()), float(BIG));
+    {
+        std::vector<float> q(npow, float(BIG));
+        std::copy(A.mid.begin(), A.mid.end(), q.begin());
+        A.qmid = Search(q.data(), npow);
+    }
     A.ba = Lut32(b, n, 0.0f);
 
     // height classes, and the order of the dense steps (class h0 first)
@@ -405,6 +451,7 @@ inline AnchorTables anchor_tables(const float* b, const float* s, int64_t n, flo
     return A;
 }
 
+template <int K>
 inline __m512i v_anchor(const AnchorTables& A, __m512 u) {
     __m512i a = _mm512_setzero_si512();
     const __m512i one = _mm512_set1_epi32(1);
@@ -413,11 +460,8 @@ inline __m512i v_anchor(const AnchorTables& A, __m512 u) {
             a = _mm512_mask_add_epi32(a, _mm512_cmp_ps_mask(u, _mm512_set1_ps(A.mid[j]), _CMP_GE_OQ), a, one);
         return a;
     }
-    for (int32_t h = A.npow / 2; h >= 1; h /= 2) {
-        const __m512 v = A.qmid(_mm512_add_epi32(a, _mm512_set1_epi32(h - 1)));
-        a = _mm512_mask_add_epi32(a, _mm512_cmp_ps_mask(u, v, _CMP_GE_OQ), a, _mm512_set1_epi32(h));
-    }
-    return _mm512_min_epi32(a, _mm512_set1_epi32(A.n - 1));  // u = +inf passes the BIG padding
+    // n > 9: npow is K (10..16 -> 16, 17..32 -> 32, 33..63 -> 64)
+    return _mm512_min_epi32(A.qmid.find<K>(u), _mm512_set1_epi32(A.n - 1));  // u = +inf passes the padding
 }
 
 // r0 (2 - d r0): the 14-bit reciprocal of d = 1 + e0 C and one Newton step, left unmultiplied
@@ -437,7 +481,7 @@ void forward_block_anchor(const AnchorTables& A, const float* x, float* y, int64
     for (int64_t i = 0; i < m; i += 16) {
         const __mmask16 mk = tail_mask(i, m);
         const __m512 u = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vb);
-        const __m512i a = FIXED ? _mm512_setzero_si512() : v_anchor(A, u);
+        const __m512i a = FIXED ? _mm512_setzero_si512() : v_anchor<K>(A, u);
         const __m512 e0 = FIXED ? v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(A.c)), vT), 80.0f)
                                 : v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, A.ba.at<K>(a)), vT), 40.0f);
         __m512 acc = A.dense ? _mm512_setzero_ps() : A.cp.at<K>(a);
@@ -477,7 +521,7 @@ void backward_block_anchor(const AnchorTables& A, const float* g, const float* x
         const __m512 xv = _mm512_maskz_loadu_ps(mk, x + i);
         const __m512 gv = _mm512_maskz_loadu_ps(mk, g + i);
         const __m512 u = _mm512_mul_ps(xv, vb);
-        const __m512i a = FIXED ? _mm512_setzero_si512() : v_anchor(A, u);
+        const __m512i a = FIXED ? _mm512_setzero_si512() : v_anchor<K>(A, u);
         const __m512 e0 = FIXED ? v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, _mm512_set1_ps(A.c)), vT), 80.0f)
                                 : v_exp_neg(_mm512_mul_ps(_mm512_sub_ps(u, A.ba.at<K>(a)), vT), 40.0f);
         __m512 ssum = A.dense ? _mm512_setzero_ps() : A.cp.at<K>(a), dsum = _mm512_setzero_ps();
@@ -617,13 +661,14 @@ void backward_block_avx512_dense(const float* dense_b, const float* dense_s, int
     acc.finish(red);
 }
 
+template <int NPOW>
 void hard_block_avx512(const Avx512Tables& A, const Lut32& out, const float* x, float* y, int64_t m,
                        float beta, float alpha) {
     const __m512 vb = _mm512_set1_ps(beta), va = _mm512_set1_ps(alpha);
     for (int64_t i = 0; i < m; i += 16) {
         const __mmask16 mk = tail_mask(i, m);
         const __m512 u = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vb);
-        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(out(v_codes(A, u)), va));
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(out(v_codes<NPOW>(A, u)), va));
     }
 }
 #endif
@@ -771,14 +816,23 @@ void hard_forward(const S* x, S* y, int64_t N, const S* b, int64_t n, const S* o
     if constexpr (sizeof(S) == 4) {
         if (npow <= 64) {
             Avx512Tables A;
-            A.qs = Lut32(qs.data(), npow, float(BIG));
-            A.npow = int32_t(npow);
+            A.search = Search(qs.data(), npow);
             A.n = int32_t(n);
             const Lut32 out(outv, n + 1, 0.0f);
 #pragma omp parallel for schedule(static) num_threads(threads_for(chunks, nthreads))
             for (int64_t c = 0; c < chunks; ++c) {
                 const int64_t i0 = c * CHUNK, end = std::min<int64_t>(N, (c + 1) * CHUNK);
-                hard_block_avx512(A, out, x + i0, y + i0, end - i0, be, a);
+                float* yc = y + i0;
+                const float* xc = x + i0;
+                const int64_t mc = end - i0;
+                switch (npow) {
+                    case 1: case 2: hard_block_avx512<2>(A, out, xc, yc, mc, be, a); break;
+                    case 4: hard_block_avx512<4>(A, out, xc, yc, mc, be, a); break;
+                    case 8: hard_block_avx512<8>(A, out, xc, yc, mc, be, a); break;
+                    case 16: hard_block_avx512<16>(A, out, xc, yc, mc, be, a); break;
+                    case 32: hard_block_avx512<32>(A, out, xc, yc, mc, be, a); break;
+                    default: hard_block_avx512<64>(A, out, xc, yc, mc, be, a); break;
+                }
             }
             return;
         }
