@@ -529,6 +529,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--T", type=float, default=10.0, help="temperature of the soft quantizer")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--levels", nargs="*", default=list(LEVEL_SETS))
+    ap.add_argument("--sizes", nargs="*", type=int, default=None, metavar="NUMEL",
+                    help="tensor sizes in elements (default: 64K..16M, with --quick 64K, 1M, 4M)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                     help="wall time, or process CPU time (robust on a busy machine with --threads 1)")
@@ -560,7 +562,7 @@ def main(argv=None) -> dict:
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    sizes = QUICK_SIZES if args.quick else SIZES
+    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     rounds, budget = (7, 0.6) if args.quick else (11, 1.0)
     t_build = time.perf_counter()
     kernels.native_library()
