@@ -413,9 +413,11 @@ def steady_allocator() -> str | None:
     By default glibc maps large blocks fresh and returns freed memory to the system; which
     contender then pays the page faults of the next fresh 16 MB (about 9 ms on a virtual
     machine, more than a whole quantizer call) depends on the order of frees, not on the
-    contender. With no mmap for allocations and no trimming, every tensor comes from reused
-    heap memory, for every contender alike. Returns a description of what was set, or None
-    where this is not glibc.
+    contender. With glibc's largest mmap threshold (32 MiB) and no trimming, tensors of up to
+    8M float32 elements come from reused heap memory for every contender alike; larger ones
+    are still mapped fresh, so page faults weigh on the 16M-element rows. (Turning mmap off
+    altogether fragments the heap: the process grew past 14 GB.) Returns a description of
+    what was set, or None where this is not glibc.
     """
     name = ctypes.util.find_library("c")
     try:
@@ -424,9 +426,9 @@ def steady_allocator() -> str | None:
         return None
     if mallopt is None:
         return None
-    m_trim_threshold, m_mmap_max = -1, -4
-    ok = mallopt(m_mmap_max, 0) == 1 and mallopt(m_trim_threshold, 1 << 40) == 1
-    return "glibc mallopt: M_MMAP_MAX 0, M_TRIM_THRESHOLD 1 TiB" if ok else None
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 1 << 30) == 1
+    return "glibc mallopt: M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB" if ok else None
 
 
 def machine_info(device) -> dict:
