@@ -17,10 +17,13 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
 # Weights-only quantization: the gradients of activation quantizers at T >= 10 amplify float
 # summation-order differences (about 1e-3 relative after one step), so only the weight path is
 # compared tightly; BatchNorm statistics, gradient averaging and the quantized forward are all in it.
+# One epoch (4 steps): in a second epoch (T = 10) float-rounding differences between the two
+# runs flip ReLU/max-pool ties and the runs part by up to 1e-2 in loss (measured for seeds 1-3,
+# with every quantizer implementation), which says nothing about the distributed code.
 CASE = {"data": {"train_size": 64, "test_size": 32, "batch_size": 16},
         "quant": {"weights": "ternary"},
         "optim": {"lr": 0.02, "milestones": [2]},
-        "epochs": {"fp": 0, "weights": 2}}
+        "epochs": {"fp": 0, "weights": 1}}
 
 
 @pytest.mark.slow
