@@ -232,34 +232,17 @@ inline __m512 v_sigm(__m512 z) {
 // looks up entry k / 2h of its own table of npow / 2h entries: one register and one permute
 // for up to 16 entries (every level when npow <= 32), two above.
 struct Search {
-    int32_t levels = 0, npow = 1;
     Lut32 tab[6];
-    int32_t h[6] = {0}, shift[6] = {0}, size[6] = {0};
     Search() = default;
-    Search(const float* q, int64_t np) : npow(int32_t(np)) {
+    Search(const float* q, int64_t npow) {
         float t[64];
-        for (int32_t hh = npow / 2, l = 0; hh >= 1; hh /= 2, ++l) {
-            const int32_t sz = npow / (2 * hh);
-            for (int32_t m = 0; m < sz; ++m) t[m] = q[m * 2 * hh + hh - 1];
-            tab[l] = Lut32(t, sz, float(BIG));
-            h[l] = hh;
-            size[l] = sz;
-            int32_t s = 0;
-            while ((1 << s) < 2 * hh) ++s;
-            shift[l] = s;
-            levels = l + 1;
+        for (int64_t h = npow / 2, l = 0; h >= 1; h /= 2, ++l) {
+            const int64_t size = npow / (2 * h);
+            for (int64_t m = 0; m < size; ++m) t[m] = q[m * 2 * h + h - 1];
+            tab[l] = Lut32(t, size, float(BIG));
         }
     }
-    __m512i operator()(__m512 u) const {
-        __m512i k = _mm512_setzero_si512();
-        for (int32_t l = 0; l < levels; ++l) {
-            const __m512i m = _mm512_srlv_epi32(k, _mm512_set1_epi32(shift[l]));
-            const __m512 v = size[l] <= 16 ? tab[l].at<16>(m) : tab[l].at<32>(m);
-            k = _mm512_mask_add_epi32(k, _mm512_cmp_ps_mask(u, v, _CMP_GE_OQ), k, _mm512_set1_epi32(h[l]));
-        }
-        return k;
-    }
-    // the same with npow known at compile time: unrolled, constants in registers
+    // NPOW (the table size) known at compile time: the loop unrolls, constants stay in registers
     template <int NPOW>
     __m512i find(__m512 u) const {
         constexpr int LOGN = NPOW >= 64 ? 6 : NPOW >= 32 ? 5 : NPOW >= 16 ? 4 : NPOW >= 8 ? 3 : NPOW >= 4 ? 2 : NPOW >= 2 ? 1 : 0;
