@@ -154,29 +154,32 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
         shared = None
         if policy.sharing == "shared":
             shared = WeightQuantizer(policy.weight_levels, state, policy.learn_biases,
-                                     policy.weight_alpha_init)
+                                     policy.weight_alpha_init).to(modules[selected[0]].weight.device)
             weights = torch.cat([modules[n].weight.detach().reshape(-1) for n in selected])
             shared.initialize(weights, init=policy.init)
         for name in selected:
             layer = modules[name]
             wq = shared
             if wq is None:
+                # on the layer's device: a quantizer left on the CPU would make every GPU
+                # call take the torch path and copy its alpha/beta gradients back (a sync each)
                 wq = WeightQuantizer(policy.weight_levels, state, policy.learn_biases,
-                                     policy.weight_alpha_init)
+                                     policy.weight_alpha_init).to(layer.weight.device)
                 wq.initialize(layer.weight.detach(), init=policy.init)
             parametrize.register_parametrization(layer, "weight", wq)
             report.weight_layers.append(name)
 
     if policy.act_levels is not None:
-        def new_act_quantizer() -> ActivationQuantizer:
+        def new_act_quantizer(device: torch.device) -> ActivationQuantizer:
             return ActivationQuantizer(policy.act_levels, state, policy.learn_biases,
                                        policy.act_init or policy.init,
-                                       alpha_init=policy.act_alpha_init)
+                                       alpha_init=policy.act_alpha_init).to(device)
 
-        shared = new_act_quantizer() if policy.sharing == "shared" else None
+        shared = (new_act_quantizer(modules[selected[0]].weight.device) if policy.sharing == "shared"
+                  else None)
         for name in selected:
             layer = modules[name]
-            layer.input_quantizer = shared or new_act_quantizer()
+            layer.input_quantizer = shared or new_act_quantizer(layer.weight.device)
             layer.register_forward_pre_hook(_quantize_input)
             report.activation_layers.append(name)
     return report

@@ -213,3 +213,12 @@ def test_activation_init_can_differ_from_weight_init():
     assert aq.init == "linear"
     steps = aq.biases[1:] - aq.biases[:-1]
     torch.testing.assert_close(steps, torch.full_like(steps, steps[0].item()))  # evenly spaced
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_quantizers_follow_the_layers_device():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)).cuda()
+    quantize_model(model, QuantPolicy(weight_levels="ternary", act_levels="act_2bit", include=["0", "2"]))
+    for m in model.modules():
+        for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+            assert t.is_cuda, type(m).__name__
