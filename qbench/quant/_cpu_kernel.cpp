@@ -17,8 +17,8 @@
 // and step heights are grouped so that most steps cost five vector instructions.
 //
 // Elements are processed in blocks of BLK so that the inner loops run over elements and
-// vectorise; reductions go through fixed-size chunks in double, so results do not depend
-// on the thread count.
+// vectorise; reductions go through fixed-size chunks whose sums are added in double, so
+// results do not depend on the thread count.
 
 #include <algorithm>
 #include <cmath>
@@ -271,7 +271,6 @@ inline __m512i v_codes(const Avx512Tables& A, __m512 u) {
 inline __mmask16 tail_mask(int64_t i, int64_t m) {
     return m - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (m - i)) - 1u);
 }
-
 
 // The alpha/beta reductions: float partial sums over at most 4 vectors (64 elements; the
 // rounding error of 4-term sums is below 3 ulp of the sum of magnitudes), then double.
