@@ -171,6 +171,22 @@ class _NoGuard:
         return None
 
 
+def _elementwise(kernel, x: torch.Tensor, table: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
+                 beta: torch.Tensor, *scalars: float, n_steps: int) -> torch.Tensor:
+    """Launch an elementwise kernel ``kernel(x, y, table, biases, alpha, beta, N, *scalars)``
+    over one program per BLOCK elements; returns y, shaped and typed like x."""
+    xc = x.detach().contiguous()
+    y = torch.empty_like(xc)
+    n_el = xc.numel()
+    if n_el == 0:
+        return y
+    with _device_guard(xc):
+        kernel[(triton.cdiv(n_el, BLOCK),)](
+            xc, y, table.detach().contiguous(), biases.detach().contiguous(), alpha.detach(),
+            beta.detach(), n_el, *scalars, N_STEPS=n_steps, BLOCK=BLOCK, num_warps=NUM_WARPS, **_LAUNCH)
+    return y
+
+
 def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
                  beta: torch.Tensor, T: float, offset: float) -> torch.Tensor:
     """Eq. 7 in one pass; same contract as ``kernels.soft_forward``.
@@ -181,17 +197,8 @@ def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alp
         alpha, beta: one-element tensors on x's device (read by the kernel).
         T, offset: temperature and offset.
     """
-    xc = x.detach().contiguous()
-    y = torch.empty_like(xc)
-    n_el = xc.numel()
-    if n_el == 0:
-        return y
-    with _device_guard(xc):
-        _soft_forward_kernel[(triton.cdiv(n_el, BLOCK),)](
-            xc, y, steps.detach().contiguous(), biases.detach().contiguous(), alpha.detach(),
-            beta.detach(), n_el, float(T), float(offset), N_STEPS=biases.numel(), BLOCK=BLOCK,
-            num_warps=NUM_WARPS, **_LAUNCH)
-    return y
+    return _elementwise(_soft_forward_kernel, x, steps, biases, alpha, beta, float(T), float(offset),
+                        n_steps=biases.numel())
 
 
 def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor,
@@ -245,13 +252,4 @@ def hard_forward(x: torch.Tensor, outputs: torch.Tensor, biases: torch.Tensor, a
         outputs: the n + 1 level outputs; biases: the n sorted biases (on x's device).
         alpha, beta: one-element tensors on x's device.
     """
-    xc = x.detach().contiguous()
-    y = torch.empty_like(xc)
-    n_el = xc.numel()
-    if n_el == 0:
-        return y
-    with _device_guard(xc):
-        _hard_forward_kernel[(triton.cdiv(n_el, BLOCK),)](
-            xc, y, outputs.detach().contiguous(), biases.detach().contiguous(), alpha.detach(),
-            beta.detach(), n_el, N_STEPS=biases.numel(), BLOCK=BLOCK, num_warps=NUM_WARPS, **_LAUNCH)
-    return y
+    return _elementwise(_hard_forward_kernel, x, outputs, biases, alpha, beta, n_steps=biases.numel())
