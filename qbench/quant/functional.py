@@ -19,6 +19,8 @@ from .levels import LevelSet, as_level_set
 
 def _as_scalar(v, like: torch.Tensor) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
+        if v.dim() == 0:  # module parameters pass as they are: a reshape adds an autograd node
+            return v
         if v.numel() != 1:
             raise ValueError(f"alpha/beta must be scalars, got shape {tuple(v.shape)}")
         return v.reshape(())
@@ -82,9 +84,7 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     biases = _check_biases(biases, levels)
     if not T > 0:
         raise ValueError(f"temperature must be positive, got {T}")
-    # 0-d tensors (module parameters) pass as they are: a reshape would add autograd nodes
-    alpha = alpha if isinstance(alpha, torch.Tensor) and alpha.dim() == 0 else _as_scalar(alpha, x)
-    beta = beta if isinstance(beta, torch.Tensor) and beta.dim() == 0 else _as_scalar(beta, x)
+    alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
     steps, offset = kernels.level_constants(levels, x.device, x.dtype)
     return _SoftQuantize.apply(x, steps, biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
                                float(T), offset)
@@ -110,8 +110,7 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     biases = _check_biases(biases, levels).detach()
     if levels.n > 1 and not _is_sorted(biases):
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
-    alpha = alpha.detach() if isinstance(alpha, torch.Tensor) and alpha.dim() == 0 else _as_scalar(alpha, x)
-    beta = beta.detach() if isinstance(beta, torch.Tensor) and beta.dim() == 0 else _as_scalar(beta, x)
+    alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
     outputs = kernels.constant(levels.outputs(), x.device, x.dtype)
     with torch.no_grad():
         return kernels.hard_forward(x.detach(), outputs, biases.to(x.dtype), alpha.to(x.dtype),
