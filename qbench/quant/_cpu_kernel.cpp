@@ -321,7 +321,7 @@ struct RedAcc {
 struct AnchorTables {
     bool ok = false;
     bool dense = true;
-    int32_t n = 0, L = 0, npow = 1;
+    int32_t n = 0, L = 0;
     std::vector<float> mid;  // midpoints (b_j + b_{j+1}) / 2: anchor a = #{mid_j <= u}
     Search qmid;             // the same, padded to npow with BIG, for the binary search
     Lut32 ba;                // b_a
@@ -371,7 +371,6 @@ inline AnchorTables anchor_tables(const float* b, const float* s, int64_t n, flo
     A.L = A.dense ? int32_t(n) : int32_t(L);
     int64_t npow = 1;
     while (npow < n) npow *= 2;
-    A.npow = int32_t(npow);
     {
         std::vector<float> q(npow, float(BIG));
         std::copy(A.mid.begin(), A.mid.end(), q.begin());
