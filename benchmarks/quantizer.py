@@ -276,10 +276,10 @@ def bench_quantizer(names, sizes, device, T, rounds, budget_s, gen, compile_naiv
                     cerror, compiled = _err(exc), {}
             if med is None:
                 med = _interleaved(fns, device, rounds, budget_s, warmup=warmup)
-            L, x = c["levels"], c["x"]
+            L, x, b, a, be = c["levels"], c["x"], c["biases"], c["alpha"], c["beta"]
             in_bytes = x.numel() * x.element_size()
-            soft_saved = _saved_bytes(lambda: soft_quantize(x, L, c["biases"], c["alpha"], c["beta"], T), x)
-            naive_saved = _saved_bytes(lambda: naive_soft(x, L, c["biases"], c["alpha"], c["beta"], T), x)
+            soft_saved = _saved_bytes(lambda: soft_quantize(x, L, b, a, be, T), x)
+            naive_saved = _saved_bytes(lambda: naive_soft(x, L, b, a, be, T), x)
             peak_soft = _peak_bytes(fns["soft_fwd_bwd"], device)
             peak_naive = _peak_bytes(fns["naive_fwd_bwd"], device)
             peak_compiled = None
@@ -391,22 +391,6 @@ def bench_train_step(device, T, rounds, budget_s, gen, batch=64) -> dict:
     return out
 
 
-def kernel_backend(device, dtype=torch.float32) -> tuple[str, str]:
-    """Which quantizer implementation runs on ``device``: ``(name, how it was determined)``.
-
-    ``kernels.backend_name(device, dtype)`` ("native" | "triton" | "torch") where qbench has it;
-    otherwise the older rule: the native library on CPU when it loads, else the torch path.
-    """
-    backend_name = getattr(kernels, "backend_name", None)
-    if backend_name is not None:
-        try:
-            return str(backend_name(device, dtype)), "kernels.backend_name"
-        except Exception as exc:  # a broken probe must not end the benchmark
-            print(f"kernels.backend_name failed ({_err(exc)}); using the fallback rule", flush=True)
-    native = kernels.native_library() is not None and device.type == "cpu"
-    return ("native" if native else "torch"), "native_library"
-
-
 def steady_allocator() -> str | None:
     """Make glibc keep freed memory for reuse, as a long training process ends up doing.
 
@@ -432,14 +416,12 @@ def steady_allocator() -> str | None:
 
 
 def machine_info(device) -> dict:
-    backend, backend_source = kernel_backend(device)
     info = {
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0], "torch": torch.__version__,
         "device": str(device), "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "kernel": backend,
-        "kernel_source": backend_source,
+        "kernel": kernels.backend_name(device),
         "kernel_error": kernels.native_error(),
     }
     try:
@@ -569,8 +551,7 @@ def main(argv=None) -> dict:
     t_build = time.perf_counter()
     kernels.native_library()
     build_s = time.perf_counter() - t_build
-    backend, backend_source = kernel_backend(device)
-    print(f"kernel: {backend} ({backend_source}; native load/compile {build_s:.2f} s), device {device}, "
+    print(f"kernel: {kernels.backend_name(device)} (native load/compile {build_s:.2f} s), device {device}, "
           f"T={args.T:g}, torch.compile contender: {'on' if compile_naive else 'off'}", flush=True)
     progress = None
     if args.progress_json is not None:

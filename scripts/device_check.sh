@@ -175,7 +175,7 @@ d = json.load(open(sys.argv[1]))
 rows = d["quantizer"]
 r = [x["soft_vs_compiled_fwd_bwd"] for x in rows if x.get("soft_vs_compiled_fwd_bwd") is not None]
 errs = sum(1 for x in rows if x.get("compiled_error"))
-print(f"kernel {d['machine']['kernel']} ({d['machine'].get('kernel_source')}), {len(rows)} rows, "
+print(f"kernel {d['machine']['kernel']}, {len(rows)} rows, "
       f"compile start-up {d.get('compile_startup_s') or 0:.1f} s + {d.get('compile_s_total') or 0:.1f} s, "
       f"soft/compiled fwd+bwd median {statistics.median(r) if r else float('nan'):.2f}, {errs} compile errors, "
       f"train step W3/A2 {d['train_step']['w3pm4_a2_vs_fp']:.2f}x FP")
