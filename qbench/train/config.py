@@ -58,6 +58,8 @@ class DataConfig:
     subset_seed: int = 0
     batch_size: int = 128
     workers: int = 0
+    # per-epoch evaluations (the curves) see every n-th test image; the final one sees them all
+    epoch_test_stride: int = 1
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS, "data.dataset", f"must be one of {DATASETS}, got {self.dataset!r}")
@@ -71,6 +73,8 @@ class DataConfig:
         _check(_is_int(self.batch_size) and self.batch_size >= 2, "data.batch_size",
                f"must be an integer >= 2 (BatchNorm needs 2), got {self.batch_size!r}")
         _check(_is_int(self.workers) and self.workers >= 0, "data.workers", f"must be an integer >= 0, got {self.workers!r}")
+        _check(_is_int(self.epoch_test_stride) and self.epoch_test_stride >= 1, "data.epoch_test_stride",
+               f"must be an integer >= 1, got {self.epoch_test_stride!r}")
         _check(self.dataset != "imagenet" or self.root is not None, "data.root", "is required for imagenet")
 
 

@@ -71,6 +71,18 @@ def save_torch(path: str | Path, obj: Any) -> None:
     _atomic(Path(path), lambda f: torch.save(obj, f), binary=True)
 
 
+def save_arrays(path: str | Path, arrays: dict) -> None:
+    """Atomically write numpy arrays as an uncompressed ``.npz`` (read with allow_pickle=False).
+
+    Args:
+        path: destination.
+        arrays: name -> numeric numpy array.
+    """
+    import numpy as np
+
+    _atomic(Path(path), lambda f: np.savez(f, **arrays), binary=True)
+
+
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """The checkout's HEAD commit, or None outside git."""
     cwd = cwd or Path(__file__).resolve().parent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -100,10 +101,38 @@ def _configure_phase(model: nn.Module, phase: str, quant_params: list[nn.Paramet
     return trained
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass over the test set: accuracies and, per image in test-set order, the top-1 class.
+
+    Args:
+        top1: top-1 accuracy (percent).
+        top5: top-5 accuracy (percent; top-k with k = number of classes when fewer than 5).
+        predictions: top-1 class of every evaluated image (int16).
+        labels: its label (int16).
+    """
+
+    top1: float
+    top5: float
+    predictions: torch.Tensor
+    labels: torch.Tensor
+
+
+def _gather_in_order(local: torch.Tensor, positions: torch.Tensor, total: int, every: int,
+                     info: DistInfo, device: torch.device) -> torch.Tensor:
+    """Per-image values of every process, in test-set order, at positions 0, every, 2 every, ..."""
+    if info.world <= 1:
+        return local
+    full = torch.zeros(total, dtype=torch.int64, device=device)
+    full[positions.to(device)] = local.to(device, torch.int64) + 1  # 0 marks "another process's"
+    torch.distributed.all_reduce(full)
+    return (full[::every] - 1).cpu()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Callable, device: torch.device, info: DistInfo,
-             num_classes: int) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy (percent) over the test set, all processes together.
+             num_classes: int, every: int = 1) -> Evaluation:
+    """Accuracy over the test set, all processes together, with per-image predictions.
 
     Args:
         model: the model, in the quantization mode to measure.
@@ -111,18 +140,62 @@ def evaluate(model: nn.Module, batches: Callable, device: torch.device, info: Di
         device: where the model lives.
         info: process-group facts.
         num_classes: for top-k with fewer than 5 classes.
+        every: evaluate every n-th test image only (positions 0, n, 2n, ... of the test set).
     """
     model.eval()
     k = min(5, num_classes)
-    c1 = c5 = n = 0
+    preds, labels, hits5, kept = [], [], [], []
+    seen = 0
     for x, y in batches():
+        # test-set position of each image of this process's share: rank + j * world
+        pos = info.rank + info.world * torch.arange(seen, seen + y.numel())
+        seen += y.numel()
+        if every > 1:
+            keep = pos % every == 0
+            x, y, pos = x[keep], y[keep], pos[keep]
+        if y.numel() == 0:
+            continue
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         top = model(x).topk(k, dim=1).indices
-        c1 += (top[:, 0] == y).sum().item()
-        c5 += (top == y[:, None]).any(dim=1).sum().item()
-        n += y.numel()
-    c1, c5, n = all_sum([c1, c5, n], info, device)
-    return 100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1)
+        preds.append(top[:, 0].cpu())
+        labels.append(y.cpu())
+        hits5.append((top == y[:, None]).any(dim=1).cpu())
+        kept.append(pos)
+    empty = torch.zeros(0, dtype=torch.int64)
+    pred, label, pos = (torch.cat(t) if t else empty for t in (preds, labels, kept))
+    hit5 = torch.cat(hits5) if hits5 else empty.bool()
+    c1, c5, n, total = all_sum([float((pred == label).sum()), float(hit5.sum()), float(label.numel()),
+                                float(seen)], info, device)
+    pred = _gather_in_order(pred, pos, int(total), every, info, device)
+    label = _gather_in_order(label, pos, int(total), every, info, device)
+    return Evaluation(100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1), pred.to(torch.int16),
+                      label.to(torch.int16))
+
+
+PREDICTIONS_FILE = "predictions.npz"
+
+
+def write_predictions(path: Path, final: dict, labels: torch.Tensor, curves: dict, history: list[dict],
+                      stride: int) -> None:
+    """Per-image top-1 predictions of a run, for paired statistics (qbench.stats).
+
+    Arrays: ``label``, ``hard``, ``soft`` (final evaluation, every test image in test-set
+    order); ``curve_epoch``, ``curve_hard``, ``curve_soft`` (epochs x images) and
+    ``curve_label`` for the per-epoch evaluations on every ``curve_stride``-th image.
+    """
+    import numpy as np
+
+    def arr(t: torch.Tensor | None) -> np.ndarray:
+        return np.zeros(0, np.int16) if t is None else t.numpy().astype(np.int16)
+
+    def stack(ts: list) -> np.ndarray:
+        return np.stack([arr(t) for t in ts]) if ts else np.zeros((0, 0), np.int16)
+
+    io.save_arrays(path, {
+        "label": arr(labels), "hard": arr(final["hard"]), "soft": arr(final["soft"]),
+        "curve_epoch": np.array([h["epoch"] for h in history], np.int16),
+        "curve_hard": stack(curves["hard"]), "curve_soft": stack(curves["soft"]),
+        "curve_label": arr(curves["labels"]), "curve_stride": np.array(stride, np.int32)})
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -245,6 +318,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
 
     phases = config.phases()
     history: list[dict] = []
+    # per-image top-1 predictions of every per-epoch evaluation (Fig. 4 statistics)
+    curves: dict = {"hard": [], "soft": [], "labels": None}
     start_epoch, wall_done, train_images, train_time = 1, 0.0, 0, 0.0
     ckpt_path = out / "checkpoint.pt"
     # Every process decides about resuming before rank 0 can write a new checkpoint.
@@ -255,6 +330,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history = list(ckpt["history"])
+        curves = ckpt.get("curves", curves)
         start_epoch = int(ckpt["epoch"]) + 1
         wall_done, train_images, train_time = ckpt["wall_time_s"], ckpt["train_images"], ckpt["train_time_s"]
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
@@ -269,12 +345,25 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         if main:
             io.save_torch(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "history": history, "rng": _rng_state(device), "wall_time_s": wall,
+                "history": history, "curves": curves, "rng": _rng_state(device), "wall_time_s": wall,
                 "train_images": train_images, "train_time_s": train_time,
                 "phase": phases[epoch - 1] if epoch else "init"})
 
     if not resume:
         save_checkpoint(0, wall_done + time.perf_counter() - start_wall)
+
+    def evaluate_modes(every: int) -> tuple[Evaluation, Evaluation]:
+        """Hard (Eq. 12) and soft (Eq. 7) evaluations; one pass for an FP model."""
+        def batches():
+            return data.test_batches(d.batch_size, info.rank, info.world)
+        if not q.enabled:
+            both = evaluate(model, batches, device, info, config.model.num_classes, every)
+            return both, both
+        Q.set_mode(model, "hard")
+        hard = evaluate(model, batches, device, info, config.model.num_classes, every)
+        Q.set_mode(model, "soft")
+        soft = evaluate(model, batches, device, info, config.model.num_classes, every)
+        return hard, soft
 
     use_bar = not quiet and main and sys.stderr.isatty()
     for epoch in range(start_epoch, len(phases) + 1):
@@ -323,36 +412,35 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         train_time += epoch_train_time
         train_images += int(seen)
 
-        if q.enabled:
-            Q.set_mode(model, "hard")
-            hard = evaluate(model, lambda: data.test_batches(d.batch_size, info.rank, info.world), device,
-                            info, config.model.num_classes)
-            Q.set_mode(model, "soft")
-            soft = evaluate(model, lambda: data.test_batches(d.batch_size, info.rank, info.world), device,
-                            info, config.model.num_classes)
-        else:
-            hard = soft = evaluate(model, lambda: data.test_batches(d.batch_size, info.rank, info.world),
-                                   device, info, config.model.num_classes)
+        hard, soft = evaluate_modes(d.epoch_test_stride)
+        curves["hard"].append(hard.predictions)
+        curves["soft"].append(soft.predictions)
+        curves["labels"] = hard.labels
         row = {"epoch": epoch, "phase": phase, "T": T, "lr": lr,
                "train_loss": loss_sum / max(seen, 1), "train_top1": 100.0 * correct / max(seen, 1),
-               "hard_top1": hard[0], "hard_top5": hard[1], "soft_top1": soft[0], "soft_top5": soft[1],
-               "time_s": time.perf_counter() - t0}
+               "hard_top1": hard.top1, "hard_top5": hard.top5, "soft_top1": soft.top1, "soft_top5": soft.top5,
+               "test_images": int(hard.labels.numel()), "time_s": time.perf_counter() - t0}
         history.append(row)
         log(f"epoch {epoch}/{len(phases)} [{phase}] T={T} lr={lr:.3g} loss={row['train_loss']:.4f} "
-            f"train={row['train_top1']:.2f} hard={hard[0]:.2f}/{hard[1]:.2f} soft={soft[0]:.2f}/{soft[1]:.2f} "
+            f"train={row['train_top1']:.2f} hard={hard.top1:.2f}/{hard.top5:.2f} soft={soft.top1:.2f}/{soft.top5:.2f} "
             f"({row['time_s']:.1f}s, {seen / max(epoch_train_time, 1e-9):.0f} img/s)")
         save_checkpoint(epoch, wall_done + time.perf_counter() - start_wall)
 
+    if history and d.epoch_test_stride == 1:  # the last epoch's evaluation saw every test image
+        hard = soft = None
+        final = {k: history[-1][k] for k in ("hard_top1", "hard_top5", "soft_top1", "soft_top5")}
+        final_pred = {"hard": curves["hard"][-1], "soft": curves["soft"][-1]}
+    else:  # per-epoch evaluations saw a subset, or an evaluation-only run of an FP checkpoint
+        hard, soft = evaluate_modes(1)
+        final = {"hard_top1": hard.top1, "hard_top5": hard.top5, "soft_top1": soft.top1, "soft_top5": soft.top5}
+        final_pred = {"hard": hard.predictions, "soft": soft.predictions}
+        if not history:
+            log(f"evaluated {config.start.checkpoint} without training")
+    labels = curves["labels"] if hard is None else hard.labels
+    final["test_images"] = int(labels.numel())
     wall = wall_done + time.perf_counter() - start_wall
     if q.enabled:
         Q.set_mode(model, "hard")
-    if history:
-        final = {k: history[-1][k] for k in ("hard_top1", "hard_top5", "soft_top1", "soft_top5")}
-    else:  # evaluation-only run of a full-precision checkpoint
-        top1, top5 = evaluate(model, lambda: data.test_batches(d.batch_size, info.rank, info.world),
-                              device, info, config.model.num_classes)
-        final = {"hard_top1": top1, "hard_top5": top5, "soft_top1": top1, "soft_top5": top5}
-        log(f"evaluated {config.start.checkpoint} without training")
     bits = Q.model_size_bits(model)
     metrics = {
         "task": "classify", "status": "complete", "final": final, "history": history,
@@ -366,6 +454,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     if main:
         if q.enabled:
             io.save_torch(out / "model_hard.pt", Q.export_hard_model(model))
+        write_predictions(out / PREDICTIONS_FILE, final_pred, labels, curves, history,
+                          d.epoch_test_stride)
         io.write_json(out / "metrics.json", metrics)
         log(f"done: hard top-1 {final['hard_top1']:.2f} top-5 {final['hard_top5']:.2f} in {wall:.1f}s")
     return metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -15,21 +16,31 @@ from qbench.train.config import Config
 METRIC_KEYS = {"task", "status", "final", "history", "wall_time_s", "images_per_s", "peak_memory_mb",
                "quant_report", "model_bits"}
 ROW_KEYS = {"epoch", "phase", "T", "lr", "train_loss", "train_top1", "hard_top1", "hard_top5",
-            "soft_top1", "soft_top5", "time_s"}
+            "soft_top1", "soft_top5", "test_images", "time_s"}
 
 
 def _check_run_dir(out, quantized: bool) -> dict:
-    for name in ("config.yaml", "env.json", "metrics.json", "checkpoint.pt", "train.log"):
+    for name in ("config.yaml", "env.json", "metrics.json", "checkpoint.pt", "train.log", "predictions.npz"):
         assert (out / name).is_file(), name
     assert (out / "model_hard.pt").is_file() == quantized
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == METRIC_KEYS and metrics["status"] == "complete"
-    assert set(metrics["final"]) == {"hard_top1", "hard_top5", "soft_top1", "soft_top5"}
+    assert set(metrics["final"]) == {"hard_top1", "hard_top5", "soft_top1", "soft_top5", "test_images"}
     assert all(set(r) == ROW_KEYS for r in metrics["history"])
     assert [r["epoch"] for r in metrics["history"]] == list(range(1, len(metrics["history"]) + 1))
     assert metrics["final"]["hard_top1"] == metrics["history"][-1]["hard_top1"]
     assert 0 <= metrics["final"]["hard_top1"] <= metrics["final"]["hard_top5"] <= 100
     assert metrics["images_per_s"] > 0 and metrics["wall_time_s"] > 0
+    # the per-image predictions reproduce the final and per-epoch accuracies exactly
+    with np.load(out / "predictions.npz", allow_pickle=False) as pred:
+        n = metrics["final"]["test_images"]
+        assert pred["label"].shape == pred["hard"].shape == pred["soft"].shape == (n,)
+        for mode in ("hard", "soft"):
+            acc = 100.0 * (pred[mode] == pred["label"]).sum() / n
+            assert acc == pytest.approx(metrics["final"][f"{mode}_top1"])
+            curve = 100.0 * (pred[f"curve_{mode}"] == pred["curve_label"][None]).mean(axis=1)
+            assert curve == pytest.approx([r[f"{mode}_top1"] for r in metrics["history"]])
+        assert pred["curve_epoch"].tolist() == [r["epoch"] for r in metrics["history"]]
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == len(metrics["history"])
     assert set(ckpt) >= {"model", "optimizer", "epoch", "rng", "history"}
