@@ -61,6 +61,7 @@ rule reproduce_tables:
     input:
         TABLE_FILES,
         FIGURE_FILES,
+        f"{RES}/claims.csv",
         f"{REP}/report.pdf",
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``qbench train CONFIG --out DIR [--set key=value ...] [--quiet] [--threads N]``."""
+"""Command line: ``qbench train CONFIG --out DIR [--set key=value ...] [--quiet] [--threads N] [--cache DIR]``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no console output (train.log is kept)")
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's default)")
+    train.add_argument("--cache", default=None, metavar="DIR",
+                       help="restore the run from DIR when its config, code and torch version are cached "
+                            "there, else train it and store it (classification)")
     return parser
 
 
@@ -59,8 +62,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from qbench.data import DatasetError
     from qbench.train.trainer import TrainingError, run
 
+    from qbench.train import cache
+
+    key = cache.run_key(config.to_dict()) if args.cache else None
+    if key and cache.restore(args.cache, key, args.out):
+        if not args.quiet:
+            print(f"qbench: restored {args.out} from the run cache {args.cache} ({key})")
+        return 0
     try:
         run(config, args.out, quiet=args.quiet)
+        if key:
+            cache.store(args.cache, key, args.out)
     except (DatasetError, TrainingError, FileNotFoundError, ValueError) as e:
         print(f"qbench: error: {e}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 CELL_FIELDS = ("task", "kind", "model", "weights", "activations", "init", "sharing", "start",
-               "slope", "figures", "tables")
+               "slope", "learn_biases", "figures", "tables")
 KINDS = ("fp", "quant")
 INITS = ("kmeans", "linear")
 SHARINGS = ("layerwise", "shared")
@@ -82,6 +82,8 @@ class Cell:
         sharing: ``layerwise`` or ``shared`` quantizer parameters.
         start: ``pretrained`` (fine-tune the FP cell of the same model) or ``scratch``.
         slope: temperature slope k of T = k * epoch.
+        learn_biases: the biases b_i train with the network (Sec. 4.3 ablation) instead of
+            staying fixed after initialisation.
         tables: the table cells it fills.
         figures: figure tags (``fig3``, ``fig4``, ``fig5``) that read its runs.
     """
@@ -96,6 +98,7 @@ class Cell:
     sharing: str = "layerwise"
     start: str = "pretrained"
     slope: float = 5.0
+    learn_biases: bool = False
     tables: tuple[Placement, ...] = field(default_factory=tuple)
     figures: tuple[str, ...] = field(default_factory=tuple)
 
@@ -129,6 +132,8 @@ def _check_cell(cid: str, raw: dict) -> None:
         raise ValueError(f"experiments.yaml: cell {cid!r} has unknown key(s) {sorted(unknown)}")
     if "model" not in raw:
         raise ValueError(f"experiments.yaml: cell {cid!r} lacks 'model'")
+    if not isinstance(raw.get("learn_biases", False), bool):
+        raise ValueError(f"experiments.yaml: cell {cid!r}: learn_biases must be true or false")
     for key, allowed in (("kind", KINDS), ("init", INITS), ("sharing", SHARINGS), ("start", STARTS),
                          ("task", TASKS)):
         if raw[key] not in allowed:

@@ -42,6 +42,8 @@ def collect(run_dir: str | Path, cell_id: str, seed: int) -> dict:
         raise RunError(f"{path}: status is {metrics.get('status')!r}, not 'complete'")
     if cell.kind == "quant" and not (run_dir / "model_hard.pt").is_file():
         raise RunError(f"{run_dir}: quantized run without model_hard.pt")
+    if cell.task == "classify" and not (run_dir / "predictions.npz").is_file():
+        raise RunError(f"{run_dir}: classification run without predictions.npz (per-image results)")
     final = metrics.get("final", {})
     bits = metrics.get("model_bits") or {}
     record = {
@@ -53,6 +55,7 @@ def collect(run_dir: str | Path, cell_id: str, seed: int) -> dict:
         "peak_memory_mb": metrics.get("peak_memory_mb"),
         "fp_bits": bits.get("fp_bits"), "quantized_bits": bits.get("quantized_bits"),
         "bits_ratio": bits.get("ratio"), "epochs_run": len(metrics.get("history", [])),
+        "test_images": final.get("test_images"),
     }
     for key in FINAL_KEYS:
         record[key] = final.get(key)

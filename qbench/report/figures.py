@@ -131,21 +131,32 @@ def _mean_curve(frames: list[pd.DataFrame], col: str) -> pd.Series | None:
     return pd.concat(cols, axis=1).mean(axis=1)
 
 
-def fig4_soft_hard_gap(runs: pd.DataFrame):
-    """Soft vs hard test accuracy per epoch (top-1, top-5), mean over seeds."""
+def fig4_soft_hard_gap(runs: pd.DataFrame, fp_seed: int = 0):
+    """Soft vs hard test accuracy per epoch: top-1 with 95 % intervals (seeds and test images,
+    qbench.stats), top-5 as the mean over seeds."""
+    from qbench.report.claims import Results, curve_intervals
+
     hists = _histories(runs, [c.id for c in cells_for_figure("fig4")])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     if not hists:
         for ax in axes:
             _not_run(ax)
         return fig
+    results = Results(runs, fp_seed)
     for ax, k in zip(axes, ("top1", "top5")):
         for i, (cid, frames) in enumerate(hists.items()):
-            hard, soft = _mean_curve(frames, f"hard_{k}"), _mean_curve(frames, f"soft_{k}")
-            if hard is None or soft is None:
-                continue
-            ax.plot(hard.index, hard.values, "-o", color=f"C{i}", ms=3, label=f"{cid} hard (test)")
-            ax.plot(soft.index, soft.values, "--s", color=f"C{i}", ms=3, label=f"{cid} soft (train fn)")
+            for mode, style in (("hard", "-o"), ("soft", "--s")):
+                label = f"{cid} {mode} ({'test' if mode == 'hard' else 'train fn'})"
+                ivs = curve_intervals(results, cid, mode) if k == "top1" else []
+                if ivs:
+                    x = [e for e, _ in ivs]
+                    ax.plot(x, [iv.effect for _, iv in ivs], style, color=f"C{i}", ms=3, label=label)
+                    ax.fill_between(x, [iv.low for _, iv in ivs], [iv.high for _, iv in ivs],
+                                    color=f"C{i}", alpha=0.15 if mode == "hard" else 0.08, lw=0)
+                    continue
+                curve = _mean_curve(frames, f"{mode}_{k}")
+                if curve is not None:
+                    ax.plot(curve.index, curve.values, style, color=f"C{i}", ms=3, label=label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{k} accuracy (%)")
@@ -185,15 +196,22 @@ def fig5_temperature(runs: pd.DataFrame):
     return fig
 
 
-def summary_paper_vs_repro(plan: dict, cells: pd.DataFrame):
-    """Reproduced mean ± std against the paper's number, for every reproduced top-1 / mAP cell."""
+def summary_paper_vs_repro(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame | None = None):
+    """Reproduced mean with its 95 % interval (qbench.stats: test images and seeds; seeds only for
+    mAP) against the paper's number, for every reproduced top-1 / mAP cell."""
+    from qbench.report.claims import Results, cell_interval
+
+    results = Results(runs if runs is not None else pd.DataFrame(), plan.get("fp_seeds", [0])[0])
     fig, ax = plt.subplots(figsize=(5.5, 5))
     points = 0
     for i, (key, (_, entries, _)) in enumerate(build(plan, cells).items()):
         es = [e for e in entries if e.status == "reproduced" and e.metric in ("top1", "map")]
         if not es:
             continue
-        ax.errorbar([e.paper for e in es], [e.mean for e in es], yerr=[e.std or 0 for e in es],
+        ivs = [cell_interval(results, e.cell) if runs is not None and len(runs) else None for e in es]
+        lower = [e.mean - iv.low if iv is not None else 0 for e, iv in zip(es, ivs)]
+        upper = [iv.high - e.mean if iv is not None else 0 for e, iv in zip(es, ivs)]
+        ax.errorbar([e.paper for e in es], [e.mean for e in es], yerr=[lower, upper],
                     fmt="o", ms=4, color=f"C{i}", label=key, capsize=2)
         points += len(es)
     if not points:
@@ -203,7 +221,7 @@ def summary_paper_vs_repro(plan: dict, cells: pd.DataFrame):
     ax.plot([lo, hi], [lo, hi], "k:", lw=1, label="reproduced = paper")
     ax.set_xlabel("paper (ImageNet / VOC), %")
     ax.set_ylabel(f"reproduced ({plan['scale']} scale), %")
-    ax.set_title("Top-1 / mAP: paper vs this run")
+    ax.set_title("Top-1 / mAP: paper vs this run (95 % intervals)")
     ax.legend(fontsize=7)
     return fig
 
@@ -230,9 +248,9 @@ def write_all(plan: dict, runs: pd.DataFrame, cells: pd.DataFrame, outdir: str |
     makers = {
         "fig2_quant_function": fig2_quant_function,
         "fig3_weight_hist": lambda: fig3_weight_hist(runs),
-        "fig4_soft_hard_gap": lambda: fig4_soft_hard_gap(runs),
+        "fig4_soft_hard_gap": lambda: fig4_soft_hard_gap(runs, plan.get("fp_seeds", [0])[0]),
         "fig5_temperature": lambda: fig5_temperature(runs),
-        "summary_paper_vs_repro": lambda: summary_paper_vs_repro(plan, cells),
+        "summary_paper_vs_repro": lambda: summary_paper_vs_repro(plan, cells, runs),
     }
     written = []
     for name in FIGURES:

@@ -1,10 +1,10 @@
 """The PDF report of one scale (LaTeX, booktabs, pdflatex).
 
 ``python -m qbench.report.latex --plan plan.json --cells cells.csv --runs runs.csv \
-    --tables-dir T --figures-dir F --benchmarks-dir B --tex report.tex --pdf report.pdf``
+    --claims claims.csv --tables-dir T --figures-dir F --benchmarks-dir B --tex report.tex --pdf report.pdf``
 
-Contents: the scale and its deviations from the paper, the paper's claims with this run's
-verdicts, every table (paper beside reproduced), every figure, the environment, and wall / CPU
+Contents: page 1 the verdict on each of the paper's claims with its interval, then the claims in
+detail, the scale and its deviations from the paper, every table (paper beside reproduced), every figure, the environment, and wall / CPU
 time per pipeline stage from snakemake's benchmark files.
 """
 
@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.report.claims import check_claims
+from qbench.report.claims import read_claims, summarize
 from qbench.report.figures import FIGURES
 from qbench.report.io import read_json, write_bytes_atomic, write_text_atomic
 from qbench.report.tables import latex_escape as esc
@@ -35,11 +36,12 @@ FIGURE_CAPTIONS = {
     "fig3_weight_hist": "Distribution of full-precision weights of three layers "
                         "(first conv of blocks 2-4 for ResNet), from this scale's FP checkpoints.",
     "fig4_soft_hard_gap": "Test accuracy of the soft (training) and hard (inference) "
-                          "quantized model over training, ResNet-18 3(±4)/32.",
+                          "quantized model over training, ResNet-18 3(±4)/32 (per-epoch test subset; "
+                          "bands: 95 \\% intervals over seeds and test images).",
     "fig5_temperature": "Training loss and train / test accuracy for AlexNet 2/32 "
                         "with T = 5, 10, 20 x epoch.",
     "summary_paper_vs_repro": "Not in the paper: every reproduced top-1 / mAP number against the paper's "
-                              "(error bars: std over seeds).",
+                              "(error bars: 95 \\% intervals of the cell mean over seeds and test images).",
 }
 
 
@@ -110,13 +112,94 @@ def environment() -> list[tuple[str, str]]:
 def _longtable(header: list[str], rows: list[list[str]], spec: str) -> list[str]:
     lines = [rf"\begin{{longtable}}{{{spec}}}", r"\toprule",
              " & ".join(rf"\textbf{{{esc(h)}}}" for h in header) + r" \\", r"\midrule", r"\endhead"]
-    lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
+    # long identifiers (cell names) may break after an underscore
+    lines += [" & ".join(esc(c).replace(r"\_", r"\_\allowbreak{}") for c in row) + r" \\" for row in rows]
     lines += [r"\bottomrule", r"\end{longtable}"]
     return lines
 
 
+def _num(x, fmt: str = "{:+.2f}") -> str:
+    return "" if x is None or (isinstance(x, float) and pd.isna(x)) else fmt.format(float(x))
+
+
+def _interval(r) -> str:
+    if pd.isna(r["ours_effect"]):
+        return "-"
+    return f"{float(r['ours_effect']):+.2f} [{float(r['ci_low']):+.2f}, {float(r['ci_high']):+.2f}]"
+
+
+WIDE_TABLE_COLUMNS = 7
+
+
+def _table_page(tex: str) -> str:
+    """A table as the report prints it: one with many W/A columns on a landscape page of its own,
+    so that it keeps its \\footnotesize type instead of being scaled down to the portrait width."""
+    m = re.search(r"\\begin\{tabular\}\{([^}]*)\}", tex)
+    if m and len(m.group(1)) >= WIDE_TABLE_COLUMNS:
+        return "\\begin{landscape}\n" + tex.replace("\\footnotesize", "\\small", 1) + "\\end{landscape}\n"
+    return tex
+
+
+def _seed_sets(text: str) -> str:
+    """``cell: 0 1; cell: 0 1`` -> ``0 1`` (the distinct seed lists of a comparison)."""
+    if not text:
+        return "-"
+    sets = []
+    for part in str(text).split("; "):
+        seeds = part.split(": ", 1)[-1]
+        if seeds not in sets:
+            sets.append(seeds)
+    return " / ".join(sets)
+
+
+def claims_section(claims: pd.DataFrame, plan: dict) -> list[str]:
+    """Page 1: the verdict on each claim with its intervals; then every comparison in detail."""
+    summary = summarize(claims)
+    counts = summary["verdict"].value_counts()
+    images = sorted({int(x) for x in claims["test_images"].dropna()})
+    L = [r"\section{Verdicts}",
+         esc(f"{len(summary)} claims of the paper: " + ", ".join(
+             f"{int(counts.get(v, 0))} {v}" for v in ("reproduced", "contradicted", "inconclusive", "not run"))
+             + "."),
+         r"\par\smallskip",
+         esc("Effects are in percentage points of hard (Eq. 12) top-1 accuracy (mAP for detection), "
+             "ours with a 95 % interval that counts both test-image sampling and seed-to-seed training "
+             "noise (crossed random-effects variance, Student-t with Welch-Satterthwaite df; "
+             "docs/statistics.md). A claim is reproduced when every comparison's interval lies on the "
+             "paper's side, contradicted when one lies on the other side, inconclusive otherwise: never "
+             f"from the sign of a mean. Seeds {plan.get('seeds')}, test images per run: "
+             f"{', '.join(map(str, images)) or 'n/a'}; quantized cells fine-tune one FP model per "
+             f"architecture (seed {plan.get('fp_seeds', [0])[0]}), the fixed reference of the comparisons "
+             "with FP.")]
+    rows = []
+    for _, s in summary.iterrows():
+        sub = claims[claims["claim"] == s["claim"]]
+        effects = "; ".join(_interval(r) for _, r in sub.iterrows() if not pd.isna(r["ours_effect"])) or "-"
+        rows.append([s["claim"].replace("_", " "), s["source"], s["verdict"], effects])
+    L += _longtable(["Claim", "Source", "Verdict", "Ours: effect [95 % interval] per comparison"], rows,
+                    r">{\raggedright}p{3.3cm}>{\raggedright}p{2.2cm}p{2.0cm}>{\raggedright\arraybackslash}p{8.7cm}")
+    L += [r"\subsection*{The claims in words}", r"\begin{itemize}"]
+    L += [rf"\item \textbf{{{esc(s['claim'].replace('_', ' '))}}} ({esc(s['source'])}): {esc(s['statement'])}"
+          for _, s in summary.iterrows()]
+    L += [r"\end{itemize}", r"\clearpage", r"\section{The claims in detail}",
+          esc("One row per comparison. Paper: the effect in the paper's tables (blank where it prints no "
+              "number). Margin: of the non-inferiority / equivalence tests. Decides at: for an "
+              "inconclusive comparison, the seeds (at this scale's test set) whose projected interval "
+              "would decide it if the true effect were the paper's.")]
+    rows = []
+    for _, r in claims.iterrows():
+        test = r["test"] + (f" ({float(r['margin']):g})" if not pd.isna(r["margin"]) else "")
+        rows.append([r["comparison"], test, _num(r["paper_effect"]),
+                     _interval(r), r["verdict"], _seed_sets(r["seeds"]), r["decides_at"] or r["note"] or "-"])
+    L += [r"{\footnotesize\setlength{\tabcolsep}{3pt}"] + _longtable(
+        ["Comparison", "Test (margin)", "Paper", "Ours [95 % CI]", "Verdict", "Seeds", "Decides at / note"], rows,
+        r">{\raggedright}p{4.2cm}>{\raggedright}p{1.9cm}p{0.8cm}>{\raggedright}p{2.5cm}"
+        r">{\raggedright}p{1.6cm}>{\raggedright}p{1.1cm}>{\raggedright\arraybackslash}p{4.4cm}") + ["}"]
+    return L
+
+
 def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: Path,
-              figure_names: list[str], bench_dir: Path) -> str:
+              figure_names: list[str], bench_dir: Path, claims: pd.DataFrame | None = None) -> str:
     """The report's LaTeX source. Figures are referenced as ``<name>.pdf`` in the build dir.
 
     Args:
@@ -126,16 +209,19 @@ def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: P
         tables_dir: directory with table{1..8}.tex.
         figure_names: figure base names available.
         bench_dir: snakemake benchmark directory.
+        claims: claims.csv (qbench.report.claims).
     """
     scale = plan["scale"]
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     L = [r"\documentclass[10pt]{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
          r"\usepackage{textcomp}", r"\usepackage[margin=2cm]{geometry}", r"\usepackage{booktabs}",
          r"\usepackage{longtable}", r"\usepackage{graphicx}", r"\usepackage{array}",
-         r"\usepackage{float}", r"\setlength{\LTcapwidth}{\textwidth}",
+         r"\usepackage{float}", r"\usepackage{pdflscape}", r"\setlength{\LTcapwidth}{\textwidth}",
          rf"\title{{qbench: reproducing \emph{{Quantization Networks}} (Yang et al., CVPR 2019)\\"
          rf"\large scale: {esc(scale)}}}", rf"\date{{{esc(now)}}}", r"\author{qbench pipeline}",
          r"\begin{document}", r"\maketitle"]
+    if claims is not None:
+        L += claims_section(claims, plan)
     n_runs = len(runs)
     n_cells = len(cells)
     planned = plan.get("cells", [])
@@ -147,15 +233,6 @@ def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: P
     devs = plan.get("deviations") or ["none listed"]
     L += [r"\begin{itemize}"] + [rf"\item {esc(d)}" for d in devs] + [r"\end{itemize}"]
 
-    L += [r"\section{The paper's claims}",
-          esc("Verdicts are computed from this run's hard-quantized top-1 means; a claim is "
-              "'supported' when every comparison that ran goes the paper's way.")]
-    rows = []
-    for c in check_claims(cells, runs):
-        rows.append([c.name, c.verdict, "; ".join(c.evidence) or "-"])
-    L += _longtable(["Claim", "Verdict", "Evidence"], rows,
-                    r">{\raggedright}p{3.4cm}p{2.0cm}>{\raggedright\arraybackslash}p{10.5cm}")
-
     L += [r"\section{Tables}",
           esc("Each table keeps the paper's layout. Other methods' rows are shown as cited; for the "
               "paper's own rows, 'paper' is the published number, 'reproduced' the mean ± sample std "
@@ -163,8 +240,8 @@ def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: P
               "marks a cell without results at this scale.")]
     for i in range(1, 9):
         path = tables_dir / f"table{i}.tex"
-        L.append(path.read_text(encoding="utf-8") if path.is_file() else esc(f"table{i}: missing"))
-        L.append(r"\clearpage" if i in (2, 4) else "")
+        L.append(_table_page(path.read_text(encoding="utf-8")) if path.is_file()
+                 else esc(f"table{i}: missing"))
 
     L += [r"\section{Figures}"]
     for name in figure_names:
@@ -226,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan", required=True)
     ap.add_argument("--cells", required=True)
     ap.add_argument("--runs", required=True)
+    ap.add_argument("--claims", help="claims.csv (qbench.report.claims)")
     ap.add_argument("--tables-dir", required=True)
     ap.add_argument("--figures-dir", required=True)
     ap.add_argument("--benchmarks-dir", required=True)
@@ -236,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     figs = {n: Path(args.figures_dir) / f"{n}.pdf" for n in FIGURES
             if (Path(args.figures_dir) / f"{n}.pdf").is_file()}
     tex = build_tex(plan, read_cells(args.cells), read_cells(args.runs), Path(args.tables_dir),
-                    list(figs), Path(args.benchmarks_dir))
+                    list(figs), Path(args.benchmarks_dir),
+                    read_claims(args.claims) if args.claims else None)
     write_text_atomic(args.tex, tex)
     compile_pdf(tex, figs, Path(args.pdf))
     print(args.pdf)

@@ -19,6 +19,9 @@ DETECT_ARCHS = ("ssd300_vgg16",)
 DATASETS = {"classify": ("fashion_mnist", "imagenet", "fake"), "detect": ("voc", "fmnist_voc")}
 
 
+PHASE_KINDS = ("fp", "weights", "activations", "both")
+
+
 class PipelineConfigError(ValueError):
     """A scale config that cannot run; the message names the offending key."""
 
@@ -143,7 +146,7 @@ def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
 
     Order of precedence (later wins): `train` (`detection.train` for detect cells),
     `models.<arch>`, `phases.<phase>` (`detection.phases.<phase>` for detect cells when given),
-    the cell's own fields, `cell_overrides.<id>`.
+    `models.<arch>.phases.<phase>`, the cell's own fields, `cell_overrides.<id>`.
 
     Args:
         cfg: the validated scale config.
@@ -158,14 +161,17 @@ def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
         phases = det.get("phases") or phases
     else:
         base = copy.deepcopy(cfg["train"])
-    base = deep_merge(base, cfg.get("models", {}).get(cell.model, {}))
+    per_model = copy.deepcopy(cfg.get("models", {}).get(cell.model, {}))
+    model_phases = per_model.pop("phases", None) or {}
+    base = deep_merge(base, per_model)
     base = deep_merge(base, phases.get(phase_of(cell), {}))
+    base = deep_merge(base, model_phases.get(phase_of(cell), {}))
     own: dict[str, Any] = {
         "task": cell.task,
         "seed": int(seed),
         "model": {"arch": cell.model},
         "quant": {"weights": cell.weights, "activations": cell.activations, "init": cell.init,
-                  "sharing": cell.sharing},
+                  "sharing": cell.sharing, "learn_biases": cell.learn_biases},
         "temperature": {"slope": cell.slope},
     }
     if cell.kind == "fp":
@@ -231,6 +237,11 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
         if arch not in known_archs:
             raise PipelineConfigError(f"config key 'models.{arch}': unknown model {arch!r}; "
                                       f"known: {', '.join(known_archs)}")
+    for arch, over in cfg.get("models", {}).items():
+        for ph in (over.get("phases") or {}):
+            if ph not in PHASE_KINDS:
+                raise PipelineConfigError(f"config key 'models.{arch}.phases.{ph}': unknown phase; "
+                                          f"known: {', '.join(PHASE_KINDS)}")
     for arch, path in cfg.get("fp_weights", {}).items():
         if arch not in known_archs:
             raise PipelineConfigError(f"config key 'fp_weights.{arch}': unknown model {arch!r}")

@@ -21,3 +21,28 @@ rule aggregate:
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.aggregate --plan {input.plan} "
         "--out-runs {output.runs} --out-cells {output.cells} {input.evals} > {log} 2>&1"
+
+
+rule claims:
+    # every claim of qbench/paper/claims.yaml: effect, 95 % interval (paired on test images and
+    # seeds, qbench.stats) and verdict, one row per comparison
+    input:
+        plan=f"{RES}/plan.json",
+        runs=f"{RES}/aggregate/runs.csv",
+    output:
+        f"{RES}/claims.csv",
+    params:
+        py=PY,
+    log:
+        f"{RES}/logs/claims.log",
+    benchmark:
+        f"{RES}/benchmarks/claims.tsv"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    conda:
+        CONDA_ENV
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.claims --plan {input.plan} "
+        "--runs {input.runs} --out {output} > {log} 2>&1"

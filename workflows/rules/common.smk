@@ -51,6 +51,9 @@ PLAN_TEXT = json.dumps(
 )
 
 
+FP_CACHE_ARG = (f"--cache '{os.path.expanduser(config['fp_cache'])}'" if config.get("fp_cache") else "")
+
+
 def output_dir(wildcards, output):
     """Directory of the job's first output (the run directory of a training job)."""
     return os.path.dirname(output[0])

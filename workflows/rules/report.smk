@@ -4,6 +4,7 @@ rule report:
         plan=f"{RES}/plan.json",
         cells=f"{RES}/aggregate/cells.csv",
         runs=f"{RES}/aggregate/runs.csv",
+        claims=f"{RES}/claims.csv",
         tables=TABLE_FILES,
         figures=FIGURE_FILES,
     output:
@@ -26,6 +27,6 @@ rule report:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.latex --plan {input.plan} "
-        "--cells {input.cells} --runs {input.runs} --tables-dir {params.tables} "
+        "--cells {input.cells} --runs {input.runs} --claims {input.claims} --tables-dir {params.tables} "
         "--figures-dir {params.figures} --benchmarks-dir {params.benchmarks} "
         "--tex {output.tex} --pdf {output.pdf} > {log} 2>&1"

@@ -9,6 +9,7 @@ rule train_fp:
         cell=_alternation(FP_IDS),
     params:
         outdir=output_dir,
+        cache=FP_CACHE_ARG,
     log:
         f"{RES}/logs/train/{{cell}}_s{{seed}}.log",
     benchmark:
@@ -23,7 +24,7 @@ rule train_fp:
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
         f"{TRAIN_CMD} "
-        "{input.config} --out {params.outdir} --quiet > {log} 2>&1"
+        "{input.config} --out {params.outdir} {params.cache} --quiet > {log} 2>&1"
 
 
 rule train_quant:
