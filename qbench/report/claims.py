@@ -346,6 +346,42 @@ def evaluate_claims(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+PLATEAU_GAIN = 0.3  # points of hard top-1 on the per-epoch test images
+
+
+def fp_checks(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
+    """Is each FP model a fair baseline? Its last-epoch gain (plateau when below PLATEAU_GAIN)
+    and the weight-only quantized cells that beat it beyond their interval (there should be none).
+
+    Args:
+        runs: runs.csv of the scale.
+        fp_seed: the FP seed the quantized cells start from.
+    """
+    res = Results(runs, fp_seed)
+    cells = load_cells()
+    out = []
+    for fp in (c for c in cells.values() if c.kind == "fp" and c.task == "classify"):
+        rows = res._rows(fp.id)
+        if not len(rows):
+            continue
+        with open(Path(rows["run_dir"].iloc[0]) / "metrics.json", encoding="utf-8") as fh:
+            hist = [h for h in json.load(fh).get("history", []) if h.get("hard_top1") is not None]
+        gain = hist[-1]["hard_top1"] - hist[-2]["hard_top1"] if len(hist) >= 2 else None
+        beaten = []
+        for c in cells.values():
+            if (c.model == fp.model and c.kind == "quant" and c.task == "classify" and c.activations is None
+                    and c.start == "pretrained" and res.matrix(c.id) is not None):
+                iv = contrast_interval({c.id: res.matrix(c.id)[1], fp.id: res.matrix(fp.id)[1]},
+                                       {c.id: 1.0, fp.id: -1.0}, fixed={fp.id})
+                if iv.low > 0:
+                    beaten.append(f"{c.id} {iv.effect:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]")
+        final = res.matrix(fp.id)[1].mean() if res.matrix(fp.id) is not None else None
+        out.append({"model": fp.model, "fp_top1": final, "epochs": len(hist), "last_epoch_gain": gain,
+                    "plateau": gain is not None and gain < PLATEAU_GAIN,
+                    "beaten_by": "; ".join(beaten) or "none"})
+    return pd.DataFrame(out, columns=["model", "fp_top1", "epochs", "last_epoch_gain", "plateau", "beaten_by"])
+
+
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """One verdict per claim: reproduced when every comparison is, contradicted when any is,
     not run when none ran, inconclusive otherwise."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.report.claims import read_claims, summarize
+from qbench.report.claims import PLATEAU_GAIN, fp_checks, read_claims, summarize
 from qbench.report.figures import FIGURES
 from qbench.report.io import read_json, write_bytes_atomic, write_text_atomic
 from qbench.report.tables import latex_escape as esc
@@ -152,7 +152,7 @@ def _seed_sets(text: str) -> str:
     return " / ".join(sets)
 
 
-def claims_section(claims: pd.DataFrame, plan: dict) -> list[str]:
+def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None = None) -> list[str]:
     """Page 1: the verdict on each claim with its intervals; then every comparison in detail."""
     summary = summarize(claims)
     counts = summary["verdict"].value_counts()
@@ -178,6 +178,17 @@ def claims_section(claims: pd.DataFrame, plan: dict) -> list[str]:
         rows.append([s["claim"].replace("_", " "), s["source"], s["verdict"], effects])
     L += _longtable(["Claim", "Source", "Verdict", "Ours: effect [95 % interval] per comparison"], rows,
                     r">{\raggedright}p{3.3cm}>{\raggedright}p{2.2cm}p{2.0cm}>{\raggedright\arraybackslash}p{8.7cm}")
+    checks = fp_checks(runs, plan.get("fp_seeds", [0])[0]) if runs is not None and len(runs) else None
+    if checks is not None and len(checks):
+        L += [r"\subsection*{Are the FP baselines fair?}",
+              esc(f"A FP model is at a plateau when its last epoch gained less than {PLATEAU_GAIN} points "
+                  "(per-epoch test images); a weight-only quantized cell should not beat it beyond its "
+                  "interval (that would mean an undertrained baseline).")]
+        L += _longtable(["Model", "FP top-1", "Epochs", "Last-epoch gain", "Plateau", "Beaten beyond interval by"],
+                        [[r["model"], _num(r["fp_top1"], "{:.2f}"), str(r["epochs"]),
+                          _num(r["last_epoch_gain"]), "yes" if r["plateau"] else "no", r["beaten_by"]]
+                         for _, r in checks.iterrows()],
+                        r"lrrrl>{\raggedright\arraybackslash}p{6.5cm}")
     L += [r"\subsection*{The claims in words}", r"\begin{itemize}"]
     L += [rf"\item \textbf{{{esc(s['claim'].replace('_', ' '))}}} ({esc(s['source'])}): {esc(s['statement'])}"
           for _, s in summary.iterrows()]
@@ -221,7 +232,7 @@ def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: P
          rf"\large scale: {esc(scale)}}}", rf"\date{{{esc(now)}}}", r"\author{qbench pipeline}",
          r"\begin{document}", r"\maketitle"]
     if claims is not None:
-        L += claims_section(claims, plan)
+        L += claims_section(claims, plan, runs)
     n_runs = len(runs)
     n_cells = len(cells)
     planned = plan.get("cells", [])

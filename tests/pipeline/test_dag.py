@@ -44,7 +44,8 @@ def test_mini_is_the_default_and_has_every_cell(tmp_path):
     assert n_fp == 3 and n_quant >= 26
     # detection (Table 4) is on at mini: its FP model and three quantized cells
     assert counts["train_fp"] == n_fp + 1          # one FP seed
-    assert counts["train_quant"] == 2 * (n_quant + 3)  # two seeds
+    assert counts["train_quant"] == 3 * (n_quant + 3)  # three seeds
+    assert counts["claims"] == 1
     assert "results/mini/" in res.stdout
     assert "ssd_w3pm4a8" in res.stdout
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import job_counts, jobs_with_wildcards, snakemake, write_yaml
 
 CELLS = ["resnet18_fp", "resnet18_w3pm4a32", "resnet18_w3pm4a32_scratch"]
-DOWNSTREAM = {"aggregate", "tables", "figures", "report", "write_plan", "all"}
+DOWNSTREAM = {"aggregate", "claims", "tables", "figures", "report", "write_plan", "all"}
 
 
 @pytest.fixture(scope="module")
