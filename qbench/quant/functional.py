@@ -16,7 +16,7 @@ import torch
 
 from . import kernels
 from .levels import LevelSet, as_level_set
-from .ops import hard_quantize_op, soft_quantize_op
+from . import ops
 
 
 def _as_scalar(v, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -73,7 +73,7 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     # parameters in float32 also for float16/bfloat16 x (autocast): the op computes in float32
     dt = torch.float64 if x.dtype == torch.float64 else torch.float32
     alpha, beta = _as_scalar(alpha, x, dt).to(dt), _as_scalar(beta, x, dt).to(dt)
-    return soft_quantize_op(x, biases.to(dt), alpha, beta, T, levels.steps, levels.offset)
+    return ops.soft_quantize(x, biases.to(dt), alpha, beta, T, levels.steps, levels.offset)
 
 
 def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
@@ -98,8 +98,8 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
     alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
     with torch.no_grad():
-        return hard_quantize_op(x.detach(), biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
-                                levels.outputs())
+        return ops.hard_quantize_op(x.detach(), biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
+                                    levels.outputs())
 
 
 def soft_quantize_reference(x: torch.Tensor, levels: LevelSet | str | Sequence[float],

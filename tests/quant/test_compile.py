@@ -150,30 +150,57 @@ def test_inductor_compiles_a_quantized_network():
     assert _assert_grads_close(eager, twin, 1e-4) >= 10
 
 
-def test_bfloat16_autocast_computes_in_float32_and_keeps_channels_last():
+_CUDA = torch.cuda.is_available()
+HALF_CASES = [("cpu", torch.bfloat16)] + ([("cuda", torch.bfloat16), ("cuda", torch.float16)] if _CUDA else [])
+
+
+@pytest.mark.parametrize("device, dtype", HALF_CASES)
+def test_half_precision_computes_in_float32_and_keeps_channels_last(device, dtype):
     levels = "3bit_pm4"
     gen = torch.Generator().manual_seed(3)
-    b = torch.tensor([-2.0, -1.1, -0.3, 0.35, 1.2, 2.1])
-    x = (torch.randn(2, 6, 5, 5, generator=gen) * 2).to(memory_format=torch.channels_last)
-    x16 = x.to(torch.bfloat16).requires_grad_()
-    alpha = torch.tensor(0.9, requires_grad=True)
-    beta = torch.tensor(1.1, requires_grad=True)
+    b = torch.tensor([-2.0, -1.1, -0.3, 0.35, 1.2, 2.1], device=device)
+    x = (torch.randn(2, 6, 5, 5, generator=gen) * 2).to(device, memory_format=torch.channels_last)
+    x16 = x.to(dtype).requires_grad_()
+    alpha = torch.tensor(0.9, requires_grad=True, device=device)
+    beta = torch.tensor(1.1, requires_grad=True, device=device)
     y = soft_quantize(x16, levels, b, alpha, beta, 30.0)
-    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+    assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
     # the reference on the same bfloat16 inputs, in float32: y differs only by its final rounding
     x32 = x16.detach().float().requires_grad_()
     a32, be32 = alpha.detach().clone().requires_grad_(), beta.detach().clone().requires_grad_()
     y_ref = soft_quantize_reference(x32, levels, b, a32, be32, 30.0)
-    eps = torch.finfo(torch.bfloat16).eps
+    eps = torch.finfo(dtype).eps
     assert (y.float() - y_ref).abs().max().item() <= eps * y_ref.abs().max().item()
-    w = torch.randn(x.shape, generator=gen)
-    gx, ga, gb = torch.autograd.grad(y, (x16, alpha, beta), grad_outputs=w.to(torch.bfloat16))
-    gx_ref, ga_ref, gb_ref = torch.autograd.grad(y_ref, (x32, a32, be32), grad_outputs=w.to(torch.bfloat16).float())
-    assert gx.dtype == torch.bfloat16 and gx.is_contiguous(memory_format=torch.channels_last)
+    w = torch.randn(x.shape, generator=gen).to(device)
+    gx, ga, gb = torch.autograd.grad(y, (x16, alpha, beta), grad_outputs=w.to(dtype))
+    gx_ref, ga_ref, gb_ref = torch.autograd.grad(y_ref, (x32, a32, be32), grad_outputs=w.to(dtype).float())
+    assert gx.dtype == dtype and gx.is_contiguous(memory_format=torch.channels_last)
     assert ga.dtype == torch.float32 and gb.dtype == torch.float32
     assert (gx.float() - gx_ref).abs().max().item() <= eps * gx_ref.abs().max().item()
     for got, want in ((ga, ga_ref), (gb, gb_ref)):  # float32 sums of the same float32 terms
         assert abs(got.item() - want.item()) <= 1e-5 * (abs(want.item()) + 1e-3)
+
+
+@pytest.mark.skipif(not _CUDA, reason="needs a CUDA device")
+def test_cuda_graphs_capture_the_quantizer_and_follow_the_temperature():
+    """mode="reduce-overhead": the forward and backward replay as CUDA graphs; a new T written
+    into the state tensor between replays is what the next replay uses."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    eager, x = _small_quant_net()
+    eager, x = eager.cuda(), x.cuda()
+    twin = copy.deepcopy(eager)
+    compiled = torch.compile(twin, mode="reduce-overhead", fullgraph=True)
+    for T in (5.0, 5.0, 5.0, 40.0):  # the first calls record, the later ones replay
+        set_temperature(eager, T)
+        set_temperature(twin, T)
+        for m in (eager, twin):
+            m.zero_grad(set_to_none=True)
+        y_c = _step(compiled, x).clone()
+        y_e = _step(eager, x)
+        assert (y_c - y_e).abs().max().item() <= 1e-5 * y_e.abs().max().item(), T
+        _assert_grads_close(eager, twin, 1e-4)
 
 
 def test_float32_channels_last_needs_no_copy():
