@@ -98,8 +98,8 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
     alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
     with torch.no_grad():
-        return ops.hard_quantize_op(x.detach(), biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
-                                    levels.outputs())
+        return ops.hard_quantize(x.detach(), biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
+                                 levels.outputs())
 
 
 def soft_quantize_reference(x: torch.Tensor, levels: LevelSet | str | Sequence[float],

@@ -2,7 +2,7 @@
 
 Kept apart from ``functional`` so the autograd wiring and the arithmetic can be tuned
 independently. All functions take the step heights ``steps`` (n,), sorted ``biases`` (n,),
-scalar tensors ``alpha`` and ``beta``, a Python float ``T`` and the offset ``o``.
+scalar tensors ``alpha`` and ``beta``, ``T`` (a float or a one-element tensor) and the offset ``o``.
 
 Three implementations with the same results:
 - native (CPU, float32/float64): ``_cpu_kernel.cpp``, one fused pass per direction that
@@ -258,10 +258,6 @@ def dense_as(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(like).copy_(t.detach())
 
 
-def _upcast(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    return [t.float() for t in tensors]
-
-
 def _if_tensor(v) -> tuple:
     return (v,) if isinstance(v, torch.Tensor) else ()
 
@@ -277,12 +273,6 @@ def constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype
     Saves the per-call tensor construction on the hot path; callers must not modify it.
     """
     return torch.tensor(values, device=device, dtype=dtype)
-
-
-@functools.lru_cache(maxsize=256)
-def level_constants(levels, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
-    """Step heights (as a read-only tensor) and offset of a LevelSet, computed once."""
-    return constant(levels.steps, device, dtype), levels.offset
 
 
 # --- soft quantizer ---------------------------------------------------------------------

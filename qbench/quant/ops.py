@@ -12,6 +12,10 @@ holds each quantizer call as one opaque node in its graph: no graph break, and C
 capture it (nothing in the ops waits for the GPU). Outputs are laid out like ``empty_like(x)``
 (channels_last stays channels_last) in x's dtype; parameter gradients in the parameters' dtype.
 
+``soft_quantize`` is the entry point: the op while ``torch.compile`` traces, and outside it an
+``autograd.Function`` running the same forward and backward without the op's dispatch layers
+(measured cheaper per call; see ``_SoftQuantizeEager``).
+
 ``T`` is a one-element tensor on x's device, not a float: a schedule that changes the
 temperature updates it in place, so a compiled graph neither recompiles nor keeps a stale
 value. The step heights, level outputs and offset are constants of the level set (floats in
@@ -107,12 +111,16 @@ def _soft_backward(ctx, grad_y):
 soft_quantize_op.register_autograd(_soft_backward, setup_context=_soft_setup_context)
 
 
+def _hard_forward(x, biases, alpha, beta, outputs) -> Tensor:
+    out = kernels.constant(tuple(outputs), x.device, x.dtype)
+    return _laid_out_like(kernels.hard_forward(x, out, biases, alpha, beta), x)
+
+
 @torch.library.custom_op("qbench::hard_quantize", mutates_args=())
 def hard_quantize_op(x: Tensor, biases: Tensor, alpha: Tensor, beta: Tensor, outputs: list[float]) -> Tensor:
     """Eq. 12 on x; ``biases``/``alpha``/``beta`` in x's dtype (the comparisons of the torch
     reference happen in that dtype)."""
-    out = kernels.constant(tuple(outputs), x.device, x.dtype)
-    return _laid_out_like(kernels.hard_forward(x, out, biases, alpha, beta), x)
+    return _hard_forward(x, biases, alpha, beta, outputs)
 
 
 @hard_quantize_op.register_fake
@@ -149,3 +157,11 @@ def soft_quantize(x: Tensor, biases: Tensor, alpha: Tensor, beta: Tensor, T: Ten
     if torch.compiler.is_compiling():
         return soft_quantize_op(x, biases, alpha, beta, T, list(steps), offset)
     return _SoftQuantizeEager.apply(x, biases, alpha, beta, T, steps, offset)
+
+
+def hard_quantize(x: Tensor, biases: Tensor, alpha: Tensor, beta: Tensor, outputs) -> Tensor:
+    """Eq. 12: the op while ``torch.compile`` traces, the kernels directly otherwise (an eager
+    call of a custom op also imports dynamo, and with it Triton, on CPU-only use)."""
+    if torch.compiler.is_compiling():
+        return hard_quantize_op(x, biases, alpha, beta, list(outputs))
+    return _hard_forward(x, biases, alpha, beta, outputs)
