@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # One prepared check for a lent GPU machine (no internet, no snakemake, nothing installed):
 # environment, the quantizer tests (CUDA cases included), the smoke-scale classification cells
-# trained on CUDA, and the quantizer benchmark on CUDA with the torch.compile contender.
+# trained on CUDA, the quantizer benchmark on CUDA with the torch.compile contender, and the
+# training-step benchmark (FP vs W3(+-4)/A2 vs W1/A1, ResNet-18/50, mini and paper size, eager
+# vs torch.compile with CUDA graphs).
 #
 #   OUT=/path/to/out bash scripts/device_check.sh                 # on the GPU machine
+#   OUT=/path/to/out QB_STEPS=env,train_step bash scripts/device_check.sh   # only some steps
 #   OUT=/tmp/x PYTHON=.venv/bin/python bash scripts/device_check.sh --cpu-dry-run   # here
 #
-# Everything useful lands in $OUT (at most 8 files): summary.txt (rc and seconds of every step,
+# Everything useful lands in $OUT (at most 11 files): summary.txt (rc and seconds of every step,
 # key results), env.log, pytest_quant.log, smoke.log, smoke_<dev>.json, bench_<dev>.log,
-# quantizer_<dev>.json (or quantizer_<dev>.partial.json when the benchmark was cut off).
+# quantizer_<dev>.json (or quantizer_<dev>.partial.json when the benchmark was cut off),
+# train_step_<dev>.log, train_step_<dev>.json (or train_step_<dev>.partial.json).
 # A step that fails does not stop the next one. The step time limits share one budget,
-# QB_BUDGET_S seconds (default 345), so the whole script ends in about 6 minutes.
-# --cpu-dry-run: no GPU needed; a few tests, two smoke cells on the CPU and a one-level-set CPU
-# benchmark with --compile, to check the script end to end.
+# QB_BUDGET_S seconds (default 600), so the whole script ends in about 10 minutes; QB_STEPS
+# (comma-separated: env, pytest, smoke, bench, train_step; default all) picks the steps.
+# The training-step benchmark runs its cells in order (ResNet-18 mini and paper first) and
+# keeps the finished ones when its time runs out.
+# --cpu-dry-run: no GPU needed; a few tests, two smoke cells on the CPU, a one-level-set CPU
+# benchmark with --compile and a tiny training-step benchmark, to check the script end to end.
 
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -28,7 +35,9 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: OUT=DIR bash scripts/device_check.sh [--cpu-dry-run]" >&2; exit 2 ;;
 esac
-BUDGET_S=${QB_BUDGET_S:-345}
+BUDGET_S=${QB_BUDGET_S:-600}
+STEPS=",${QB_STEPS:-env,pytest,smoke,bench,train_step},"
+want() { case $STEPS in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 T0=$(date +%s)
 SUMMARY=$OUT/summary.txt
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/qbench_device_check.XXXXXX")
@@ -54,6 +63,7 @@ say "repo $(git rev-parse --short HEAD 2>/dev/null || echo '?') ($(git status --
 
 # --- 1. environment -------------------------------------------------------------------------
 s=$(date +%s)
+if want env; then
 {
   echo "== nvidia-smi"
   if command -v nvidia-smi >/dev/null 2>&1; then timeout 30 nvidia-smi; else echo "nvidia-smi: not found"; fi
@@ -85,7 +95,8 @@ for name, dist in (("triton", "triton"), ("torchvision", "torchvision"), ("numpy
         print(f"  {name:12s} MISSING ({type(exc).__name__}: {str(exc)[:100]})")
 # what the steps below import (must work), then every other module (detection needs mmdet/mmengine)
 CORE = ["qbench.quant", "qbench.quant.kernels", "qbench.train", "qbench.train.trainer", "qbench.data",
-        "qbench.models", "qbench.paper", "qbench.report.plan", "qbench.cli", "benchmarks.quantizer"]
+        "qbench.models", "qbench.paper", "qbench.report.plan", "qbench.cli", "benchmarks.quantizer",
+        "benchmarks.train_step"]
 import qbench
 others = sorted(m.name for m in pkgutil.walk_packages(qbench.__path__, "qbench.")
                 if not m.name.endswith("__main__") and m.name not in CORE)
@@ -112,6 +123,7 @@ EOF
 rc=$?
 cat "$OUT/env.log"
 record env "$rc" "$s" "$(grep -m1 '^imports:' "$OUT/env.log" || echo 'imports: not reached')"
+fi
 
 HAS_CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
 if [ "$DRY" = 1 ]; then
@@ -131,13 +143,17 @@ if [ "$DRY" = 1 ]; then
 else
   TESTS=(tests/quant)
 fi
-timeout -k 10 "$(limit 120)" "$PY" -m pytest "${TESTS[@]}" -q -x -p no:cacheprovider 2>&1 | tee "$OUT/pytest_quant.log"
-rc=${PIPESTATUS[0]}
-record pytest "$rc" "$s" "$(grep -E '(passed|failed|error|no tests ran)' "$OUT/pytest_quant.log" | tail -n 1)"
+if want pytest; then
+  timeout -k 10 "$(limit 200)" "$PY" -m pytest "${TESTS[@]}" -q -x -p no:cacheprovider 2>&1 | tee "$OUT/pytest_quant.log"
+  rc=${PIPESTATUS[0]}
+  record pytest "$rc" "$s" "$(grep -E '(passed|failed|error|no tests ran)' "$OUT/pytest_quant.log" | tail -n 1)"
+fi
 
 # --- 3. smoke-scale classification cells (without snakemake) ---------------------------------
 s=$(date +%s)
-if [ "$DEV" = none ]; then
+if ! want smoke; then
+  :
+elif [ "$DEV" = none ]; then
   record smoke skip "$s" "no CUDA"
 else
   if [ "$DRY" = 1 ]; then
@@ -154,7 +170,9 @@ fi
 
 # --- 4. quantizer benchmark with the torch.compile contender ---------------------------------
 s=$(date +%s)
-if [ "$DEV" = none ]; then
+if ! want bench; then
+  :
+elif [ "$DEV" = none ]; then
   record bench skip "$s" "no CUDA"
 else
   if [ "$DRY" = 1 ]; then
@@ -163,7 +181,7 @@ else
     BENCH_ARGS=(--device cuda --quick --compile)
   fi
   JSON=$OUT/quantizer_$DEV.json
-  timeout -k 10 "$(limit 600 90)" "$PY" -m benchmarks.quantizer "${BENCH_ARGS[@]}" --out "$JSON" \
+  timeout -k 10 "$(limit 150 90)" "$PY" -m benchmarks.quantizer "${BENCH_ARGS[@]}" --out "$JSON" \
     --progress-json "$SCRATCH/quantizer_progress.json" 2>&1 | tee "$OUT/bench_$DEV.log"
   rc=${PIPESTATUS[0]}
   if [ -f "$JSON" ]; then
@@ -189,6 +207,43 @@ EOF
     fi
   fi
   record bench "$rc" "$s" "$note"
+fi
+
+# --- 5. training-step benchmark: FP vs quantized, eager vs compiled ---------------------------
+s=$(date +%s)
+if ! want train_step; then
+  :
+elif [ "$DEV" = none ]; then
+  record train_step skip "$s" "no CUDA"
+else
+  if [ "$DRY" = 1 ]; then
+    TS_ARGS=(--device cpu --models resnet18 --sizes mini --mini-batch 4 --rounds 1 --compile --compile-backend eager)
+  else
+    TS_ARGS=(--device cuda --compile)
+  fi
+  JSON=$OUT/train_step_$DEV.json
+  timeout -k 10 "$(limit 600 120)" "$PY" -m benchmarks.train_step "${TS_ARGS[@]}" --out "$JSON" \
+    --progress-json "$SCRATCH/train_step_progress.json" 2>&1 | tee "$OUT/train_step_$DEV.log"
+  rc=${PIPESTATUS[0]}
+  if [ ! -f "$JSON" ] && [ -f "$SCRATCH/train_step_progress.json" ]; then
+    cp "$SCRATCH/train_step_progress.json" "$OUT/train_step_$DEV.partial.json"
+  fi
+  RESULT=$JSON; [ -f "$RESULT" ] || RESULT=$OUT/train_step_$DEV.partial.json
+  if [ -f "$RESULT" ]; then
+    note=$("$PY" - "$RESULT" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+def f(v):
+    return "-" if v is None else f"{v:.2f}"
+cells = [f"{a}.{s}: W3/A2 {f(r['w3pm4_a2_vs_fp'])}x eager, {f(r.get('w3pm4_a2_compiled_vs_fp'))}x compiled"
+         for a, sizes in d["train_step"].items() for s, r in sizes.items()]
+print(("partial; " if d.get("partial") else "") + "; ".join(cells))
+EOF
+)
+  else
+    note="no result JSON"
+  fi
+  record train_step "$rc" "$s" "$note"
 fi
 
 say "total $(elapsed) s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"

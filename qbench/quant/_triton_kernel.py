@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import kernels
+
 # Measured on an H200 (64M elements): 8 warps hide the sigmoid latency once n is large, and a
 # larger backward block halves the per-block reductions of the bias gradients.
 BLOCK = 1024
@@ -65,13 +67,14 @@ def _round_to(v, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _soft_forward_kernel(x_ptr, y_ptr, s_ptr, b_ptr, alpha_ptr, beta_ptr, N, T, OFFSET,
+def _soft_forward_kernel(x_ptr, y_ptr, s_ptr, b_ptr, alpha_ptr, beta_ptr, N, T_ptr, OFFSET,
                          N_STEPS: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     alpha = tl.load(alpha_ptr).to(tl.float32)
     beta = tl.load(beta_ptr).to(tl.float32)
+    T = tl.load(T_ptr).to(tl.float32)
     u = x * beta
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     # summed in the order of Eq. 7 written literally
@@ -84,7 +87,7 @@ def _soft_forward_kernel(x_ptr, y_ptr, s_ptr, b_ptr, alpha_ptr, beta_ptr, N, T, 
 
 
 @triton.jit
-def _soft_backward_kernel(g_ptr, x_ptr, gx_ptr, part_ptr, s_ptr, b_ptr, alpha_ptr, beta_ptr, N, T,
+def _soft_backward_kernel(g_ptr, x_ptr, gx_ptr, part_ptr, s_ptr, b_ptr, alpha_ptr, beta_ptr, N, T_ptr,
                           OFFSET, N_STEPS: tl.constexpr, N_POW2: tl.constexpr,
                           NEED_X: tl.constexpr, NEED_ALPHA: tl.constexpr, NEED_BETA: tl.constexpr,
                           NEED_BIASES: tl.constexpr, BLOCK: tl.constexpr):
@@ -92,6 +95,7 @@ def _soft_backward_kernel(g_ptr, x_ptr, gx_ptr, part_ptr, s_ptr, b_ptr, alpha_pt
     nprog = tl.num_programs(0)
     alpha = tl.load(alpha_ptr).to(tl.float32)
     beta = tl.load(beta_ptr).to(tl.float32)
+    T = tl.load(T_ptr).to(tl.float32)
     coef = alpha * beta * T
     lanes = tl.arange(0, BLOCK)
     step_ids = tl.arange(0, N_POW2)
@@ -171,11 +175,19 @@ class _NoGuard:
         return None
 
 
+def _temperature(T, x: torch.Tensor) -> torch.Tensor:
+    """T as a one-element float32 tensor on x's device: the kernels read it through a pointer,
+    so a compiled graph or a CUDA graph sees the current value of a tensor updated in place."""
+    if isinstance(T, torch.Tensor):
+        return T.detach()
+    return kernels.constant((float(T),), x.device, torch.float32)
+
+
 def _elementwise(kernel, x: torch.Tensor, table: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
                  beta: torch.Tensor, *scalars: float, n_steps: int) -> torch.Tensor:
     """Launch an elementwise kernel ``kernel(x, y, table, biases, alpha, beta, N, *scalars)``
     over one program per BLOCK elements; returns y, shaped and typed like x."""
-    xc = x.detach().contiguous()
+    xc = kernels.dense(x)
     y = torch.empty_like(xc)
     n_el = xc.numel()
     if n_el == 0:
@@ -197,8 +209,8 @@ def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alp
         alpha, beta: one-element tensors on x's device (read by the kernel).
         T, offset: temperature and offset.
     """
-    return _elementwise(_soft_forward_kernel, x, steps, biases, alpha, beta, float(T), float(offset),
-                        n_steps=biases.numel())
+    return _elementwise(_soft_forward_kernel, x, steps, biases, alpha, beta, _temperature(T, x),
+                        float(offset), n_steps=biases.numel())
 
 
 def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor,
@@ -211,13 +223,12 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
         x, steps, biases, alpha, beta, T, offset: as for ``soft_forward``.
         need_alpha, need_beta, need_biases, need_x: which gradients to compute.
     """
-    xc = x.detach().contiguous()
-    gc = grad_y.detach().contiguous()
-    if gc.dtype != xc.dtype:
-        gc = gc.to(xc.dtype)
+    xc = kernels.dense(x)
+    gc = grad_y if grad_y.dtype == xc.dtype else grad_y.to(xc.dtype)
+    gc = kernels.dense_as(gc, xc)
     n = biases.numel()
     n_el = xc.numel()
-    dt = x.dtype
+    T_t = _temperature(T, xc)
     gx = torch.empty_like(xc) if need_x else None
     block = BWD_BLOCK_BIASES if need_biases else BWD_BLOCK
     blocks = triton.cdiv(n_el, block)
@@ -229,17 +240,18 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
         with _device_guard(xc):
             _soft_backward_kernel[(nprog,)](
                 gc, xc, gx if gx is not None else xc, partial, steps.detach().contiguous(),
-                biases.detach().contiguous(), alpha.detach(), beta.detach(), n_el, float(T),
+                biases.detach().contiguous(), alpha.detach(), beta.detach(), n_el, T_t,
                 float(offset), N_STEPS=n,
                 N_POW2=triton.next_power_of_2(n), NEED_X=bool(need_x), NEED_ALPHA=bool(need_alpha),
                 NEED_BETA=bool(need_beta), NEED_BIASES=bool(need_biases), BLOCK=block,
                 num_warps=BWD_NUM_WARPS, **_LAUNCH)
     red = partial.sum(dim=0, dtype=torch.float64)
     # alpha T factored out of the sums, applied once in float64 (as the CPU kernel does)
-    a_t = alpha.detach().reshape(()).to(torch.float64) * float(T)
+    a_t = alpha.detach().reshape(()).to(torch.float64) * T_t.reshape(()).to(torch.float64)
+    dt = alpha.dtype  # the parameters' dtype (float32 also for half-precision inputs)
     grad_alpha = red[0].to(dt) if need_alpha else None
     grad_beta = (red[1] * a_t).to(dt) if need_beta else None
-    grad_b = (red[2:] * -a_t).to(dt) if need_biases else None
+    grad_b = (red[2:] * -a_t).to(biases.dtype) if need_biases else None
     return gx, grad_alpha, grad_beta, grad_b
 
 

@@ -1,7 +1,8 @@
 """The quantization function of the paper as pure functions (Eqs. 7-12).
 
-``soft_quantize`` (Eq. 7, training) is a custom autograd function whose backward is the
-closed form of Eqs. 8-11; it keeps only ``x`` for backward and recomputes the sigmoids.
+``soft_quantize`` (Eq. 7, training) is the custom op ``qbench::soft_quantize`` (``ops``) whose
+backward is the closed form of Eqs. 8-11; it keeps only ``x`` for backward and recomputes the
+sigmoids.
 ``hard_quantize`` (Eq. 12, inference) maps every element onto ``alpha * (Y_k - Y_0 - o)``.
 ``soft_quantize_reference`` is Eq. 7 written literally under plain autograd: the ground
 truth the fast path is tested against.
@@ -15,16 +16,17 @@ import torch
 
 from . import kernels
 from .levels import LevelSet, as_level_set
+from . import ops
 
 
-def _as_scalar(v, like: torch.Tensor) -> torch.Tensor:
+def _as_scalar(v, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         if v.dim() == 0:  # module parameters pass as they are: a reshape adds an autograd node
             return v
         if v.numel() != 1:
             raise ValueError(f"alpha/beta must be scalars, got shape {tuple(v.shape)}")
         return v.reshape(())
-    return torch.tensor(float(v), dtype=like.dtype, device=like.device)
+    return torch.tensor(float(v), dtype=dtype or like.dtype, device=like.device)
 
 
 def _is_sorted(biases: torch.Tensor) -> bool:
@@ -42,29 +44,6 @@ def _check_biases(biases: torch.Tensor, levels: LevelSet) -> torch.Tensor:
     return biases
 
 
-class _SoftQuantize(torch.autograd.Function):
-    """Eq. 7 forward, Eqs. 8-11 backward, recomputing the sigmoids from x.
-
-    Only ``x`` (plus the n-element parameters) is kept for backward, so autograd holds at
-    most one input-sized tensor; unrequested gradients (frozen biases) are not computed.
-    """
-
-    @staticmethod
-    def forward(ctx, x, steps, biases, alpha, beta, T: float, offset: float):
-        ctx.save_for_backward(x, steps, biases, alpha, beta)
-        ctx.T, ctx.offset = T, offset
-        return kernels.soft_forward(x, steps, biases, alpha, beta, T, offset)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x, steps, biases, alpha, beta = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        gx, ga, gb, gbias = kernels.soft_backward(
-            grad_y, x, steps, biases, alpha, beta, ctx.T, ctx.offset,
-            need_alpha=need[3], need_beta=need[4], need_biases=need[2], need_x=need[0])
-        return gx, None, gbias, ga, gb, None, None
-
-
 def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
                   alpha, beta, T: float) -> torch.Tensor:
     """Soft quantization function, Eq. 7.
@@ -75,19 +54,26 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
         biases: sorted step positions ``b_i`` in units of ``beta * x``, shape (n,).
         alpha: output scale (scalar tensor or float).
         beta: input scale (scalar tensor or float).
-        T: temperature; larger is closer to the ideal step function.
+        T: temperature; larger is closer to the ideal step function. A float, or a
+            one-element tensor on x's device (what the quantizer modules pass: a schedule
+            updates it in place, so compiled graphs stay valid).
 
     Returns:
-        ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``, same shape as ``x``.
+        ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``: x's shape, dtype and
+        layout; float16/bfloat16 x is computed in float32.
     """
     levels = as_level_set(levels)
     biases = _check_biases(biases, levels)
-    if not T > 0:
-        raise ValueError(f"temperature must be positive, got {T}")
-    alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
-    steps, offset = kernels.level_constants(levels, x.device, x.dtype)
-    return _SoftQuantize.apply(x, steps, biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
-                               float(T), offset)
+    if isinstance(T, torch.Tensor):  # validated where it is set (QuantState)
+        T = T.reshape(())
+    else:
+        if not T > 0:
+            raise ValueError(f"temperature must be positive, got {T}")
+        T = kernels.constant((float(T),), x.device, torch.float32).reshape(())
+    # parameters in float32 also for float16/bfloat16 x (autocast): the op computes in float32
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    alpha, beta = _as_scalar(alpha, x, dt).to(dt), _as_scalar(beta, x, dt).to(dt)
+    return ops.soft_quantize(x, biases.to(dt), alpha, beta, T, levels.steps, levels.offset)
 
 
 def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
@@ -111,10 +97,9 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     if levels.n > 1 and not _is_sorted(biases):
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
     alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
-    outputs = kernels.constant(levels.outputs(), x.device, x.dtype)
     with torch.no_grad():
-        return kernels.hard_forward(x.detach(), outputs, biases.to(x.dtype), alpha.to(x.dtype),
-                                    beta.to(x.dtype))
+        return ops.hard_quantize(x.detach(), biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
+                                 levels.outputs())
 
 
 def soft_quantize_reference(x: torch.Tensor, levels: LevelSet | str | Sequence[float],

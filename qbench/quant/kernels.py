@@ -2,7 +2,7 @@
 
 Kept apart from ``functional`` so the autograd wiring and the arithmetic can be tuned
 independently. All functions take the step heights ``steps`` (n,), sorted ``biases`` (n,),
-scalar tensors ``alpha`` and ``beta``, a Python float ``T`` and the offset ``o``.
+scalar tensors ``alpha`` and ``beta``, ``T`` (a float or a one-element tensor) and the offset ``o``.
 
 Three implementations with the same results:
 - native (CPU, float32/float64): ``_cpu_kernel.cpp``, one fused pass per direction that
@@ -201,7 +201,7 @@ def backend_name(device: torch.device | str, dtype: torch.dtype = torch.float32,
         ``"native"`` (the CPU C++ kernel), ``"triton"`` (the GPU kernels) or ``"torch"``.
     """
     device = torch.device(device)
-    if device.type == "cpu" and dtype in _NATIVE_DTYPES and native_library() is not None:
+    if device.type == "cpu" and dtype in _NATIVE_DTYPES + _UPCAST_DTYPES and native_library() is not None:
         return "native"
     if (device.type == "cuda" and dtype in _TRITON_DTYPES
             and (n_steps is None or 0 < n_steps <= TRITON_MAX_STEPS) and triton_module() is not None):
@@ -218,6 +218,9 @@ def _native_for(*tensors: torch.Tensor):
 
 
 _NATIVE_DTYPES = (torch.float32, torch.float64)
+# stored in half precision (autocast), computed in float32 by the native and torch paths: in
+# bfloat16 T (beta x - b) keeps 8 bits, too few for a steep sigmoid
+_UPCAST_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _suffix(dtype: torch.dtype) -> str:
@@ -233,6 +236,32 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when its elements fill their memory densely (contiguous, channels_last, any
+    permutation), else a dense copy; either way laid out as ``torch.empty_like(x)``.
+
+    The kernels are elementwise and walk memory linearly, so any dense layout works: outputs
+    are allocated with ``empty_like`` and keep the input's layout (channels_last stays
+    channels_last, with no copy in either direction).
+    """
+    x = x.detach()
+    if x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        return x
+    y = torch.empty_like(x)  # other permutations: empty_like keeps the strides of a dense x
+    return x if x.stride() == y.stride() else y.copy_(x)
+
+
+def dense_as(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` (same shape as ``like``) laid out with ``like``'s strides, copying only if needed."""
+    if t.stride() == like.stride():
+        return t.detach()
+    return torch.empty_like(like).copy_(t.detach())
+
+
+def _if_tensor(v) -> tuple:
+    return (v,) if isinstance(v, torch.Tensor) else ()
+
+
 def _num(v) -> float:
     return v.item() if isinstance(v, torch.Tensor) else float(v)
 
@@ -246,31 +275,33 @@ def constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype
     return torch.tensor(values, device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=256)
-def level_constants(levels, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
-    """Step heights (as a read-only tensor) and offset of a LevelSet, computed once."""
-    return constant(levels.steps, device, dtype), levels.offset
-
-
 # --- soft quantizer ---------------------------------------------------------------------
 
 def soft_forward(x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
-                 beta: torch.Tensor, T: float, offset: float) -> torch.Tensor:
-    """Eq. 7: ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``."""
+                 beta: torch.Tensor, T, offset: float) -> torch.Tensor:
+    """Eq. 7: ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``.
+
+    ``T`` is a float or a one-element tensor (on x's device, read by the GPU kernels in place:
+    a temperature that changes keeps the same tensor, so compiled graphs stay valid). The
+    result has x's shape, dtype and layout (see ``dense``). float16/bfloat16 inputs are computed
+    in float32 (Triton does that in registers; the other paths convert x).
+    """
     lib = _native_for(x, steps, biases)
     if lib is None:
-        tk = _triton_for(x, biases, steps, alpha, beta)
+        tk = _triton_for(x, biases, steps, alpha, beta, *_if_tensor(T))
         if tk is not None:
             return tk.soft_forward(x, steps, biases, alpha, beta, T, offset)
+        if x.dtype in _UPCAST_DTYPES:
+            return soft_forward(x.float(), steps, biases, alpha, beta, T, offset).to(x.dtype)
         return _soft_forward_torch(x, steps, biases, alpha, beta, T, offset)
-    xc = x.detach().contiguous()
+    xc = dense(x)
     b = biases.detach().contiguous()
     s = steps.detach().contiguous()
     y = torch.empty_like(xc)
     getattr(lib, f"qb_soft_forward_{_suffix(x.dtype)}")(
         _ptr(xc), _ptr(y), xc.numel(), _ptr(b), _ptr(s), b.numel(), _num(alpha), _num(beta),
-        float(T), float(offset), _zcut(x.dtype), torch.get_num_threads())
-    return y  # contiguous copy or x's own layout: already x's shape
+        _num(T), float(offset), _zcut(x.dtype), torch.get_num_threads())
+    return y
 
 
 def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, biases: torch.Tensor,
@@ -290,29 +321,33 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
     """
     lib = _native_for(x, grad_y, steps, biases)
     if lib is None:
-        tk = _triton_for(x, biases, grad_y, steps, alpha, beta)
+        tk = _triton_for(x, biases, grad_y, steps, alpha, beta, *_if_tensor(T))
         if tk is not None:
             return tk.soft_backward(grad_y, x, steps, biases, alpha, beta, T, offset, need_alpha,
                                     need_beta, need_biases, need_x)
+        if x.dtype in _UPCAST_DTYPES:
+            gx, ga, gb, gbias = soft_backward(grad_y.float(), x.float(), steps, biases, alpha, beta, T,
+                                              offset, need_alpha, need_beta, need_biases, need_x)
+            return (None if gx is None else gx.to(x.dtype)), ga, gb, gbias
         gx, ga, gb, gbias = _soft_backward_torch(grad_y, x, steps, biases, alpha, beta, T, offset,
                                                  need_alpha, need_beta, need_biases)
         return (gx if need_x else None), ga, gb, gbias
-    xc = x.detach().contiguous()
-    gc = grad_y.detach().contiguous()
+    xc = dense(x)
+    gc = dense_as(grad_y, xc)
     b = biases.detach().contiguous()
     s = steps.detach().contiguous()
     n = b.numel()
     gx = torch.empty_like(xc) if need_x else None
     red = (ctypes.c_double * (2 + n))()
-    a, be, T = _num(alpha), _num(beta), float(T)
+    a, be, T = _num(alpha), _num(beta), _num(T)
     getattr(lib, f"qb_soft_backward_{_suffix(x.dtype)}")(
         _ptr(gc), _ptr(xc), _ptr(gx) if gx is not None else None, xc.numel(), _ptr(b), _ptr(s), n,
         a, be, T, float(offset), _zcut(x.dtype), int(need_alpha), int(need_beta), int(need_biases),
         ctypes.addressof(red), torch.get_num_threads())
-    dt = x.dtype
+    dt = alpha.dtype  # the parameters' dtype (float32 also for half-precision inputs)
     grad_alpha = torch.tensor(red[0], dtype=dt) if need_alpha else None
     grad_beta = torch.tensor(red[1] * (a * T), dtype=dt) if need_beta else None
-    grad_b = torch.tensor([v * (-a * T) for v in red[2:]], dtype=dt) if need_biases else None
+    grad_b = torch.tensor([v * (-a * T) for v in red[2:]], dtype=biases.dtype) if need_biases else None
     return gx, grad_alpha, grad_beta, grad_b
 
 
@@ -360,7 +395,7 @@ def hard_forward(x: torch.Tensor, outputs: torch.Tensor, biases: torch.Tensor, a
             return tk.hard_forward(x, outputs, biases, alpha, beta)
         k = torch.bucketize(x * beta, biases, right=True)
         return outputs[k] * alpha
-    xc = x.detach().contiguous()
+    xc = dense(x)
     b = biases.detach().contiguous()
     o = outputs.detach().contiguous()
     y = torch.empty_like(xc)

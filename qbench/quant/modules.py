@@ -36,6 +36,10 @@ class QuantState:
     mode: Mode = "soft"
 
     def __post_init__(self) -> None:
+        # T as a tensor too, updated in place: the quantizers pass it to the op, so a compiled
+        # model reads the current T instead of recompiling (or replaying a stale value) per
+        # epoch. It lives on the quantizers' device (moved by ``Quantizer._apply``).
+        self.temperature_tensor = torch.zeros((), dtype=torch.float32)
         self.set_temperature(self.temperature)
         self.set_mode(self.mode)
 
@@ -44,6 +48,8 @@ class QuantState:
         if not T > 0 or T != T or T == float("inf"):
             raise ValueError(f"temperature must be a positive finite number, got {T}")
         self.temperature = T
+        with torch.no_grad():
+            self.temperature_tensor.fill_(T)
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -108,13 +114,22 @@ class Quantizer(nn.Module):
         self.biases.copy_(b.to(self.biases.dtype))
         self.initialized.fill_(True)
 
+    def _apply(self, fn, recurse=True):
+        # model.to(device) moves the shared temperature tensor along (once: the other
+        # quantizers of the state find it moved); dtype casts leave it float32
+        out = super()._apply(fn, recurse)
+        state = self.state
+        if state.temperature_tensor.device != self.alpha.device:
+            state.temperature_tensor = state.temperature_tensor.to(self.alpha.device)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = self.state.mode
         if not self.enabled or mode == "off":
             return x
         if mode == "hard":
             return hard_quantize(x, self.levels, self.biases, self.alpha, self.beta)
-        return soft_quantize(x, self.levels, self.biases, self.alpha, self.beta, self.state.temperature)
+        return soft_quantize(x, self.levels, self.biases, self.alpha, self.beta, self.state.temperature_tensor)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels.name}, n={self.levels.n}, learn_biases={self.learn_biases}"

@@ -202,6 +202,8 @@ class EpochsConfig:
         return self.fp + self.weights + self.activations + self.joint
 
 
+PRECISIONS = ("fp32", "bf16")
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "start": StartConfig, "quant": QuantConfig,
             "temperature": TemperatureConfig, "optim": OptimConfig, "epochs": EpochsConfig}
 
@@ -214,11 +216,18 @@ class Config:
         task: "classify" (this package) or "detect" (handled by qbench.detection).
         seed: training seed (data order, augmentation, initialisation).
         device: "auto", "cpu", "cuda" or "cuda:N".
+        compile: train through ``torch.compile(model)`` (evaluation stays eager); off by
+            default: compiling costs minutes per phase and pays only where launches dominate
+            (docs/performance.md).
+        precision: "fp32", or "bf16" for bfloat16 autocast of the forward pass (the quantizers
+            compute in float32 inside). float16 would need loss scaling and is not offered.
     """
 
     task: str = "classify"
     seed: int = 0
     device: str = "auto"
+    compile: bool = False
+    precision: str = "fp32"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     start: StartConfig = field(default_factory=lambda: StartConfig("scratch", None))
@@ -234,6 +243,8 @@ class Config:
         _check(isinstance(dev, str) and (dev in ("auto", "cpu", "cuda")
                                          or (dev.startswith("cuda:") and dev[5:].isdigit())),
                "device", f"must be auto, cpu, cuda or cuda:N, got {dev!r}")
+        _check(isinstance(self.compile, bool), "compile", f"must be true or false, got {self.compile!r}")
+        _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         q, e = self.quant, self.epochs
         # zero epochs = evaluate the start checkpoint (FP rows built from imported weights)
         _check(e.total >= 1 or (not q.enabled and self.start.mode == "pretrained"), "epochs",

@@ -314,7 +314,12 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     if data.num_train < d.batch_size:
         raise TrainingError(f"data.batch_size {d.batch_size} exceeds the {data.num_train} training images")
     log(f"{config.model.arch} on {data.name}: {data.num_train} train / {data.num_test} test images, "
-        f"{info.world} process(es), device {device}, {torch.get_num_threads()} thread(s)")
+        f"{info.world} process(es), device {device}, {torch.get_num_threads()} thread(s), "
+        f"precision {config.precision}{', compiled' if config.compile else ''}")
+
+    # the compiled module shares the model's parameters; evaluation and checkpoints use the model
+    train_model = torch.compile(model) if config.compile else model
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[config.precision]
 
     phases = config.phases()
     history: list[dict] = []
@@ -388,8 +393,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             bar = tqdm(total=steps, desc=f"epoch {epoch}/{len(phases)} {phase}", leave=False, file=sys.stderr)
         for step, (x, y) in enumerate(batches, start=1):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = train_model(x)
+                loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss).all():
                 raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}, "
                                     f"phase {phase}")
