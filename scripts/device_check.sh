@@ -6,9 +6,11 @@
 #   OUT=/path/to/out bash scripts/device_check.sh                 # on the GPU machine
 #   OUT=/tmp/x PYTHON=.venv/bin/python bash scripts/device_check.sh --cpu-dry-run   # here
 #
-# Everything useful lands in $OUT (at most 8 files): summary.txt (rc and seconds of every step,
-# key results), env.log, pytest_quant.log, smoke.log, smoke_<dev>.json, bench_<dev>.log,
-# quantizer_<dev>.json (or quantizer_<dev>.partial.json when the benchmark was cut off).
+# Everything useful lands in $OUT (at most 10 files): summary.txt (rc and seconds of every step,
+# key results), env.log, pytest_quant.log, smoke.log, smoke_<dev>.json, torchrun.log,
+# torchrun_<dev>.json (torchrun with nccl on min(2, GPUs) GPUs against one process: the paper
+# scale's launcher), bench_<dev>.log, quantizer_<dev>.json (or quantizer_<dev>.partial.json when
+# the benchmark was cut off).
 # A step that fails does not stop the next one. The step time limits share one budget,
 # QB_BUDGET_S seconds (default 345), so the whole script ends in about 6 minutes.
 # --cpu-dry-run: no GPU needed; a few tests, two smoke cells on the CPU and a one-level-set CPU
@@ -150,6 +152,24 @@ else
     --out-json "$OUT/smoke_$DEV.json" 2>&1 | tee "$OUT/smoke.log"
   rc=${PIPESTATUS[0]}
   record smoke "$rc" "$s" "$(grep -m1 'cells ok in' "$OUT/smoke.log")"
+fi
+
+# --- 3b. torchrun: the paper scale's launcher (one process per GPU, nccl) --------------------
+s=$(date +%s)
+if [ "$DEV" = none ]; then
+  record torchrun skip "$s" "no CUDA"
+else
+  if [ "$DRY" = 1 ]; then
+    TR_ARGS=(--device cpu --nproc 2)   # gloo, as tests/cluster/test_torchrun_slurm.py
+  else
+    NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 1)
+    TR_ARGS=(--device cuda --nproc $(( NGPU >= 2 ? 2 : 1 )))
+  fi
+  timeout -k 10 "$(limit 90)" "$PY" scripts/device_torchrun.py "${TR_ARGS[@]}" --workdir "$SCRATCH/torchrun" \
+    --out-json "$OUT/torchrun_$DEV.json" > "$OUT/torchrun.log" 2>&1
+  rc=$?
+  tail -n 3 "$OUT/torchrun.log"
+  record torchrun "$rc" "$s" "$(grep -m1 '^torchrun ' "$OUT/torchrun.log")"
 fi
 
 # --- 4. quantizer benchmark with the torch.compile contender ---------------------------------

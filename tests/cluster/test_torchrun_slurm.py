@@ -32,6 +32,7 @@ def test_torchrun_two_cpu_processes_in_one_slurm_job(slurm, tmp_path, write_conf
                          env={**slurm, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
     log = (tmp_path / "job.log").read_text() if (tmp_path / "job.log").is_file() else ""
     assert res.returncode == 0, res.stderr + log[-3000:]
+    assert "torch.distributed.nn.functional" not in log  # no deprecated collective
     job = next(j for j in slurm_jobs(slurm) if j["JobId"] == res.stdout.strip().split(";")[0])
     assert job["JobState"] == "COMPLETED" and int(job["NumCPUs"]) == 2, job
     assert_two_processes_match_one(one, two)

@@ -38,6 +38,7 @@ def test_two_processes_match_one(tmp_path, write_config):
     res = subprocess.run(torchrun + ["-m", "qbench", "train", str(cfg), "--out", str(two), "--quiet"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "torch.distributed.nn.functional" not in res.stderr  # no deprecated collective
     assert_two_processes_match_one(one, two)
 
 
