@@ -6,6 +6,7 @@ tables equal a local run's at the same seeds."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -31,16 +32,21 @@ def _snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess
 
 
 def _cancel_mid_run(workdir: Path, env: dict, done: threading.Event, record: dict) -> None:
-    """scancel the SLURM job of CANCELLED_CELL once its first epoch is checkpointed."""
-    log = workdir / "results" / "smoke" / "runs" / CANCELLED_CELL / "s0" / "train.log"
+    """scancel the SLURM job of CANCELLED_CELL once a checkpoint after its first epoch has
+    replaced the one written at the start."""
+    run = workdir / "results" / "smoke" / "runs" / CANCELLED_CELL / "s0"
+    first_inode = None
     while not done.is_set():
-        if log.is_file() and "epoch 1/3" in log.read_text() and "epoch 2/3" not in log.read_text():
+        inode = (run / "checkpoint.pt").stat().st_ino if (run / "checkpoint.pt").is_file() else None
+        first_inode = first_inode or inode
+        text = (run / "train.log").read_text() if inode else ""
+        if inode != first_inode and "epoch 1/3" in text and "epoch 2/3" not in text:
             for job in slurm_jobs(env):
                 if job.get("Comment", "").endswith(f"{CANCELLED_CELL}_0") and job["JobState"] == "RUNNING":
                     subprocess.run(["scancel", job["JobId"]], env=env, check=True, timeout=60)
                     record["job"] = job["JobId"]
                     return
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def _comparable(metrics: dict) -> dict:
@@ -99,7 +105,8 @@ def test_smoke_through_slurm_matches_local(slurm, tmp_path):
     # the cancelled job's next attempt resumed from its checkpoint, and ended where an
     # uninterrupted run ends
     run = Path("results/smoke/runs") / CANCELLED_CELL / "s0"
-    assert "resumed from" in (cluster / run / "train.log").read_text()
+    text = (cluster / run / "train.log").read_text()
+    assert re.search(r"resumed from \S+ after epoch [12]\b", text) and text.count("epoch 1/3") == 1, text
     assert "resumed from" not in (local / run / "train.log").read_text()
     assert _comparable(json.loads((cluster / run / "metrics.json").read_text())) == \
         _comparable(json.loads((local / run / "metrics.json").read_text()))
