@@ -79,3 +79,22 @@ def smoke() -> dict:
 def merge_fixture():
     """The nested-dict ``merge(base, update)`` helper."""
     return merge
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> tuple[Path, float]:
+    """(working directory, wall seconds) of one local `reproduce_tables` at smoke scale with the
+    real trainer, shared by the tests that compare against it (the smoke, resume and SLURM
+    end-to-end tests)."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    wd = tmp_path_factory.mktemp("smoke_run")
+    t0 = time.time()
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(wd),
+                          "--cores", "all", "--config", "scale=smoke", "--", "reproduce_tables"],
+                         capture_output=True, text=True, timeout=1500, cwd=wd)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return wd, time.time() - t0

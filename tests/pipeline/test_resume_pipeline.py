@@ -26,12 +26,9 @@ def _comparable(metrics: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_killed_job_resumes_through_rerun_incomplete(tmp_path):
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
-    ref.mkdir()
+def test_killed_job_resumes_through_rerun_incomplete(tmp_path, smoke_run):
+    ref, killed = smoke_run[0], tmp_path / "killed"
     killed.mkdir()
-    res = snakemake(ref, *ARGS, "--", TARGET)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
     # snakemake and its job in one process group, killed at once as a lost node would be
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(killed), *ARGS,
