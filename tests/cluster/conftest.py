@@ -1,9 +1,8 @@
-"""A one-node SLURM cluster of this test session (scripts/slurm_local.sh), and job records."""
+"""A one-node SLURM cluster of this test session (scripts/slurm_local.sh)."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -12,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SLURM_LOCAL = ROOT / "scripts" / "slurm_local.sh"
+from slurm_cluster import SLURM_LOCAL
 
 
 def _free_port() -> int:
@@ -44,17 +42,3 @@ def slurm():
     finally:
         subprocess.run(["bash", str(SLURM_LOCAL), "stop"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
-
-
-def slurm_jobs(env: dict) -> list[dict]:
-    """Every job the cluster still knows (finished ones for MinJobAge), as `scontrol show job -o`
-    key=value records."""
-    out = subprocess.run(["scontrol", "show", "job", "-o"], env=env, capture_output=True, text=True,
-                         check=True, timeout=60).stdout
-    jobs = []
-    for line in out.splitlines():
-        if not line.strip() or line.startswith("No jobs"):
-            continue
-        # values never contain " Key=" in what we read; Command= may contain spaces
-        jobs.append(dict(re.findall(r"(\w[\w/:]*)=(\S*)", line)))
-    return jobs

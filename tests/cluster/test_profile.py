@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import ROOT
+from slurm_cluster import ROOT
 
 PROFILE = ROOT / "workflows" / "profiles" / "slurm"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, slurm_jobs
+from slurm_cluster import ROOT, slurm_jobs
 from qbench.report import plan
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, slurm_jobs
+from slurm_cluster import ROOT, slurm_jobs
 from tests.train.test_ddp import CASE, assert_two_processes_match_one
 
 pytestmark = pytest.mark.slow
