@@ -1,6 +1,6 @@
-"""Helpers of the cluster tests: the repository root and the jobs a SLURM cluster knows.
-(Not in conftest.py: several test directories have one, and `from conftest import` would find
-whichever was imported last.)"""
+"""Helpers of the cluster tests (the cluster itself is the `slurm` fixture of tests/conftest.py).
+Not in a tests/cluster/conftest.py: tests/pipeline imports names `from conftest`, which finds
+whichever conftest was loaded last."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SLURM_LOCAL = ROOT / "scripts" / "slurm_local.sh"
 
 
 def slurm_jobs(env: dict) -> list[dict]:
