@@ -165,7 +165,7 @@ else
     NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 1)
     TR_ARGS=(--device cuda --nproc $(( NGPU >= 2 ? 2 : 1 )))
   fi
-  timeout -k 10 "$(limit 90)" "$PY" scripts/device_torchrun.py "${TR_ARGS[@]}" --workdir "$SCRATCH/torchrun" \
+  timeout -k 10 "$(limit 120)" "$PY" scripts/device_torchrun.py "${TR_ARGS[@]}" --workdir "$SCRATCH/torchrun" \
     --out-json "$OUT/torchrun_$DEV.json" > "$OUT/torchrun.log" 2>&1
   rc=$?
   tail -n 3 "$OUT/torchrun.log"
