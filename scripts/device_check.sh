@@ -9,10 +9,11 @@
 #   OUT=/path/to/out QB_STEPS=env,train_step bash scripts/device_check.sh   # only some steps
 #   OUT=/tmp/x PYTHON=.venv/bin/python bash scripts/device_check.sh --cpu-dry-run   # here
 #
-# Everything useful lands in $OUT (at most 11 files): summary.txt (rc and seconds of every step,
-# key results), env.log, pytest_quant.log, smoke.log, smoke_<dev>.json, bench_<dev>.log,
-# quantizer_<dev>.json (or quantizer_<dev>.partial.json when the benchmark was cut off),
-# train_step_<dev>.log, train_step_<dev>.json (or train_step_<dev>.partial.json).
+# Everything useful lands in $OUT: summary.txt (rc and seconds of every step, key results),
+# env.log, pytest_quant.log, smoke.log, smoke_<dev>.json, torchrun.log, torchrun_<dev>.json
+# (torchrun with nccl on min(2, GPUs) GPUs against one process: the paper scale's launcher),
+# bench_<dev>.log, quantizer_<dev>.json (or quantizer_<dev>.partial.json when the benchmark was
+# cut off), train_step_<dev>.log, train_step_<dev>.json (or train_step_<dev>.partial.json).
 # A step that fails does not stop the next one. The step time limits share one budget,
 # QB_BUDGET_S seconds (default 600), so the whole script ends in about 10 minutes; QB_STEPS
 # (comma-separated: env, pytest, smoke, bench, train_step; default all) picks the steps.
@@ -168,6 +169,24 @@ else
   record smoke "$rc" "$s" "$(grep -m1 'cells ok in' "$OUT/smoke.log")"
 fi
 
+# --- 3b. torchrun: the paper scale's launcher (one process per GPU, nccl) --------------------
+s=$(date +%s)
+if [ "$DEV" = none ]; then
+  record torchrun skip "$s" "no CUDA"
+else
+  if [ "$DRY" = 1 ]; then
+    TR_ARGS=(--device cpu --nproc 2)   # gloo, as tests/cluster/test_torchrun_slurm.py
+  else
+    NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 1)
+    TR_ARGS=(--device cuda --nproc $(( NGPU >= 2 ? 2 : 1 )))
+  fi
+  timeout -k 10 "$(limit 120)" "$PY" scripts/device_torchrun.py "${TR_ARGS[@]}" --workdir "$SCRATCH/torchrun" \
+    --out-json "$OUT/torchrun_$DEV.json" > "$OUT/torchrun.log" 2>&1
+  rc=$?
+  tail -n 3 "$OUT/torchrun.log"
+  record torchrun "$rc" "$s" "$(grep -m1 '^torchrun ' "$OUT/torchrun.log")"
+fi
+
 # --- 4. quantizer benchmark with the torch.compile contender ---------------------------------
 s=$(date +%s)
 if ! want bench; then
@@ -247,4 +266,6 @@ EOF
 fi
 
 say "total $(elapsed) s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+# the device tool returns at most 8 files: everything but the summary travels as one archive
+(cd "$OUT" && ls | grep -vx summary.txt | tar czf results.tar.gz -T - --remove-files) || true
 rm -rf "$SCRATCH"

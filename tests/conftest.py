@@ -1,8 +1,16 @@
-"""Shared fixtures: writing run configs and a small full-precision checkpoint to start from."""
+"""Shared fixtures: writing run configs, a small full-precision checkpoint to start from, one
+local smoke-scale pipeline run, and a one-node SLURM cluster (tests/cluster)."""
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +87,51 @@ def smoke() -> dict:
 def merge_fixture():
     """The nested-dict ``merge(base, update)`` helper."""
     return merge
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> tuple[Path, float]:
+    """(working directory, wall seconds) of one local `reproduce_tables` at smoke scale with the
+    real trainer, shared by the tests that compare against it (the smoke, resume and SLURM
+    end-to-end tests)."""
+    root = Path(__file__).resolve().parents[1]
+    wd = tmp_path_factory.mktemp("smoke_run")
+    t0 = time.time()
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(wd),
+                          "--cores", "all", "--config", "scale=smoke", "--", "reproduce_tables"],
+                         capture_output=True, text=True, timeout=1500, cwd=wd)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return wd, time.time() - t0
+
+
+_SLURM_LOCAL = Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """Start a fresh cluster (installing Debian's SLURM if needed), yield the environment its
+    clients need, stop what was started."""
+    if os.geteuid() != 0:
+        pytest.skip("starting a SLURM cluster needs root (CI runs as root)")
+    # munged runs as user munge and must reach its files: not under pytest's private tmp dir
+    state = Path(tempfile.mkdtemp(prefix="qbench-slurm-", dir="/tmp"))
+    state.chmod(0o755)
+    env = {**os.environ, "QB_SLURM_DIR": str(state), "QB_SLURM_CTLD_PORT": str(_free_port()),
+           "QB_SLURM_SLURMD_PORT": str(_free_port())}
+    res = subprocess.run(["bash", str(_SLURM_LOCAL), "start"], env=env, capture_output=True, text=True,
+                         timeout=900)
+    if res.returncode != 0:
+        subprocess.run(["bash", str(_SLURM_LOCAL), "stop"], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"slurm_local.sh start failed:\n{res.stdout}\n{res.stderr}")
+    env["SLURM_CONF"] = str(state / "slurm.conf")
+    try:
+        yield env
+    finally:
+        subprocess.run(["bash", str(_SLURM_LOCAL), "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import pytest
@@ -13,11 +12,8 @@ from conftest import snakemake
 pytestmark = pytest.mark.slow
 
 
-def test_smoke_workflow_end_to_end(tmp_path):
-    t0 = time.time()
-    res = snakemake(tmp_path, "--cores", "all", "reproduce_tables", "--config", "scale=smoke", timeout=1200)
-    wall = time.time() - t0
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+def test_smoke_workflow_end_to_end(smoke_run):
+    tmp_path, wall = smoke_run
     out = tmp_path / "results" / "smoke"
     plan = json.loads((out / "plan.json").read_text())
     runs = pd.read_csv(out / "aggregate" / "runs.csv")

@@ -39,6 +39,12 @@ def test_two_processes_match_one(tmp_path, write_config):
     res = subprocess.run(torchrun + ["-m", "qbench", "train", str(cfg), "--out", str(two), "--quiet"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "torch.distributed.nn.functional" not in res.stderr  # no deprecated collective
+    assert_two_processes_match_one(one, two)
+
+
+def assert_two_processes_match_one(one, two) -> None:
+    """Run directory ``two`` (2 processes) trained what ``one`` (1 process) trained."""
     m1 = json.loads((one / "metrics.json").read_text())
     m2 = json.loads((two / "metrics.json").read_text())
     assert json.loads((two / "env.json").read_text())["world_size"] == 2

@@ -14,8 +14,8 @@ rule aggregate:
         f"{RES}/benchmarks/aggregate.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
+    localrule: True
     conda:
         CONDA_ENV
     shell:
@@ -39,8 +39,9 @@ rule claims:
         f"{RES}/benchmarks/claims.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
+    group:
+        "report"
     conda:
         CONDA_ENV
     shell:

@@ -15,6 +15,50 @@ FIGURE_FILES = [f"{RES}/figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "
 DATASETS = plan.datasets_of(config, CELLS)
 LIGHT = config["resources"]["light"]
 TRAIN = config["resources"]["train"]
+SITE = config["cluster"]
+
+
+def site_resources(gpu: int) -> dict:
+    """The site's SLURM settings (`cluster` of the site file) as snakemake resources."""
+    res = {}
+    if SITE["account"]:
+        res["slurm_account"] = SITE["account"]
+    partition = (SITE["gpu_partition"] if gpu else None) or SITE["partition"]
+    if partition:
+        res["slurm_partition"] = partition
+    if SITE["qos"]:
+        res["qos"] = SITE["qos"]
+    if SITE["extra"]:
+        res["slurm_extra"] = SITE["extra"]
+    return res
+
+
+def gpu_resources(gpu: int) -> dict:
+    """GPUs of a job in the form the site accepts: `gpu` (sbatch --gpus) or `gres`."""
+    if not gpu:
+        return {"gpu": 0}
+    model = SITE["gpu_model"]
+    if SITE["gpu_request"] == "gres":
+        return {"gres": f"gpu:{model}:{gpu}" if model else f"gpu:{gpu}"}
+    return {"gpu": gpu, "gpu_model": model} if model else {"gpu": gpu}
+
+
+# One place for the resources of every job: the scale config. A training job runs max(gpu, 1)
+# processes (torchrun: one per GPU) of `threads` threads each.
+TRAIN_CPUS = TRAIN["threads"] * max(TRAIN["gpu"], 1)
+TRAIN_RESOURCES = {
+    "mem_mb": TRAIN["mem_mb"],
+    "runtime": TRAIN["runtime"],
+    "cpus_per_task": TRAIN_CPUS,
+    **gpu_resources(TRAIN["gpu"]),
+    **site_resources(TRAIN["gpu"]),
+}
+LIGHT_RESOURCES = {
+    "mem_mb": LIGHT["mem_mb"],
+    "runtime": LIGHT["runtime"],
+    "cpus_per_task": LIGHT["threads"],
+    **site_resources(0),
+}
 
 
 def _alternation(ids):
@@ -30,8 +74,8 @@ wildcard_constraints:
 if config["train_command"]:
     TRAIN_CMD = config["train_command"]
 elif config["launcher"] == "torchrun":
-    # one process per GPU of the job; {resources.gpu} is filled in by snakemake
-    TRAIN_CMD = f"{PY} -m torch.distributed.run --standalone --nproc_per_node={{resources.gpu}} -m qbench.cli train"
+    # one process per GPU of the job
+    TRAIN_CMD = f"{PY} -m torch.distributed.run --standalone --nproc_per_node={max(TRAIN['gpu'], 1)} -m qbench.cli train"
 else:
     TRAIN_CMD = f"{PY} -m qbench.cli train"
 
@@ -92,14 +136,19 @@ def data_stamp(wildcards):
 
 
 def quant_inputs(wildcards):
-    """Config, data and, for pretrained cells, the FP checkpoint they fine-tune."""
+    """Config, data and, for pretrained cells, what provides the FP checkpoint they fine-tune:
+    the imported weights file, or the FP run's metrics.json (its checkpoint.pt is not an output,
+    so that an interrupted run keeps it to resume from; the rendered config names it)."""
     cell = CELL_BY_ID[wildcards.cell]
     inputs = {
         "config": f"{RES}/configs/{wildcards.cell}_s{wildcards.seed}.yaml",
         "data": data_stamp(wildcards),
     }
     if cell.start == "pretrained":
-        inputs["fp"] = plan.fp_checkpoint(config, cell.model)
+        fp = plan.fp_checkpoint(config, cell.model)
+        if not config["fp_weights"].get(cell.model):
+            fp = os.path.join(os.path.dirname(fp), "metrics.json")
+        inputs["fp"] = fp
     return inputs
 
 

@@ -10,8 +10,7 @@ rule write_plan:
         f"{RES}/benchmarks/write_plan.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
     localrule: True
     conda:
         CONDA_ENV
@@ -31,8 +30,7 @@ rule render_config:
         f"{RES}/benchmarks/render_config/{{cell}}_s{{seed}}.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
     localrule: True
     conda:
         CONDA_ENV
@@ -53,8 +51,8 @@ rule prepare_data:
         f"{RES}/benchmarks/prepare_data/{{dataset}}.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
+    localrule: True
     conda:
         CONDA_ENV
     shell:

@@ -13,8 +13,8 @@ rule evaluate:
         f"{RES}/benchmarks/evaluate/{{cell}}_s{{seed}}.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
+    localrule: True
     conda:
         CONDA_ENV
     shell:

@@ -15,8 +15,9 @@ rule figures:
         f"{RES}/benchmarks/figures.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
+    group:
+        "report"
     conda:
         CONDA_ENV
     shell:

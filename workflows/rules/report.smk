@@ -21,8 +21,9 @@ rule report:
         f"{RES}/benchmarks/report.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
+    group:
+        "report"
     conda:
         CONDA_ENV
     shell:

@@ -16,8 +16,9 @@ rule tables:
         f"{RES}/benchmarks/tables.tsv"
     threads: 1
     resources:
-        mem_mb=LIGHT["mem_mb"],
-        runtime=LIGHT["runtime"],
+        **LIGHT_RESOURCES,
+    group:
+        "report"
     conda:
         CONDA_ENV
     shell:

@@ -1,30 +1,33 @@
+# checkpoint.pt is deliberately not an output: snakemake deletes the outputs of a killed job
+# (--rerun-incomplete, retries), and the checkpoint is what the next attempt resumes from.
+# qbench.report.run_inputs empties the run directory when the job re-runs for changed inputs.
+
+
 rule train_fp:
     # full-precision model: trained from scratch, or evaluated from `fp_weights.<model>`
     input:
         unpack(fp_inputs),
     output:
         metrics=f"{RES}/runs/{{cell}}/s{{seed}}/metrics.json",
-        checkpoint=f"{RES}/runs/{{cell}}/s{{seed}}/checkpoint.pt",
     wildcard_constraints:
         cell=_alternation(FP_IDS),
     params:
         outdir=output_dir,
+        py=PY,
         cache=FP_CACHE_ARG,
     log:
         f"{RES}/logs/train/{{cell}}_s{{seed}}.log",
     benchmark:
         f"{RES}/benchmarks/train/{{cell}}_s{{seed}}.tsv"
-    threads: TRAIN["threads"]
+    threads: TRAIN_CPUS
     resources:
-        mem_mb=TRAIN["mem_mb"],
-        runtime=TRAIN["runtime"],
-        gpu=TRAIN["gpu"],
+        **TRAIN_RESOURCES,
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        f"{TRAIN_CMD} "
-        "{input.config} --out {params.outdir} {params.cache} --quiet > {log} 2>&1"
+        "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
+        f"OMP_NUM_THREADS={TRAIN['threads']} MKL_NUM_THREADS={TRAIN['threads']} {TRAIN_CMD} "
+        "{input.config} --out {params.outdir} {params.cache} --quiet >> {log} 2>&1"
 
 
 rule train_quant:
@@ -33,24 +36,22 @@ rule train_quant:
         unpack(quant_inputs),
     output:
         metrics=f"{RES}/runs/{{cell}}/s{{seed}}/metrics.json",
-        checkpoint=f"{RES}/runs/{{cell}}/s{{seed}}/checkpoint.pt",
         hard=f"{RES}/runs/{{cell}}/s{{seed}}/model_hard.pt",
     wildcard_constraints:
         cell=_alternation(QUANT_IDS),
     params:
         outdir=output_dir,
+        py=PY,
     log:
         f"{RES}/logs/train/{{cell}}_s{{seed}}.log",
     benchmark:
         f"{RES}/benchmarks/train/{{cell}}_s{{seed}}.tsv"
-    threads: TRAIN["threads"]
+    threads: TRAIN_CPUS
     resources:
-        mem_mb=TRAIN["mem_mb"],
-        runtime=TRAIN["runtime"],
-        gpu=TRAIN["gpu"],
+        **TRAIN_RESOURCES,
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        f"{TRAIN_CMD} "
-        "{input.config} --out {params.outdir} --quiet > {log} 2>&1"
+        "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
+        f"OMP_NUM_THREADS={TRAIN['threads']} MKL_NUM_THREADS={TRAIN['threads']} {TRAIN_CMD} "
+        "{input.config} --out {params.outdir} --quiet >> {log} 2>&1"
