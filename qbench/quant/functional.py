@@ -17,6 +17,10 @@ from . import kernels
 from .levels import LevelSet, as_level_set
 
 
+class NonFiniteError(ValueError):
+    """A quantizer input holds NaN (diverged weights): Eq. 12 would hide it on the lowest level."""
+
+
 def _as_scalar(v, like: torch.Tensor) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         if v.dim() == 0:  # module parameters pass as they are: a reshape adds an autograd node
@@ -84,6 +88,8 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     biases = _check_biases(biases, levels)
     if not T > 0:
         raise ValueError(f"temperature must be positive, got {T}")
+    if not T <= torch.finfo(x.dtype).max:  # T * (beta x - b) would turn into inf * 0 = NaN
+        raise ValueError(f"temperature {T:.3g} is beyond the range of {x.dtype}; cap it (temperature.cap)")
     alpha, beta = _as_scalar(alpha, x), _as_scalar(beta, x)
     steps, offset = kernels.level_constants(levels, x.device, x.dtype)
     return _SoftQuantize.apply(x, steps, biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
@@ -110,6 +116,8 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     biases = _check_biases(biases, levels).detach()
     if levels.n > 1 and not _is_sorted(biases):
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
+    if torch.isnan(x).any():
+        raise NonFiniteError(f"hard_quantize: NaN in an input of shape {tuple(x.shape)}")
     alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
     outputs = kernels.constant(levels.outputs(), x.device, x.dtype)
     with torch.no_grad():

@@ -1,74 +1,16 @@
-"""Run-directory files, written atomically (temp file in the same directory + os.replace)."""
+"""Run-directory files: the writers are the project's one atomic writer (``qbench.io``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
-import tempfile
+import time
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
-import yaml
 
-
-def _atomic(path: Path, write: Callable[[Any], None], binary: bool) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Atomically write a text file.
-
-    Args:
-        path: destination.
-        text: content.
-    """
-    _atomic(Path(path), lambda f: f.write(text), binary=False)
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write JSON (indented, keys in insertion order).
-
-    Args:
-        path: destination.
-        obj: JSON-serialisable object.
-    """
-    write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def write_yaml(path: str | Path, obj: Any) -> None:
-    """Atomically write YAML (block style, keys in insertion order).
-
-    Args:
-        path: destination.
-        obj: plain data.
-    """
-    write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
-
-
-def save_torch(path: str | Path, obj: Any) -> None:
-    """Atomically ``torch.save`` plain containers of tensors (loadable with weights_only=True).
-
-    Args:
-        path: destination.
-        obj: dicts/lists/tensors/numbers/strings only.
-    """
-    _atomic(Path(path), lambda f: torch.save(obj, f), binary=True)
+from qbench.io import FileFormatError, load_torch, read_json, save_torch, write_json, write_text, write_yaml  # noqa: F401
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -110,3 +52,32 @@ def environment(device: torch.device, seed: int, world_size: int) -> dict:
         "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
     return info
+
+
+def run_environment(path: Path, device: torch.device, seed: int, world_size: int, data_files: list[dict],
+                    resumed: bool) -> dict:
+    """env.json of this start of a run, keeping the earlier starts of the same run directory.
+
+    The top level describes the latest start (as before); ``starts`` lists every start, oldest
+    first, so a run resumed on another machine says which machines made it.
+
+    Args:
+        path: the run's env.json (read when it exists).
+        device: the training device.
+        seed: the run's seed.
+        world_size: number of processes.
+        data_files: provenance of the data files read (``qbench.io.file_record``).
+        resumed: whether this start continues from a checkpoint.
+    """
+    now = environment(device, seed, world_size)
+    now.update(started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), resumed=resumed, data_files=data_files)
+    starts: list = []
+    if resumed and path.is_file():
+        try:
+            old = read_json(path)
+        except FileFormatError as e:
+            old = {"unreadable_env_json": str(e)}
+        if isinstance(old, dict):
+            starts = list(old.get("starts") or [{k: v for k, v in old.items() if k != "starts"}])
+    starts.append({k: v for k, v in now.items() if k != "data_files"})
+    return {**now, "starts": starts}
