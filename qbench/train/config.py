@@ -304,10 +304,8 @@ class Config:
                        "must be 0 without quantization (set quant.weights/activations or use epochs.fp)")
         if q.enabled and e.total:
             t = self.temperature
-            try:  # T grows with the epoch: the last one has the largest
-                last_T = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale).value(e.total)
-            except OverflowError:
-                last_T = math.inf
+            # T grows with the epoch: the last one has the largest
+            last_T = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale).value(e.total)
             _check(last_T <= FLOAT32_MAX, "temperature",
                    f"T reaches {last_T:.3g} by epoch {e.total}, beyond float32 ({FLOAT32_MAX:.3g}); "
                    "lower temperature.slope / epoch_scale or set temperature.cap")

@@ -367,6 +367,10 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if bar is not None:
             bar.close()
+        broken = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+        if broken:  # no loss has seen the last step's weights; evaluation would hide them
+            raise TrainingError(f"non-finite weights ({', '.join(broken[:3])}) after epoch {epoch}, "
+                                f"step {steps}, phase {phase}")
         loss_sum, correct, seen = all_sum([loss_sum, correct, seen], info, device)
         epoch_train_time = time.perf_counter() - t0
         train_time += epoch_train_time
