@@ -208,7 +208,7 @@ _Loader.add_implicit_resolver(
 
 def _yaml_error(where: str, exc: yaml.YAMLError) -> FileFormatError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    at = f"{where}:{mark.line + 1}" if mark is not None else where
+    at = f"{where}:{mark.line + 1}" if mark is not None and not where.startswith("--set") else where
     problem = getattr(exc, "problem", None) or str(exc)
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
         tag = re.search(r"'([^']*)'", problem)
