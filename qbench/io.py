@@ -366,6 +366,31 @@ def file_record(path: str | os.PathLike) -> dict:
 
 # -- run directories ----------------------------------------------------------------------------
 
+def with_start_history(path: str | os.PathLike, env: dict, resumed: bool) -> dict:
+    """env.json for this start of a run, keeping the earlier starts of the same run.
+
+    The top level describes the latest start (as a single-start env.json does); ``starts`` lists
+    every start, oldest first, so a run resumed on another machine says which machines made it.
+
+    Args:
+        path: the run's env.json (read when resuming and it exists).
+        env: what this start records (versions, machine, ...).
+        resumed: whether this start continues from a checkpoint (otherwise history restarts).
+    """
+    path = Path(path)
+    now = {**env, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed}
+    starts: list = []
+    if resumed and path.is_file():
+        try:
+            old = read_json(path)
+        except FileFormatError as e:
+            old = {"unreadable_env_json": str(e)}
+        if isinstance(old, dict):
+            starts = list(old.get("starts") or [{k: v for k, v in old.items() if k != "starts"}])
+    starts.append({k: v for k, v in now.items() if k != "data_files"})
+    return {**now, "starts": starts}
+
+
 class RunDirLock:
     """Exclusive lock on a run directory (``flock`` on ``<dir>/.qbench.lock``).
 

@@ -31,6 +31,7 @@ from qbench.io import (
     read_yaml,
     remove_stale_tmp,
     save_torch,
+    with_start_history,
     write_yaml,
 )
 
@@ -192,7 +193,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     from .hooks import PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
 
     t_start = time.perf_counter()
-    dump_json_atomic(out_dir / "env.json", _env(device))
+    dump_json_atomic(out_dir / "env.json", with_start_history(out_dir / "env.json", _env(device),
+                                                               resumed=(out_dir / "checkpoint.pt").exists()))
     torch.manual_seed(cfg.seed)
     work = out_dir / "data"
     train_ds, test_ds, classes = dataset_cfgs(cfg, work)

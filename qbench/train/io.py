@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import time
 from pathlib import Path
 
 import torch
 
-from qbench.io import FileFormatError, load_torch, read_json, save_torch, write_json, write_text, write_yaml  # noqa: F401
+from qbench.io import load_torch, save_torch, with_start_history, write_json, write_text, write_yaml  # noqa: F401
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -56,10 +55,7 @@ def environment(device: torch.device, seed: int, world_size: int) -> dict:
 
 def run_environment(path: Path, device: torch.device, seed: int, world_size: int, data_files: list[dict],
                     resumed: bool) -> dict:
-    """env.json of this start of a run, keeping the earlier starts of the same run directory.
-
-    The top level describes the latest start (as before); ``starts`` lists every start, oldest
-    first, so a run resumed on another machine says which machines made it.
+    """env.json of this start of a run, keeping the earlier starts (``qbench.io.with_start_history``).
 
     Args:
         path: the run's env.json (read when it exists).
@@ -70,14 +66,5 @@ def run_environment(path: Path, device: torch.device, seed: int, world_size: int
         resumed: whether this start continues from a checkpoint.
     """
     now = environment(device, seed, world_size)
-    now.update(started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), resumed=resumed, data_files=data_files)
-    starts: list = []
-    if resumed and path.is_file():
-        try:
-            old = read_json(path)
-        except FileFormatError as e:
-            old = {"unreadable_env_json": str(e)}
-        if isinstance(old, dict):
-            starts = list(old.get("starts") or [{k: v for k, v in old.items() if k != "starts"}])
-    starts.append({k: v for k, v in now.items() if k != "data_files"})
-    return {**now, "starts": starts}
+    now["data_files"] = data_files
+    return with_start_history(path, now, resumed)
