@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import io
 import json
+import logging
 import os
 import pickle
 import platform
@@ -425,6 +426,12 @@ class RunDirLock:
             os.close(fd)
             raise RunDirError(f"--out {d}: in use by {holder}; wait for that job or use another "
                               "--out directory") from None
+        except OSError as exc:  # a file system without locks (some NFS set-ups): run, but say so
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            logging.getLogger(__name__).warning("%s: cannot be locked (%s); make sure no other job "
+                                                "writes this run directory", d, exc.strerror)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {platform.node()} since "
                       f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode(), 0)
