@@ -58,7 +58,7 @@ def edits(draw):
     return out
 
 
-@settings(max_examples=400, deadline=None,
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(changes=edits())
 def test_random_configs_give_a_config_or_a_one_line_error_naming_a_key(smoke, changes):
@@ -102,7 +102,7 @@ def quant_inputs(draw):
     return levels, torch.tensor(biases, dtype=torch.float64), torch.tensor(xs, dtype=torch.float64), alpha, beta, T
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(quant_inputs(), st.sampled_from([torch.float32, torch.float64]))
 def test_quantizer_matches_the_literal_equations_or_says_why_not(args, dtype):
     levels, biases, x, alpha, beta, T = args
