@@ -40,7 +40,7 @@ class DiskFullError(OSError):
     """No space (or quota) left where a file was being written; the old file is intact."""
 
 
-class RunDirError(RuntimeError):
+class RunDirError(ValueError):
     """A run directory cannot be used: held by another job, not writable, damaged."""
 
 
