@@ -21,7 +21,10 @@ sys.path.insert(0, WF)  # the qbench package of this checkout, also when not ins
 from qbench.paper import load_cells  # noqa: E402
 from qbench.report import plan  # noqa: E402
 
-_merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
+try:
+    _merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
+except plan.PipelineConfigError as exc:
+    raise WorkflowError(f"invalid pipeline config: {exc}")
 config.clear()
 config.update(_merged)
 validate(config, f"{WF}/workflows/schemas/config.schema.yaml")

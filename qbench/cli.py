@@ -39,6 +39,9 @@ def _set_threads(threads: int | None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate the config, then run classification here or hand detection to qbench.detection.
 
+    Exit codes: 0 done, 2 bad input (config, input files, run directory; one line naming the
+    key or file), 1 the run failed (diverged, disk full, ...).
+
     Args:
         args: parsed ``train`` arguments.
     """
@@ -49,31 +52,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         task = raw.get("task", "classify")
         if task not in ("classify", "detect"):
             raise ConfigError(f"task: must be 'classify' or 'detect', got {task!r}")
-        config = Config.from_dict(raw) if task == "classify" else None
-    except ConfigError as e:
+        if task == "classify":
+            config = Config.from_dict(raw)
+        else:
+            from qbench.detection.config import DetectRunConfig
+
+            DetectRunConfig.from_dict(raw)  # the same checks run_from_config makes, before any import
+    except (ConfigError, ValueError) as e:
         print(f"qbench: config error: {e}", file=sys.stderr)
         return 2
     _set_threads(args.threads)
-    if task == "detect":
-        from qbench.detection.runner import run_from_config
-
-        run_from_config(raw, args.out, args.quiet)
-        return 0
     from qbench.data import DatasetError
+    from qbench.io import DiskFullError, FileFormatError, RunDirError
+    from qbench.train import cache
     from qbench.train.trainer import TrainingError, run
 
-    from qbench.train import cache
-
-    key = cache.run_key(config.to_dict()) if args.cache else None
+    key = cache.run_key(config.to_dict()) if args.cache and task == "classify" else None
     if key and cache.restore(args.cache, key, args.out):
         if not args.quiet:
             print(f"qbench: restored {args.out} from the run cache {args.cache} ({key})")
         return 0
     try:
-        run(config, args.out, quiet=args.quiet)
-        if key:
-            cache.store(args.cache, key, args.out)
-    except (DatasetError, TrainingError, FileNotFoundError, ValueError) as e:
+        if task == "detect":
+            from qbench.detection.runner import run_from_config
+
+            run_from_config(raw, args.out, args.quiet)
+        else:
+            run(config, args.out, quiet=args.quiet)
+            if key:
+                cache.store(args.cache, key, args.out)
+    except (FileFormatError, RunDirError, DatasetError, FileNotFoundError) as e:
+        print(f"qbench: error: {e}", file=sys.stderr)
+        return 2
+    except (DiskFullError, TrainingError, ValueError) as e:
         print(f"qbench: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
@@ -77,6 +77,8 @@ class DataBundle:
         test_batches: ``(batch_size, rank, world) -> iterator of (x, y)``; un-augmented.
         calib_batches: ``(batch_size, seed) -> iterator of x``; un-augmented training images in
             a seeded order, for activation calibration.
+        files: provenance of what was read (path, size, sha256), recorded in env.json and
+            metrics.json; empty for generated data.
     """
 
     name: str
@@ -86,6 +88,7 @@ class DataBundle:
     train_batches: Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]
     test_batches: Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]
     calib_batches: Callable[..., Iterator[torch.Tensor]]
+    files: list[dict] = field(default_factory=list)
 
 
 def tensor_bundle(name: str, num_classes: int, x_train: torch.Tensor, y_train: torch.Tensor,

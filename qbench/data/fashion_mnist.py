@@ -33,6 +33,9 @@ def _candidates(root: str | Path | None) -> list[Path]:
     out = []
     env = os.environ.get("QBENCH_DATA")
     if env:
+        if not Path(env).is_dir():  # a typo must not silently fall back to another copy
+            raise DatasetError(f"QBENCH_DATA={env}: no such directory; fix it, or unset it to use "
+                               f"{DEBIAN_DIR}")
         out += [Path(env) / "fashion-mnist", Path(env) / "FashionMNIST" / "raw", Path(env)]
     return out + [DEBIAN_DIR]
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from qbench.io import file_record
+
 from . import fashion_mnist as fm
 from .common import DataBundle, DatasetError, global_batches, shard, stratified_subset, tensor_bundle
 
@@ -39,7 +41,9 @@ def build_data(dataset: str, root: str | None, image_size: int, in_channels: int
             x, y = fm.load_split(files, split)
             idx = stratified_subset(y, size, seed)
             splits[split] = (fm.to_model_input(x[idx], image_size), y[idx])
-        return tensor_bundle("fashion_mnist", 10, *splits["train"], *splits["test"], in_channels, flip=True)
+        bundle = tensor_bundle("fashion_mnist", 10, *splits["train"], *splits["test"], in_channels, flip=True)
+        bundle.files = [file_record(p) for p in files.values()]
+        return bundle
     if dataset == "fake":
         return _fake(image_size, in_channels, num_classes, train_size, test_size, subset_seed)
     if dataset == "imagenet":
@@ -92,8 +96,8 @@ def _imagenet(root: str | None, image_size: int, in_channels: int, num_classes: 
                                    transforms.RandomHorizontalFlip(), *norm])
     test_tf = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(image_size), *norm])
     try:
-        train = datasets.ImageFolder(str(base / "train"), train_tf)
-        test = datasets.ImageFolder(str(base / "val"), test_tf)
+        train = datasets.ImageFolder(str(base / "train"), train_tf, loader=_load_image)
+        test = datasets.ImageFolder(str(base / "val"), test_tf, loader=_load_image)
     except (FileNotFoundError, RuntimeError) as e:
         raise DatasetError(f"{base}: {e}; {how}") from None
     if train.classes != test.classes:
@@ -104,8 +108,11 @@ def _imagenet(root: str | None, image_size: int, in_channels: int, num_classes: 
     te_idx = stratified_subset(torch.tensor(test.targets), test_size, seed + 1)
 
     def loader(ds, batches):
-        return torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=workers,
-                                           persistent_workers=False)
+        try:
+            yield from torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=workers,
+                                                   persistent_workers=False)
+        except DatasetError as e:  # from a worker the message carries its traceback: keep the last line
+            raise DatasetError(str(e).strip().splitlines()[-1].split("DatasetError: ")[-1]) from None
 
     def train_batches(epoch: int, batch_size: int, seed_: int, rank: int = 0, world: int = 1):
         batches = [tr_idx[shard(b, rank, world)].tolist()
@@ -118,10 +125,37 @@ def _imagenet(root: str | None, image_size: int, in_channels: int, num_classes: 
 
     def calib_batches(batch_size: int, seed_: int):
         # Calibration looks at un-augmented training images (test transform).
-        plain = datasets.ImageFolder(str(base / "train"), test_tf)
+        plain = datasets.ImageFolder(str(base / "train"), test_tf, loader=_load_image)
         perm = tr_idx[torch.randperm(tr_idx.numel(), generator=torch.Generator().manual_seed(int(seed_)))]
         for x, _ in loader(plain, [perm[i:i + batch_size].tolist() for i in range(0, perm.numel(), batch_size)]):
             yield x
 
     return DataBundle("imagenet", num_classes, tr_idx.numel(), te_idx.numel(),
-                      train_batches, test_batches, calib_batches)
+                      train_batches, test_batches, calib_batches,
+                      files=[_listing_record(base / "train", train.samples),
+                             _listing_record(base / "val", test.samples)])
+
+
+def _load_image(path: str):
+    """ImageFolder's loader, stopping at an image that cannot be decoded (truncated, not an image)."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as fh:
+            img = Image.open(fh)
+            return img.convert("RGB")  # decodes the whole file: a truncated JPEG fails here
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"{path}: cannot decode image ({e}); replace or remove the file") from None
+
+
+def _listing_record(split_dir: Path, samples: list[tuple[str, int]]) -> dict:
+    """Provenance of an ImageFolder split. Reading (or even stat-ing) 1.3M images at every start
+    costs minutes on a cluster file system, so the sha256 covers the sorted list of
+    (relative path, class) that ImageFolder already built, not the content."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path, target in sorted(samples):
+        h.update(f"{Path(path).relative_to(split_dir)}\t{target}\n".encode())
+    return {"path": str(split_dir.resolve()), "size": None, "files": len(samples),
+            "sha256": h.hexdigest(), "sha256_of": "sorted listing of (relative path, class)"}

@@ -35,7 +35,7 @@ def default_data_root(dataset: str) -> Path:
 
 
 # the quant: section is the same as for classification (one definition of its keys)
-from qbench.train.config import QuantConfig  # noqa: E402
+from qbench.train.config import QuantConfig, coerce_numbers  # noqa: E402
 
 
 def _fail(key: str, msg: str) -> None:
@@ -367,6 +367,7 @@ class DetectRunConfig:
                 for sub in value:
                     if sub not in known:
                         _fail(f"{key}.{sub}", f"unknown key; known: {sorted(known)}")
+                value = coerce_numbers(section_cls, value)  # "1e-3" as YAML 1.1 and --config give it
                 try:
                     kwargs[key] = section_cls(**value)
                 except TypeError as e:  # pragma: no cover - guarded by the key check above

@@ -3,8 +3,6 @@ per-epoch bookkeeping (evaluation, history, atomic checkpoints, resume)."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import time
 from pathlib import Path
@@ -14,6 +12,7 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 
+from qbench.io import FileFormatError, RunDirError, load_torch, save_torch, write_json
 from qbench.quant import (
     TemperatureSchedule,
     activation_quantizers,
@@ -131,12 +130,14 @@ class RunStateHook(Hook):
         self._run_start = time.perf_counter()
         if not self.checkpoint_path.exists():
             return
-        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{self.checkpoint_path} is not a {CHECKPOINT_FORMAT} checkpoint")
+        hint = "delete it to restart the run from epoch 0"
+        ckpt = load_torch(self.checkpoint_path, "resume checkpoint", hint)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise FileFormatError(f"resume checkpoint: {self.checkpoint_path}: not a {CHECKPOINT_FORMAT} "
+                                  f"checkpoint; {hint}")
         if ckpt["config"] != self.config_json:
-            raise ValueError(f"{self.checkpoint_path} belongs to a run with another config; "
-                             "use a fresh --out directory")
+            raise RunDirError(f"{self.checkpoint_path} belongs to a run with another config; "
+                              "use a fresh --out directory")
         model = _unwrap(runner.model)
         model.load_state_dict(ckpt["model"])
         runner.optim_wrapper.load_state_dict(ckpt["optimizer"])
@@ -209,9 +210,7 @@ class RunStateHook(Hook):
                 "history": self.history, "elapsed_s": self.elapsed_s,
                 "train_images": self.train_images, "train_time_s": self.train_time_s,
                 "config": self.config_json}
-        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp-{os.getpid()}")
-        torch.save(ckpt, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        save_torch(self.checkpoint_path, ckpt)
 
 
 def quantizer_param_ids(model) -> set[int]:
@@ -219,8 +218,4 @@ def quantizer_param_ids(model) -> set[int]:
     return {id(p) for p in quant_parameters(model)}
 
 
-def dump_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+dump_json_atomic = write_json  # the project's one atomic writer

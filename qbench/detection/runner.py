@@ -12,7 +12,6 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-import yaml
 
 from qbench.quant import (
     QuantPolicy,
@@ -21,6 +20,19 @@ from qbench.quant import (
     export_hard_model,
     model_size_bits,
     quantize_model,
+)
+
+from qbench.io import (
+    FileFormatError,
+    RunDirError,
+    RunDirLock,
+    load_torch,
+    read_json,
+    read_yaml,
+    remove_stale_tmp,
+    save_torch,
+    with_start_history,
+    write_yaml,
 )
 
 from .config import DetectRunConfig
@@ -76,7 +88,7 @@ def load_fp_state(path: Path) -> dict:
     """
     from .hooks import CHECKPOINT_FORMAT
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_torch(path, "start.checkpoint")
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -134,16 +146,30 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
     out_dir = Path(out_dir)
     resolved = cfg.to_dict()
     config_json = json.dumps(resolved, sort_keys=True)
-    metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists() and (out_dir / "config.yaml").exists():
-        done = json.loads(metrics_path.read_text())
-        old = yaml.safe_load((out_dir / "config.yaml").read_text())
-        if done.get("status") == "complete" and json.dumps(old, sort_keys=True) == config_json:
-            return done
     if cfg.start.mode == "pretrained" and not Path(cfg.start.checkpoint).exists():
         raise ValueError(f"config key 'start.checkpoint': {cfg.start.checkpoint} does not exist")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    with RunDirLock(out_dir):  # a second job on this directory fails, naming the holder
+        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet)
+
+
+def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict, config_json: str,
+                quiet: bool) -> dict:
+    metrics_path, config_path = out_dir / "metrics.json", out_dir / "config.yaml"
+    if (out_dir / "checkpoint.pt").exists() and not config_path.exists():
+        raise RunDirError(f"{out_dir}: holds checkpoint.pt but no config.yaml, so it may belong to "
+                          "another config; use a new --out directory")
+    if metrics_path.exists() and config_path.exists():
+        try:
+            done, old = read_json(metrics_path), read_yaml(config_path)
+        except FileFormatError as e:
+            raise RunDirError(f"{e}; the run directory is damaged: delete that file or use a new "
+                              "--out directory") from None
+        if json.dumps(old, sort_keys=True) != config_json:
+            raise RunDirError(f"{out_dir}: holds a run with another config; use a new --out directory")
+        if isinstance(done, dict) and done.get("status") == "complete":
+            return done
+    remove_stale_tmp(out_dir)  # left by killed writers; the lock says none is alive
+    write_yaml(config_path, resolved)
     log_file = (out_dir / "train.log").open("a")
 
     def log(msg: str) -> None:
@@ -167,7 +193,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     from .hooks import PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
 
     t_start = time.perf_counter()
-    dump_json_atomic(out_dir / "env.json", _env(device))
+    dump_json_atomic(out_dir / "env.json", with_start_history(out_dir / "env.json", _env(device),
+                                                               resumed=(out_dir / "checkpoint.pt").exists()))
     torch.manual_seed(cfg.seed)
     work = out_dir / "data"
     train_ds, test_ds, classes = dataset_cfgs(cfg, work)
@@ -252,9 +279,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     history = state_hook.history
     last = history[-1]
     if cfg.quant.enabled:
-        tmp = out_dir / f".model_hard.pt.tmp-{os.getpid()}"
-        torch.save(export_hard_model(model), tmp)
-        os.replace(tmp, out_dir / "model_hard.pt")
+        save_torch(out_dir / "model_hard.pt", export_hard_model(model))
     if device.startswith("cuda"):
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:

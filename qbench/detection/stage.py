@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from qbench.io import write_json
+
 from .runner import run_from_config
 
 CELLS = ("fp", "w2a32", "w3a32", "w3a8")
@@ -66,7 +68,7 @@ def run_stage(scale: str, out: Path, quiet: bool = False, data_root: str | None 
                                   "images_per_s": metrics["images_per_s"]}
         summary["total_s"] = time.perf_counter() - t0
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        write_json(out / "summary.json", summary)
     return summary
 
 

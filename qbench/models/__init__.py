@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
+
+from qbench.io import load_state_dict
 
 from .alexnet import AlexNetBN, FitMaxPool2d
 
 ARCHS = ("alexnet_bn", "resnet18", "resnet50")
 
-__all__ = ["ARCHS", "AlexNetBN", "FitMaxPool2d", "build_model", "load_pretrained", "extract_state_dict"]
+__all__ = ["ARCHS", "AlexNetBN", "FitMaxPool2d", "build_model", "load_pretrained"]
 
 
 def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
@@ -46,23 +47,6 @@ def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3) -> nn.
     return net
 
 
-def extract_state_dict(obj: object, path: str | Path = "<checkpoint>") -> dict[str, torch.Tensor]:
-    """Find the model state dict in a loaded file.
-
-    Accepts a bare state dict (torchvision's weight files) or this project's
-    ``checkpoint.pt`` (``{"model": state_dict, ...}``).
-
-    Args:
-        obj: what ``torch.load`` returned.
-        path: the file, for error messages.
-    """
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: not a state dict (or a qbench checkpoint holding one)")
-    return obj
-
-
 def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
     """Load full-precision weights from a file into ``model`` (never downloads).
 
@@ -80,9 +64,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
         ``{"adapted": [...], "skipped": [...]}`` key names.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"start.checkpoint: no such file {path}")
-    src = extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+    src = load_state_dict(path, "start.checkpoint")
     dst = model.state_dict()
     if any(".parametrizations." in k for k in src):
         raise ValueError(f"{path}: holds a quantized model; start from a full-precision checkpoint")

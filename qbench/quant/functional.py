@@ -19,6 +19,10 @@ from .levels import LevelSet, as_level_set
 from . import ops
 
 
+class NonFiniteError(ValueError):
+    """A quantizer input holds NaN (diverged weights): Eq. 12 would hide it on the lowest level."""
+
+
 def _as_scalar(v, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         if v.dim() == 0:  # module parameters pass as they are: a reshape adds an autograd node
@@ -64,14 +68,16 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     """
     levels = as_level_set(levels)
     biases = _check_biases(biases, levels)
+    # parameters in float32 also for float16/bfloat16 x (autocast): the op computes in float32
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
     if isinstance(T, torch.Tensor):  # validated where it is set (QuantState)
         T = T.reshape(())
     else:
         if not T > 0:
             raise ValueError(f"temperature must be positive, got {T}")
+        if not T <= torch.finfo(dt).max:  # T * (beta x - b) would turn into inf * 0 = NaN
+            raise ValueError(f"temperature {T:.3g} is beyond the range of {dt}; cap it (temperature.cap)")
         T = kernels.constant((float(T),), x.device, torch.float32).reshape(())
-    # parameters in float32 also for float16/bfloat16 x (autocast): the op computes in float32
-    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
     alpha, beta = _as_scalar(alpha, x, dt).to(dt), _as_scalar(beta, x, dt).to(dt)
     return ops.soft_quantize(x, biases.to(dt), alpha, beta, T, levels.steps, levels.offset)
 
@@ -96,6 +102,8 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     biases = _check_biases(biases, levels).detach()
     if levels.n > 1 and not _is_sorted(biases):
         raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
+    if torch.isnan(x).any():
+        raise NonFiniteError(f"hard_quantize: NaN in an input of shape {tuple(x.shape)}")
     alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
     with torch.no_grad():
         return ops.hard_quantize(x.detach(), biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),

@@ -45,8 +45,9 @@ class QuantState:
 
     def set_temperature(self, T: float) -> None:
         T = float(T)
-        if not T > 0 or T != T or T == float("inf"):
-            raise ValueError(f"temperature must be a positive finite number, got {T}")
+        if not 0 < T <= torch.finfo(torch.float32).max:  # kept as a float32 tensor; NaN fails too
+            raise ValueError(f"temperature must be a positive number within float32 range "
+                             f"(cap it: temperature.cap), got {T}")
         self.temperature = T
         with torch.no_grad():
             self.temperature_tensor.fill_(T)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 KINDS = ("linear", "constant", "exponential")
@@ -58,5 +59,8 @@ class TemperatureSchedule:
         elif self.kind == "constant":
             T = self.slope
         else:
-            T = self.slope * self.growth ** (e - 1)
+            try:
+                T = self.slope * self.growth ** (e - 1)
+            except OverflowError:  # beyond any float; the cap (if any) still applies
+                T = math.inf
         return min(T, self.cap) if self.cap is not None else T

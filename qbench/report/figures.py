@@ -13,7 +13,6 @@ A panel without runs at this scale says so instead of plotting anything.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from qbench.paper import cells_for_figure  # noqa: E402
+from qbench.io import FileFormatError, load_state_dict  # noqa: E402
 from qbench.report.io import read_json, save_figure_atomic  # noqa: E402
 from qbench.report.tables import build, read_cells  # noqa: E402
 
@@ -59,14 +59,8 @@ def fig2_quant_function():
 
 
 def _state_dict(path: str) -> dict:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - checkpoints with non-tensor metadata
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    for key in ("state_dict", "model", "model_state"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    return {k: v for k, v in obj.items() if torch.is_tensor(v)}
+    # data only: a checkpoint that needs more than tensors and plain containers is refused
+    return load_state_dict(path, "FP checkpoint of Fig. 3")
 
 
 def _pick_layers(sd: dict, n: int = 3) -> list[str]:
@@ -115,8 +109,7 @@ def _histories(runs: pd.DataFrame, cell_ids: list[str]) -> dict[str, list[pd.Dat
         sel = runs[runs["cell"] == cid] if len(runs) else runs
         frames = []
         for _, run in sel.iterrows():
-            with open(Path(run["run_dir"]) / "metrics.json", encoding="utf-8") as fh:
-                hist = pd.DataFrame(json.load(fh).get("history", []))
+            hist = pd.DataFrame(read_json(Path(run["run_dir"]) / "metrics.json").get("history", []))
             if len(hist):
                 frames.append(hist)
         if frames:
@@ -275,9 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", required=True)
     ap.add_argument("--outdir", required=True)
     args = ap.parse_args(argv)
-    plan = read_json(args.plan)
-    for p in write_all(plan, read_runs(args.runs), read_cells(args.cells), args.outdir):
-        print(p)
+    try:
+        plan = read_json(args.plan)
+        for p in write_all(plan, read_runs(args.runs), read_cells(args.cells), args.outdir):
+            print(p)
+    except FileFormatError as e:
+        print(f"figures: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

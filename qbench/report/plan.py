@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,16 @@ def merge_scale_file(config: dict, config_dir: str | os.PathLike) -> dict:
     path = Path(config_dir) / f"{scale}.yaml"
     base = {}
     if path.exists():
-        with open(path, encoding="utf-8") as fh:
-            base = yaml.safe_load(fh) or {}
+        from qbench.io import FileFormatError, read_yaml
+
+        try:
+            base = read_yaml(path, allow_empty=True) or {}
+        except FileFormatError as exc:
+            raise PipelineConfigError(str(exc)) from None
+    elif "train" not in config:  # a scale of one's own comes with a whole config (--configfile)
+        known = sorted(p.stem for p in Path(config_dir).glob("*.yaml"))
+        raise PipelineConfigError(f"config key 'scale': unknown scale {scale!r}; known: {', '.join(known)} "
+                                  "(or give a whole scale config with --configfile)")
     merged = deep_merge(base, config)
     merged["scale"] = scale
     return merged
@@ -206,21 +215,47 @@ def _source(cfg: dict, cell: Cell, dotted: str, default: str) -> str:
 
 
 def _check_level_set(name: str | None, role: str, key: str) -> None:
-    if name is None:
-        return
-    from qbench.quant import LevelSet
+    from qbench.train.config import ConfigError, check_level_set
 
     try:
-        levels = LevelSet.from_name(str(name))
+        check_level_set(name, role, key)
+    except ConfigError as exc:  # its message starts with "<key>: "
+        raise PipelineConfigError(f"config key '{key}': {str(exc)[len(key) + 2:]}") from None
+
+
+_TRAINER_ERROR = re.compile(r"^(?:config key )?'?([A-Za-z_][\w.]*)'?: (.*)$", re.S)
+
+
+def _trainer_key_source(cfg: dict, cell: Cell, dotted: str) -> str:
+    """The pipeline key that set trainer key ``dotted`` of a cell (the last layer holding it)."""
+    det = cell.task == "detect"
+    phases_key = "detection.phases" if det and cfg.get("detection", {}).get("phases") else "phases"
+    layers = [f"cell_overrides.{cell.id}", f"{phases_key}.{phase_of(cell)}", f"models.{cell.model}",
+              "detection.train" if det else "train"]
+    for layer in layers:
+        node: Any = cfg
+        for part in f"{layer}.{dotted}".split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return f"{layer}.{dotted}"
+    return f"{layers[-1]}.{dotted}"
+
+
+def _check_trainer_config(cfg: dict, cell: Cell, rc: dict) -> None:
+    """Validate a cell's run config with the trainer's own rules, at planning time."""
+    if cell.task == "detect":
+        from qbench.detection.config import DetectRunConfig as check
+    else:
+        from qbench.train.config import Config as check
+    try:
+        check.from_dict(rc)
     except ValueError as exc:
-        raise PipelineConfigError(f"config key '{key}': {exc}") from None
-    if role == "weights" and not levels.zero_centered:
-        raise PipelineConfigError(
-            f"config key '{key}': {name!r} is an activation level set; weights need a signed set")
-    if role == "activations" and (levels.zero_centered or min(levels.values) < 0):
-        raise PipelineConfigError(
-            f"config key '{key}': {name!r} is a signed set; activations (after ReLU) need a "
-            "non-negative set such as act_2bit")
+        m = _TRAINER_ERROR.match(str(exc))
+        key, msg = (m.group(1), m.group(2)) if m else ("train", str(exc))
+        raise PipelineConfigError(f"config key '{_trainer_key_source(cfg, cell, key)}': {msg} "
+                                  f"(run config of cell {cell.id})") from None
 
 
 def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
@@ -285,6 +320,7 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
                 key = _source(cfg, cell, "data.root", f"{data_key}.root")
                 raise PipelineConfigError(f"config key '{key}': {exc}") from None
             checked.add((dataset, root))
+        _check_trainer_config(cfg, cell, rc)
         if cfg["launcher"] == "torchrun" and cfg["resources"]["train"]["gpu"] < 1:
             raise PipelineConfigError("config key 'resources.train.gpu': torchrun needs at least 1 GPU")
 

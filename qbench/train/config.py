@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from qbench.io import FileFormatError, parse_yaml, read_yaml
 from qbench.quant import ALPHA_INITS, LevelSet, QuantPolicy
-from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS
+from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedule
 
 from ..data import DATASETS
 from ..models import ARCHS
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # the soft quantizer computes T * (beta x - b) in float32
 
 
 class ConfigError(ValueError):
@@ -32,6 +35,66 @@ def _is_int(v: Any) -> bool:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_INT_TEXT = re.compile(r"[-+]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_BOOL_TEXT = {"true": True, "false": False}
+
+
+def coerce_numbers(section: type, values: dict) -> dict:
+    """Numbers and booleans written as text become numbers where the field wants one.
+
+    YAML 1.1 reads ``1e-3`` as text, and snakemake's ``--config`` passes every nested value as
+    text; both are how people write numbers, so they are accepted as such.
+
+    Args:
+        section: a config dataclass (its field annotations say what each key wants).
+        values: the raw section.
+    """
+    out = dict(values)
+    hints = {f.name: str(f.type) for f in dataclasses.fields(section)}
+    for key, v in values.items():
+        hint = hints.get(key, "")
+        if isinstance(v, list) and hint.startswith("list[int]"):
+            out[key] = [int(x) if isinstance(x, str) and _INT_TEXT.fullmatch(x.strip()) else x for x in v]
+        if not isinstance(v, str):
+            continue
+        text = v.strip()
+        if "float" in hint and _FLOAT_TEXT.fullmatch(text):
+            out[key] = float(text)
+        elif re.match(r"int\b", hint) and _INT_TEXT.fullmatch(text):
+            out[key] = int(text)
+        elif hint == "bool" and text.lower() in _BOOL_TEXT:
+            out[key] = _BOOL_TEXT[text.lower()]
+        elif text.lower() in ("null", "none", "~") and "None" in hint:
+            out[key] = None
+    return out
+
+
+def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
+    """The one check of a quantizer level set, for the trainer and the pipeline alike.
+
+    Weights need a signed (zero-centred) set; activations after ReLU a non-negative one.
+
+    Args:
+        name: a level-set name (``LevelSet.from_name``), or None for full precision.
+        role: "weights" or "activations".
+        key: the config key to name in errors.
+    """
+    if name is None:
+        return None
+    try:
+        levels = LevelSet.from_name(str(name))
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    if role == "weights" and not levels.zero_centered:
+        raise ConfigError(f"{key}: {name!r} is an activation level set; weights need a signed set "
+                          "such as ternary or 3bit_pm4")
+    if role == "activations" and (levels.zero_centered or min(levels.values) < 0):
+        raise ConfigError(f"{key}: {name!r} is a signed set; activations (after ReLU) need a "
+                          "non-negative set such as act_2bit")
+    return levels
 
 
 @dataclass
@@ -118,14 +181,8 @@ class QuantConfig:
                 v = None
                 setattr(self, key, None)
             if v is not None:
-                try:
-                    levels = LevelSet.from_name(str(v))
-                except ValueError as e:
-                    raise ConfigError(f"quant.{key}: {e}") from None
+                check_level_set(v, key, f"quant.{key}")
                 setattr(self, key, str(v))
-                if key == "activations":
-                    _check(levels.values[0] >= 0, "quant.activations",
-                           f"{v!r} has negative levels; activations after ReLU need an act_* set")
         _check(self.init in ("kmeans", "linear"), "quant.init", f"must be 'kmeans' or 'linear', got {self.init!r}")
         _check(self.sharing in ("layerwise", "shared"), "quant.sharing",
                f"must be 'layerwise' or 'shared', got {self.sharing!r}")
@@ -260,6 +317,13 @@ class Config:
             for key in ("weights", "activations", "joint"):
                 _check(getattr(e, key) == 0, f"epochs.{key}",
                        "must be 0 without quantization (set quant.weights/activations or use epochs.fp)")
+        if q.enabled and e.total:
+            t = self.temperature
+            # T grows with the epoch: the last one has the largest
+            last_T = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale).value(e.total)
+            _check(last_T <= FLOAT32_MAX, "temperature",
+                   f"T reaches {last_T:.3g} by epoch {e.total}, beyond float32 ({FLOAT32_MAX:.3g}); "
+                   "lower temperature.slope / epoch_scale or set temperature.cap")
 
     def phases(self) -> list[str]:
         """Phase name of each epoch, 1-based epoch i -> phases()[i - 1]."""
@@ -296,10 +360,13 @@ class Config:
                         raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(sorted(known))})")
                 if key == "optim" and isinstance(value.get("milestones"), tuple):
                     value = {**value, "milestones": list(value["milestones"])}
+                value = coerce_numbers(section, value)
                 try:
                     kwargs[key] = section(**value)
                 except TypeError as e:
                     raise ConfigError(f"{key}: {e}") from None
+            elif key == "seed" and isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+                kwargs[key] = int(value)
             else:
                 kwargs[key] = value
         if "start" not in kwargs:
@@ -325,7 +392,10 @@ def set_dotted(raw: dict, assignment: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {p} is not a section")
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    try:
+        node[parts[-1]] = parse_yaml(text, f"--set {key}") if text.strip() else None
+    except FileFormatError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
@@ -336,11 +406,12 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> d
         overrides: ``key=value`` strings.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config: no such file {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = read_yaml(path)
+    except FileFormatError as e:
+        raise ConfigError(str(e)) from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must be a YAML mapping")
+        raise ConfigError(f"{path}: must be a YAML mapping of config keys, got {type(raw).__name__}")
     for o in overrides:
         set_dotted(raw, o)
     return raw

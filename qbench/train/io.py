@@ -1,86 +1,15 @@
-"""Run-directory files, written atomically (temp file in the same directory + os.replace)."""
+"""Run-directory files: the writers are the project's one atomic writer (``qbench.io``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
-import yaml
 
-
-def _atomic(path: Path, write: Callable[[Any], None], binary: bool) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Atomically write a text file.
-
-    Args:
-        path: destination.
-        text: content.
-    """
-    _atomic(Path(path), lambda f: f.write(text), binary=False)
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write JSON (indented, keys in insertion order).
-
-    Args:
-        path: destination.
-        obj: JSON-serialisable object.
-    """
-    write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def write_yaml(path: str | Path, obj: Any) -> None:
-    """Atomically write YAML (block style, keys in insertion order).
-
-    Args:
-        path: destination.
-        obj: plain data.
-    """
-    write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
-
-
-def save_torch(path: str | Path, obj: Any) -> None:
-    """Atomically ``torch.save`` plain containers of tensors (loadable with weights_only=True).
-
-    Args:
-        path: destination.
-        obj: dicts/lists/tensors/numbers/strings only.
-    """
-    _atomic(Path(path), lambda f: torch.save(obj, f), binary=True)
-
-
-def save_arrays(path: str | Path, arrays: dict) -> None:
-    """Atomically write numpy arrays as an uncompressed ``.npz`` (read with allow_pickle=False).
-
-    Args:
-        path: destination.
-        arrays: name -> numeric numpy array.
-    """
-    import numpy as np
-
-    _atomic(Path(path), lambda f: np.savez(f, **arrays), binary=True)
+from qbench.io import load_torch, save_arrays, save_torch, with_start_history, write_json, write_text, write_yaml  # noqa: F401
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -122,3 +51,20 @@ def environment(device: torch.device, seed: int, world_size: int) -> dict:
         "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
     return info
+
+
+def run_environment(path: Path, device: torch.device, seed: int, world_size: int, data_files: list[dict],
+                    resumed: bool) -> dict:
+    """env.json of this start of a run, keeping the earlier starts (``qbench.io.with_start_history``).
+
+    Args:
+        path: the run's env.json (read when it exists).
+        device: the training device.
+        seed: the run's seed.
+        world_size: number of processes.
+        data_files: provenance of the data files read (``qbench.io.file_record``).
+        resumed: whether this start continues from a checkpoint.
+    """
+    now = environment(device, seed, world_size)
+    now["data_files"] = data_files
+    return with_start_history(path, now, resumed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import resource
 import sys
 import time
@@ -11,15 +13,16 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from qbench import quant as Q
+from qbench.quant.functional import NonFiniteError
 
 from ..data import build_data
+from ..io import FileFormatError, RunDirError, RunDirLock, read_json, read_yaml, remove_stale_tmp
 from ..models import build_model, load_pretrained
 from . import io
-from .config import Config
+from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
 
 PHASE_SWITCHES = {  # phase -> (weight quantizers on, activation quantizers on)
@@ -238,26 +241,61 @@ def run(config: Config, out_dir: str | Path, quiet: bool = False) -> dict:
         device_kind = "cuda" if config.device.startswith("cuda") or (
             config.device == "auto" and torch.cuda.is_available()) else "cpu"
         info = init_from_env(device_kind)
-        return _run(config, resolved, out, quiet, info)
+        # rank 0 writes the directory; a second job on it fails here, naming the holder
+        with RunDirLock(out) if info.main else contextlib.nullcontext():
+            return _run(config, resolved, out, quiet, info)
     finally:
         shutdown(info)
         torch.use_deterministic_algorithms(old_det)
 
 
+RESTART_HINT = "delete it to restart the run from epoch 0"
+
+
 def _check_run_dir(out: Path, resolved: dict) -> dict | None:
     """Refuse a directory of another run; return finished metrics if this run is done."""
     cfg_path, ckpt, met = out / "config.yaml", out / "checkpoint.pt", out / "metrics.json"
-    if cfg_path.is_file() and (ckpt.is_file() or met.is_file()):
-        previous = yaml.safe_load(cfg_path.read_text())
+    if not cfg_path.is_file():
+        if ckpt.is_file() or met.is_file():  # nothing says which config made them
+            raise RunDirError(f"{out}: holds {'checkpoint.pt' if ckpt.is_file() else 'metrics.json'} but no "
+                              "config.yaml, so it may belong to another config; use a new --out "
+                              f"directory (or {RESTART_HINT}: remove checkpoint.pt and metrics.json)")
+        return None
+    if ckpt.is_file() or met.is_file():
+        try:
+            previous = read_yaml(cfg_path)
+        except FileFormatError as e:
+            raise RunDirError(f"{e}; the run directory is damaged: restore config.yaml or use a new "
+                              "--out directory") from None
         if previous != resolved:
-            raise TrainingError(f"{out}: holds a run with another config; use a new --out directory")
+            raise RunDirError(f"{out}: holds a run with another config; use a new --out directory")
         if met.is_file():
-            import json
-
-            metrics = json.loads(met.read_text())
-            if metrics.get("status") == "complete":
+            try:
+                metrics = read_json(met)
+            except FileFormatError as e:
+                raise RunDirError(f"{e}; delete metrics.json to evaluate again from checkpoint.pt") from None
+            if isinstance(metrics, dict) and metrics.get("status") == "complete":
                 return metrics
     return None
+
+
+def _load_resume_checkpoint(path: Path, device: torch.device, resolved: dict) -> dict:
+    """The resume checkpoint, checked: loadable as data, of this config, with every field."""
+    ckpt = io.load_torch(path, "resume checkpoint", RESTART_HINT, map_location=device)
+    fields = ("model", "optimizer", "history", "epoch", "wall_time_s", "train_images", "train_time_s", "rng")
+    missing = [k for k in fields if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise FileFormatError(f"resume checkpoint: {path}: not a qbench training checkpoint (no "
+                              f"{', '.join(missing)}); {RESTART_HINT}")
+    if "config" in ckpt and ckpt["config"] != resolved:
+        raise RunDirError(f"{path}: was written by a run with another config; use a new --out directory")
+    return ckpt
+
+
+def _check_temperature(T: float | None, epoch: int, phase: str) -> None:
+    if T is not None and not (math.isfinite(T) and 0 < T <= FLOAT32_MAX):
+        raise TrainingError(f"temperature T={T:.3g} at epoch {epoch}, phase {phase} is beyond float32 "
+                            "range; lower temperature.slope / epoch_scale or set temperature.cap")
 
 
 def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo) -> dict:
@@ -278,8 +316,11 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         return done
     log = Logger(out / "train.log" if main else None, quiet or not main)
     if main:
+        stale = remove_stale_tmp(out)  # left by killed writers; the lock says none is alive
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) of an interrupted write: "
+                f"{', '.join(p.name for p in stale)}")
         io.write_yaml(out / "config.yaml", resolved)
-        io.write_json(out / "env.json", io.environment(device, config.seed, info.world))
     start_wall = time.perf_counter()
 
     # Model: same initialisation on every process (seeded), then the FP weights if any.
@@ -316,6 +357,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     log(f"{config.model.arch} on {data.name}: {data.num_train} train / {data.num_test} test images, "
         f"{info.world} process(es), device {device}, {torch.get_num_threads()} thread(s), "
         f"precision {config.precision}{', compiled' if config.compile else ''}")
+    if main:
+        io.write_json(out / "env.json", io.run_environment(out / "env.json", device, config.seed, info.world,
+                                                           data.files, resumed=(out / "checkpoint.pt").is_file()))
 
     # the compiled module shares the model's parameters; evaluation and checkpoints use the model
     train_model = torch.compile(model) if config.compile else model
@@ -331,9 +375,13 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     resume = ckpt_path.is_file()
     all_sum([0.0], info, device)
     if resume:
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        ckpt = _load_resume_checkpoint(ckpt_path, device, resolved)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise FileFormatError(f"resume checkpoint: {ckpt_path}: does not fit this model "
+                                  f"({str(e).splitlines()[0]}); {RESTART_HINT}") from None
         history = list(ckpt["history"])
         curves = ckpt.get("curves", curves)
         start_epoch = int(ckpt["epoch"]) + 1
@@ -352,7 +400,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "history": history, "curves": curves, "rng": _rng_state(device), "wall_time_s": wall,
                 "train_images": train_images, "train_time_s": train_time,
-                "phase": phases[epoch - 1] if epoch else "init"})
+                "phase": phases[epoch - 1] if epoch else "init", "config": resolved})
 
     if not resume:
         save_checkpoint(0, wall_done + time.perf_counter() - start_wall)
@@ -375,6 +423,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         phase = phases[epoch - 1]
         trained = _configure_phase(model, phase, quant_params)
         T = schedule.value(epoch) if q.enabled else None
+        _check_temperature(T, epoch, phase)
         if q.enabled:
             Q.set_temperature(model, T)
             Q.set_mode(model, "soft")
@@ -413,12 +462,20 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if bar is not None:
             bar.close()
+        broken = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+        if broken:  # no loss has seen the last step's weights; evaluation would hide them
+            raise TrainingError(f"non-finite weights ({', '.join(broken[:3])}) after epoch {epoch}, "
+                                f"step {steps}, phase {phase}")
         loss_sum, correct, seen = all_sum([loss_sum, correct, seen], info, device)
         epoch_train_time = time.perf_counter() - t0
         train_time += epoch_train_time
         train_images += int(seen)
 
-        hard, soft = evaluate_modes(d.epoch_test_stride)
+        try:
+            hard, soft = evaluate_modes(d.epoch_test_stride)
+        except NonFiniteError as e:
+            raise TrainingError(f"{e} in the hard evaluation after epoch {epoch}, step {steps}, "
+                                f"phase {phase}") from None
         curves["hard"].append(hard.predictions)
         curves["soft"].append(soft.predictions)
         curves["labels"] = hard.labels
@@ -456,6 +513,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                          "activation_layers": list(report.activation_layers)},
         "model_bits": {"fp_bits": bits["fp_bits"], "quantized_bits": bits["quantized_bits"],
                        "ratio": bits["ratio"]},
+        "data_files": data.files,
     }
     if main:
         if q.enabled:

@@ -87,7 +87,9 @@ def test_detect_task_is_handed_to_the_detection_runner(tmp_path, monkeypatch):
     fake = types.ModuleType("qbench.detection.runner")
     fake.run_from_config = lambda cfg, out, quiet: calls.append((cfg, str(out), quiet))
     monkeypatch.setitem(sys.modules, "qbench.detection.runner", fake)
+    det = {"task": "detect", "model": {"arch": "ssd300_vgg16"}, "data": {"train_size": 4, "test_size": 2},
+           "optim": {"milestones": []}, "epochs": {"fp": 1}}
     path = tmp_path / "det.yaml"
-    path.write_text(yaml.safe_dump({"task": "detect", "model": {"arch": "ssd300_vgg16"}}))
+    path.write_text(yaml.safe_dump(det))
     assert main(["train", str(path), "--out", str(tmp_path / "d"), "--quiet", "--set", "seed=3"]) == 0
-    assert calls == [({"task": "detect", "model": {"arch": "ssd300_vgg16"}, "seed": 3}, str(tmp_path / "d"), True)]
+    assert calls == [({**det, "seed": 3}, str(tmp_path / "d"), True)]

@@ -14,7 +14,7 @@ from qbench.train.trainer import lr_at
 from qbench.train.config import Config
 
 METRIC_KEYS = {"task", "status", "final", "history", "wall_time_s", "images_per_s", "peak_memory_mb",
-               "quant_report", "model_bits"}
+               "quant_report", "model_bits", "data_files"}
 ROW_KEYS = {"epoch", "phase", "T", "lr", "train_loss", "train_top1", "hard_top1", "hard_top5",
             "soft_top1", "soft_top5", "test_images", "time_s"}
 
@@ -149,7 +149,7 @@ def test_finished_run_is_not_redone_and_other_config_refused(tmp_path, write_con
     before = (out / "metrics.json").read_text()
     assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
     assert (out / "metrics.json").read_text() == before
-    assert main(["train", str(cfg), "--out", str(out), "--quiet", "--set", "seed=1"]) == 1
+    assert main(["train", str(cfg), "--out", str(out), "--quiet", "--set", "seed=1"]) == 2  # bad input: another run's directory
     assert "another config" in capsys.readouterr().err
 
 

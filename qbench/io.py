@@ -1,0 +1,458 @@
+"""Every file qbench writes or reads back goes through here.
+
+- Writes are atomic (temporary file beside the target, fsync, ``os.replace``): a reader, a
+  killed job or a full disk never leaves a half-written file under the real name. Files get
+  the mode of an ordinary new file (0666 minus the umask), not mkstemp's 0600.
+- Reads of files the project did not just write are data only: ``torch.load`` with
+  ``weights_only=True`` and no fallback, YAML through a safe loader. Every failure names the
+  file (and the config key that pointed to it) and says what to do.
+- A run directory is locked while a job writes it (``RunDirLock``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TMP_SUFFIX = ".tmp"
+LOCK_NAME = ".qbench.lock"
+
+
+class FileFormatError(ValueError):
+    """A file cannot be read as what it should be; the message names it and what to do."""
+
+
+class DiskFullError(OSError):
+    """No space (or quota) left where a file was being written; the old file is intact."""
+
+
+class RunDirError(ValueError):
+    """A run directory cannot be used: held by another job, not writable, damaged."""
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def _umask() -> int:
+    try:  # Linux: read it without the set-and-restore race of os.umask
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    """Atomically replace ``path`` with ``data`` (parent directories are created).
+
+    Args:
+        path: destination.
+        data: the complete content.
+
+    Raises:
+        DiskFullError: no space left; ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if _is_disk_full(exc):
+            raise DiskFullError(errno.ENOSPC, f"no space left on {path.parent} while writing {path.name} "
+                                f"(the previous {path.name}, if any, is unchanged); free space and rerun") from None
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomically write UTF-8 text.
+
+    Args:
+        path: destination.
+        text: the content.
+    """
+    write_bytes(path, text.encode("utf-8"))
+
+
+def dump_json(obj: Any) -> str:
+    """The project's one JSON format: 2-space indent, sorted keys, trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write JSON in the format of ``dump_json``.
+
+    Args:
+        path: destination.
+        obj: JSON-serialisable value.
+    """
+    write_text(path, dump_json(obj))
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write YAML (block style, keys in insertion order).
+
+    Args:
+        path: destination.
+        obj: plain data.
+    """
+    write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically ``torch.save`` plain containers of tensors (loadable by ``load_torch``).
+
+    The file is serialised in memory first, so a full disk shows as ``DiskFullError`` (torch's
+    own writer reports it as an unrelated zip position error).
+
+    Args:
+        path: destination.
+        obj: dicts/lists/tensors/numbers/strings only.
+    """
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getbuffer())
+
+
+def save_arrays(path: str | os.PathLike, arrays: dict) -> None:
+    """Atomically write numpy arrays as an uncompressed ``.npz`` (read with allow_pickle=False).
+
+    Args:
+        path: destination.
+        arrays: name -> numeric numpy array.
+    """
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getbuffer())
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
+    """Atomically save a matplotlib figure (format from the suffix).
+
+    Args:
+        fig: the Figure.
+        path: destination, e.g. ``.pdf`` or ``.png``.
+        **kwargs: passed to ``savefig``.
+    """
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip("."), **kwargs)
+    write_bytes(path, buf.getbuffer())
+
+
+def remove_stale_tmp(directory: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that killed writers left in ``directory`` (not recursive).
+
+    Only call it while holding the directory's lock: a live writer's file looks the same.
+
+    Args:
+        directory: a run directory.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        # this writer's names (.<name>.XXXX.tmp) and the older .<name>.tmp-<pid>
+        if p.name.startswith(".") and (p.name.endswith(TMP_SUFFIX) or re.search(r"\.tmp-\d+$", p.name)) \
+                and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def _where(path: Path, key: str | None) -> str:
+    return f"{key}: {path}" if key else str(path)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+
+                |[-+]?\.[0-9_]+[eE][-+]?[0-9]+)$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml_error(where: str, exc: yaml.YAMLError) -> FileFormatError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    at = f"{where}:{mark.line + 1}" if mark is not None and not where.startswith("--set") else where
+    problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+        tag = re.search(r"'([^']*)'", problem)
+        name = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "?"
+        return FileFormatError(f"{at}: tag {name} is not allowed "
+                               "(configs are plain data: mappings, lists, strings, numbers)")
+    return FileFormatError(f"{at}: not valid YAML ({problem.strip()})")
+
+
+def parse_yaml(text: str, where: str = "<text>") -> Any:
+    """Parse YAML text as plain data (numbers as people write them, no Python tags).
+
+    Args:
+        text: the YAML.
+        where: what to name in errors (a file name, ``--set key``).
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise _yaml_error(where, exc) from None
+
+
+def read_text(path: str | os.PathLike, key: str | None = None) -> str:
+    """Read a UTF-8 text file; binary content or a missing file raise FileFormatError.
+
+    Args:
+        path: the file.
+        key: the config key that named it, for the message.
+    """
+    path = Path(path)
+    where = _where(path, key)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileFormatError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise FileFormatError(f"{where}: is a directory, not a file") from None
+    except OSError as exc:
+        raise FileFormatError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"{where}: not a UTF-8 text file (binary content at byte {exc.start})") from None
+
+
+def read_yaml(path: str | os.PathLike, key: str | None = None, allow_empty: bool = False) -> Any:
+    """Read a YAML file as plain data; errors name the file and line.
+
+    Args:
+        path: the file.
+        key: the config key that named it, for the message.
+        allow_empty: return None for an empty file instead of raising.
+    """
+    path = Path(path)
+    text = read_text(path, key)
+    data = parse_yaml(text, _where(path, key))
+    if data is None and not allow_empty:
+        raise FileFormatError(f"{_where(path, key)}: empty (expected a YAML mapping)")
+    return data
+
+
+def read_json(path: str | os.PathLike, key: str | None = None) -> Any:
+    """Read a JSON file; errors name the file and line.
+
+    Args:
+        path: the file.
+        key: the config key that named it, for the message.
+    """
+    path = Path(path)
+    text = read_text(path, key)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{_where(path, key)}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def load_torch(path: str | os.PathLike, key: str | None = None, hint: str | None = None,
+               map_location: Any = "cpu") -> Any:
+    """``torch.load`` a file as data only (``weights_only=True``, never a fallback).
+
+    Args:
+        path: the file.
+        key: the config key (or role) that named it, for the message.
+        hint: what the user can do, appended to every error (e.g. "delete it to restart").
+        map_location: passed to ``torch.load``.
+
+    Raises:
+        FileFormatError: missing, empty, truncated, not a torch file, or holding Python objects
+            that are not plain data (loading those could run code; they are refused).
+    """
+    import torch
+
+    path = Path(path)
+    where = _where(path, key)
+    tail = f"; {hint}" if hint else ""
+    if not path.is_file():
+        raise FileFormatError(f"{where}: no such file{tail}")
+    if path.stat().st_size == 0:
+        raise FileFormatError(f"{where}: empty file{tail}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc) and re.search(r"Unsupported (global|class)|GLOBAL", str(exc)):
+            raise FileFormatError(f"{where}: holds Python objects that are not tensors or plain data; "
+                                  f"refused (loading it could run code){tail}") from None
+        raise FileFormatError(f"{where}: not a readable torch file{tail}") from None
+    except RuntimeError as exc:
+        if "zip archive" in str(exc) or "PytorchStreamReader" in str(exc):
+            raise FileFormatError(f"{where}: truncated or not a torch file{tail}") from None
+        raise FileFormatError(f"{where}: cannot be loaded ({str(exc).splitlines()[0]}){tail}") from None
+    except (EOFError, KeyError, ValueError, UnicodeDecodeError, AttributeError, TypeError, IndexError) as exc:
+        raise FileFormatError(f"{where}: truncated or not a torch file ({type(exc).__name__}){tail}") from None
+
+
+STATE_DICT_KEYS = ("model", "state_dict", "model_state")
+
+
+def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
+    """The model weights in a file: a bare state dict (torchvision's weight files) or a
+    checkpoint holding one under ``model`` / ``state_dict`` / ``model_state``.
+
+    Args:
+        path: the file (loaded with ``load_torch``).
+        key: the config key that named it, for the message.
+
+    Returns:
+        ``{name: tensor}``.
+    """
+    import torch
+
+    obj = load_torch(path, key)
+    for k in STATE_DICT_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(k), dict):
+            obj = obj[k]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise FileFormatError(f"{_where(Path(path), key)}: not a state dict (or a qbench checkpoint "
+                              "holding one)")
+    return obj
+
+
+def file_record(path: str | os.PathLike) -> dict:
+    """Provenance of one input file: absolute path, size and SHA-256.
+
+    Args:
+        path: the file.
+    """
+    path = Path(path).resolve()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": str(path), "size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+# -- run directories ----------------------------------------------------------------------------
+
+def with_start_history(path: str | os.PathLike, env: dict, resumed: bool) -> dict:
+    """env.json for this start of a run, keeping the earlier starts of the same run.
+
+    The top level describes the latest start (as a single-start env.json does); ``starts`` lists
+    every start, oldest first, so a run resumed on another machine says which machines made it.
+
+    Args:
+        path: the run's env.json (read when resuming and it exists).
+        env: what this start records (versions, machine, ...).
+        resumed: whether this start continues from a checkpoint (otherwise history restarts).
+    """
+    path = Path(path)
+    now = {**env, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed}
+    starts: list = []
+    if resumed and path.is_file():
+        try:
+            old = read_json(path)
+        except FileFormatError as e:
+            old = {"unreadable_env_json": str(e)}
+        if isinstance(old, dict):
+            starts = list(old.get("starts") or [{k: v for k, v in old.items() if k != "starts"}])
+    starts.append({k: v for k, v in now.items() if k != "data_files"})
+    return {**now, "starts": starts}
+
+
+class RunDirLock:
+    """Exclusive lock on a run directory (``flock`` on ``<dir>/.qbench.lock``).
+
+    A second job on the same directory fails at once with RunDirError naming the holder
+    (pid, host, start time). The kernel drops the lock when the holder dies, also on kill -9,
+    so a killed run never blocks its own rerun.
+
+    Args:
+        directory: the run directory (created).
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunDirLock":
+        d = self.directory
+        if d.exists() and not d.is_dir():
+            raise RunDirError(f"--out {d}: exists and is not a directory; give a directory path")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except (FileExistsError, NotADirectoryError):
+            raise RunDirError(f"--out {d}: a parent is a file, not a directory") from None
+        except OSError as exc:
+            raise RunDirError(f"--out {d}: cannot write there ({exc.strerror or exc}); "
+                              "choose a writable directory") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirError(f"--out {d}: in use by {holder}; wait for that job or use another "
+                              "--out directory") from None
+        except OSError as exc:  # a file system without locks (some NFS set-ups): run, but say so
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            logging.getLogger(__name__).warning("%s: cannot be locked (%s); make sure no other job "
+                                                "writes this run directory", d, exc.strerror)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {platform.node()} since "
+                      f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
