@@ -77,7 +77,7 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
             raise ValueError(f"temperature must be positive, got {T}")
         if not T <= torch.finfo(dt).max:  # T * (beta x - b) would turn into inf * 0 = NaN
             raise ValueError(f"temperature {T:.3g} is beyond the range of {dt}; cap it (temperature.cap)")
-        T = kernels.constant((float(T),), x.device, torch.float32).reshape(())
+        T = kernels.constant((float(T),), x.device, dt).reshape(())  # float64 x: T not rounded
     alpha, beta = _as_scalar(alpha, x, dt).to(dt), _as_scalar(beta, x, dt).to(dt)
     return ops.soft_quantize(x, biases.to(dt), alpha, beta, T, levels.steps, levels.offset)
 
