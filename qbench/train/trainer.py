@@ -20,13 +20,8 @@ from ..models import build_model, load_pretrained
 from . import io
 from .config import Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
-
-PHASE_SWITCHES = {  # phase -> (weight quantizers on, activation quantizers on)
-    "fp": (False, False),
-    "weights": (True, False),
-    "activations": (True, True),
-    "joint": (True, True),
-}
+from .phases import SWITCHES as PHASE_SWITCHES
+from .phases import epoch_plan, set_temperatures
 
 
 class TrainingError(RuntimeError):
@@ -51,13 +46,10 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
 
 
 def lr_at(config: Config, epoch: int) -> float:
-    """Learning rate of 1-based ``epoch``: decayed by gamma once per milestone already passed.
-
-    A milestone m means "x gamma after m epochs" (PyTorch's MultiStepLR), so epoch m + 1 is the
-    first with the lower rate.
+    """Learning rate of 1-based ``epoch`` (qbench.train.phases: the schedule restarts in each
+    phase; a milestone m means "x gamma after m epochs", as PyTorch's MultiStepLR).
     """
-    o = config.optim
-    return o.lr * o.gamma ** sum(1 for m in o.milestones if epoch > m)
+    return epoch_plan(config)[epoch - 1].lr
 
 
 class Logger:
@@ -230,8 +222,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         [{"params": net_params, "weight_decay": config.optim.weight_decay},
          {"params": quant_params, "weight_decay": 0.0}],
         lr=config.optim.lr, momentum=config.optim.momentum)
-    t = config.temperature
-    schedule = Q.TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale)
+    plan = epoch_plan(config)
 
     d = config.data
     data = build_data(d.dataset, d.root, d.image_size, config.model.in_channels, config.model.num_classes,
@@ -280,11 +271,12 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     for epoch in range(start_epoch, len(phases) + 1):
         phase = phases[epoch - 1]
         trained = _configure_phase(model, phase, quant_params)
-        T = schedule.value(epoch) if q.enabled else None
+        step_plan = plan[epoch - 1]
+        T = step_plan.t_weights if step_plan.t_weights is not None else step_plan.t_activations
         if q.enabled:
-            Q.set_temperature(model, T)
+            set_temperatures(model, step_plan)
             Q.set_mode(model, "soft")
-        lr = lr_at(config, epoch)
+        lr = step_plan.lr
         for g in optimizer.param_groups:
             g["lr"] = lr
         torch.manual_seed(_epoch_seed(config.seed, epoch))
@@ -333,7 +325,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         else:
             hard = soft = evaluate(model, lambda: data.test_batches(d.batch_size, info.rank, info.world),
                                    device, info, config.model.num_classes)
-        row = {"epoch": epoch, "phase": phase, "T": T, "lr": lr,
+        row = {"epoch": epoch, "phase": phase, "T": T, "T_weights": step_plan.t_weights,
+               "T_activations": step_plan.t_activations, "lr": lr,
                "train_loss": loss_sum / max(seen, 1), "train_top1": 100.0 * correct / max(seen, 1),
                "hard_top1": hard[0], "hard_top5": hard[1], "soft_top1": soft[0], "soft_top5": soft[1],
                "time_s": time.perf_counter() - t0}
