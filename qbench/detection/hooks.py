@@ -14,13 +14,8 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 
-from qbench.quant import (
-    TemperatureSchedule,
-    activation_quantizers,
-    quant_parameters,
-    set_enabled,
-    set_temperature,
-)
+from qbench.quant import activation_quantizers, quant_parameters, set_enabled
+from qbench.train.phases import set_temperatures
 
 from .config import EpochsConfig
 
@@ -32,22 +27,24 @@ def _unwrap(model):
 
 
 class TemperatureHook(Hook):
-    """Sets T of every quantizer before each training epoch: T = schedule(epoch), 1-based
-    over the whole run (SSD: T = 10 * epoch).
+    """Sets T of the weight and activation quantizers before each training epoch from the
+    run's epoch plan (qbench.train.phases: T = k x the epochs each quantizer has trained,
+    times ``temperature.epoch_scale``; SSD: T = 10 x epoch).
 
     Args:
-        schedule: the temperature schedule.
+        plan: ``epoch_plan(config)``, one entry per epoch.
     """
 
     priority = "NORMAL"
 
-    def __init__(self, schedule: TemperatureSchedule) -> None:
-        self.schedule = schedule
+    def __init__(self, plan: list) -> None:
+        self.plan = plan
         self.current: float | None = None
 
     def before_train_epoch(self, runner) -> None:
-        self.current = self.schedule.value(runner.epoch + 1)
-        set_temperature(_unwrap(runner.model), self.current)
+        step = self.plan[runner.epoch]
+        set_temperatures(_unwrap(runner.model), step)
+        self.current = step.t_weights if step.t_weights is not None else step.t_activations
 
 
 class PhaseHook(Hook):
@@ -97,6 +94,8 @@ class RunStateHook(Hook):
         log: ``log(message)`` for one line per epoch.
         lr_param: the history's ``lr`` is the lr of this parameter's group (a quantized
             parameter in quantized runs); None = the first group.
+        main: this process evaluates and writes the checkpoint (rank 0 under torchrun).
+        world: number of processes (training images are counted over all of them).
     """
 
     priority = "LOW"
@@ -104,7 +103,9 @@ class RunStateHook(Hook):
     def __init__(self, checkpoint_path: Path, config_json: str, seed: int,
                  evaluate: Callable, eval_interval: int, max_epochs: int,
                  phase_hook: PhaseHook, temperature_hook: TemperatureHook | None,
-                 log: Callable[[str], None], lr_param: torch.nn.Parameter | None = None) -> None:
+                 log: Callable[[str], None], lr_param: torch.nn.Parameter | None = None,
+                 main: bool = True, world: int = 1) -> None:
+        self.main, self.world = main, world
         self.checkpoint_path = Path(checkpoint_path)
         self.config_json = config_json
         self.seed = seed
@@ -175,7 +176,7 @@ class RunStateHook(Hook):
             self._loss_sum += float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             self._loss_n += 1
         if data_batch is not None:
-            self.train_images += len(data_batch["inputs"])
+            self.train_images += len(data_batch["inputs"]) * self.world
 
     def after_train_epoch(self, runner) -> None:
         e = runner.epoch + 1
@@ -186,7 +187,7 @@ class RunStateHook(Hook):
                "lr": self._lr,
                "train_loss": self._loss_sum / max(self._loss_n, 1),
                "hard_map": None, "soft_map": None, "time_s": train_time}
-        if e % self.eval_interval == 0 or e == self.max_epochs:
+        if self.main and (e % self.eval_interval == 0 or e == self.max_epochs):
             t0 = time.perf_counter()
             row.update(self.evaluate(_unwrap(runner.model)))
             row["eval_time_s"] = time.perf_counter() - t0
@@ -202,7 +203,9 @@ class RunStateHook(Hook):
                  f"loss {row['train_loss']:.4f}{maps} ({train_time:.1f}s)")
 
     def save(self, runner, epoch: int) -> None:
-        """Atomically write the resume checkpoint (tensors and plain data only)."""
+        """Atomically write the resume checkpoint (tensors and plain data only; rank 0)."""
+        if not self.main:
+            return
         ckpt = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "iter": int(runner.iter) + 0,
                 "model": _unwrap(runner.model).state_dict(),
                 "optimizer": runner.optim_wrapper.state_dict(),

@@ -16,7 +16,6 @@ import yaml
 
 from qbench.quant import (
     QuantPolicy,
-    TemperatureSchedule,
     calibrate_activations,
     export_hard_model,
     model_size_bits,
@@ -27,7 +26,7 @@ from .config import DetectRunConfig
 from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
 from .evaluate import voc_map
 from .mmdet_compat import require_mmdet
-from .model import build_ssd, param_groups_cfg, ssd_quant_layers
+from .model import build_ssd, load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
 
 
 def _mmcv_has_cuda_ops() -> bool:
@@ -68,6 +67,29 @@ def _runner_device(device: str):
         yield
 
 
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) without it."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")),
+            int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def _init_process_group(device: str) -> None:
+    """Join torchrun's process group before mmengine's Runner (which then skips its own
+    init_dist: that one calls torch.cuda.set_device even for gloo on a CPU-only build)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", init_method="env://")
+
+
+@contextmanager
+def _unsharded_sampler():
+    # every process builds the full test loader (rank 0 evaluates on it); building it on all
+    # ranks keeps DefaultSampler's seed broadcast collective
+    with mock.patch("mmengine.dataset.sampler.get_dist_info", return_value=(0, 1)):
+        yield
+
+
 def load_fp_state(path: Path) -> dict:
     """Full-precision weights from a state_dict file or an FP detection run's checkpoint.
 
@@ -100,7 +122,8 @@ def _env(device: str) -> dict:
 def _calibration_batches(model, dataset_cfg: dict, batch_size: int):
     from mmengine.runner import Runner
 
-    loader = Runner.build_dataloader(dataloader_cfg(dataset_cfg, batch_size, 0, shuffle=True), seed=0)
+    with _unsharded_sampler():  # the same calibration images in every process
+        loader = Runner.build_dataloader(dataloader_cfg(dataset_cfg, batch_size, 0, shuffle=True), seed=0)
     for batch in loader:
         yield model.data_preprocessor(batch, False)["inputs"]
 
@@ -131,6 +154,12 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
     """
     cfg = DetectRunConfig.from_dict(config)
     device = resolve_device(cfg.device)
+    rank, local_rank, world = _dist_env()
+    if world > 1 and device.startswith("cuda"):
+        device = f"cuda:{local_rank}"
+    if cfg.data.batch_size % world:
+        raise ValueError(f"config key 'data.batch_size': {cfg.data.batch_size} (the global batch) is "
+                         f"not divisible by the {world} processes")
     out_dir = Path(out_dir)
     resolved = cfg.to_dict()
     config_json = json.dumps(resolved, sort_keys=True)
@@ -142,11 +171,19 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
             return done
     if cfg.start.mode == "pretrained" and not Path(cfg.start.checkpoint).exists():
         raise ValueError(f"config key 'start.checkpoint': {cfg.start.checkpoint} does not exist")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    log_file = (out_dir / "train.log").open("a")
+    backbone = cfg.detect.backbone_checkpoint
+    if backbone is not None and not Path(backbone).is_file():
+        raise ValueError(f"config key 'detect.backbone_checkpoint': {backbone} does not exist")
+    main = rank == 0
+    log_file = None
+    if main:  # under torchrun only rank 0 writes the run directory
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        log_file = (out_dir / "train.log").open("a")
 
     def log(msg: str) -> None:
+        if log_file is None:
+            return
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
         log_file.write(line + "\n")
         log_file.flush()
@@ -154,20 +191,32 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
             print(line, flush=True)
 
     try:
-        return _run(cfg, device, out_dir, config_json, quiet, log)
+        if world > 1:
+            _init_process_group(device)
+        return _run(cfg, device, out_dir, config_json, quiet, log, main, world)
     finally:
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
-def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, quiet: bool, log) -> dict:
+def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, quiet: bool, log,
+         main: bool = True, world: int = 1) -> dict:
     require_mmdet()
     from mmengine.runner import Runner
 
     # mmengine-based pieces load only here, so validation works without the detection stack
+    from qbench.train.phases import epoch_plan
+
     from .hooks import PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
 
     t_start = time.perf_counter()
-    dump_json_atomic(out_dir / "env.json", _env(device))
+    if main:
+        dump_json_atomic(out_dir / "env.json", {**_env(device), "world_size": world})
     torch.manual_seed(cfg.seed)
     work = out_dir / "data"
     train_ds, test_ds, classes = dataset_cfgs(cfg, work)
@@ -176,6 +225,9 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     if cfg.start.mode == "pretrained":
         model.load_state_dict(load_fp_state(Path(cfg.start.checkpoint)))
         log(f"loaded full-precision weights from {cfg.start.checkpoint}")
+    elif cfg.detect.backbone_checkpoint is not None:
+        loaded = load_vgg16_backbone(model, Path(cfg.detect.backbone_checkpoint))
+        log(f"backbone from ImageNet VGG16 {cfg.detect.backbone_checkpoint}: {len(loaded)} convs")
     resuming = (out_dir / "checkpoint.pt").exists()
 
     report = None
@@ -209,8 +261,9 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         schedulers.append(dict(type="MultiStepLR", by_epoch=True, begin=0, end=total,
                                milestones=list(optim.milestones), gamma=optim.gamma))
 
-    test_loader = Runner.build_dataloader(
-        dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
+    with _unsharded_sampler():
+        test_loader = Runner.build_dataloader(
+            dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
 
     def evaluate(m) -> dict:
         if not cfg.quant.enabled:
@@ -223,17 +276,23 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     phase_hook = PhaseHook(cfg.epochs)
     temp_hook = None
     if cfg.quant.enabled:
-        t = cfg.temperature
-        temp_hook = TemperatureHook(TemperatureSchedule(kind=t.kind, slope=t.slope, cap=t.cap))
+        temp_hook = TemperatureHook(epoch_plan(cfg))
     state_hook = RunStateHook(out_dir / "checkpoint.pt", config_json, cfg.seed, evaluate,
                               cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
-                              lr_param=_reference_param(model, q_layers))
+                              lr_param=_reference_param(model, q_layers), main=main, world=world)
+    distributed = {}
+    if world > 1:
+        # mmengine's DDP wrapper; device_ids must be None for a CPU module
+        distributed = dict(launcher="pytorch", model_wrapper_cfg=dict(
+            type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False,
+            device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None))
     hooks = [phase_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
 
     with _runner_device(device):
         runner = Runner(
             model=model, work_dir=str(out_dir / "mmengine"),
-            train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size, cfg.data.workers, shuffle=True),
+            train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size // world, cfg.data.workers,
+                                            shuffle=True),
             train_cfg=dict(by_epoch=True, max_epochs=total, val_interval=total + 1),
             optim_wrapper=optim_wrapper, param_scheduler=schedulers or None,
             default_hooks=dict(timer=dict(type="IterTimerHook"),
@@ -243,12 +302,18 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
             custom_hooks=hooks, randomness=dict(seed=cfg.seed), default_scope="mmdet",
             env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"),
                          mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0)),
-            log_level="WARNING" if quiet else "INFO", launcher="none")
+            log_level="WARNING" if quiet or not main else "INFO",
+            **(distributed or dict(launcher="none")))
         if torch.cuda.is_available() and device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         runner.train()
 
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    if not main:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 writes the results
+        return {"task": "detect", "status": "complete", "rank": int(os.environ.get("RANK", "0"))}
     history = state_hook.history
     last = history[-1]
     if cfg.quant.enabled:
@@ -275,6 +340,10 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         "process_time_s": time.perf_counter() - t_start,
     }
     dump_json_atomic(out_dir / "metrics.json", metrics)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     log(f"done: hard mAP {metrics['final']['hard_map']:.2f}, soft mAP {metrics['final']['soft_map']:.2f} "
         f"({wall:.0f}s)")
     return metrics

@@ -56,7 +56,17 @@ def test_paper_dag_uses_torchrun_and_imported_weights(tmp_path):
     for arch in ("resnet18", "resnet50"):
         weights[arch] = str(tmp_path / f"{arch}.pth")
         Path(weights[arch]).write_bytes(b"x")
-    site = write_yaml(tmp_path / "site.yaml", {"train": {"data": {"root": str(data)}}, "fp_weights": weights})
+    vgg16 = tmp_path / "vgg16.pth"
+    vgg16.write_bytes(b"x")
+    site = {"train": {"data": {"root": str(data)}}, "fp_weights": weights,
+            "detection": {"phases": {"fp": {"detect": {"backbone_checkpoint": str(tmp_path / "none.pth")}}}}}
+    res = snakemake(tmp_path, "-n", "reproduce_tables", "--config", "scale=paper",
+                    "--configfile", str(write_yaml(tmp_path / "bad.yaml", site)))
+    # the SSD's ImageNet VGG16 is checked before any job starts, naming the key
+    assert res.returncode != 0
+    assert "detection.phases.fp.detect.backbone_checkpoint" in res.stdout + res.stderr
+    site["detection"]["phases"]["fp"]["detect"]["backbone_checkpoint"] = str(vgg16)
+    site = write_yaml(tmp_path / "site.yaml", site)
     res = snakemake(tmp_path, "-n", "-p", "reproduce_tables", "--config", "scale=paper", "--configfile", str(site))
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
