@@ -172,7 +172,8 @@ class OptimConfig:
             every parameter.
         momentum: SGD momentum.
         weight_decay: L2 weight decay (not applied to quantizer alpha/beta).
-        milestones: epochs (over the whole run) after which the lr is multiplied by gamma.
+        milestones: epochs after which the lr is multiplied by gamma; in runs of several
+            phases each phase runs them compressed to its length (qbench.train.phases).
         gamma: lr decay factor.
         grad_clip: max L2 norm of all gradients (paper SSD: 20); null = no clipping.
     """
@@ -340,9 +341,6 @@ class DetectRunConfig:
                       "quantization phases need quant.weights or quant.activations")
             if e.fp == 0:
                 _fail("epochs.fp", "a full-precision run needs epochs.fp >= 1")
-        if sum(1 for key in PHASES if getattr(e, key)) > 1:
-            # mmengine's MultiStepLR counts the whole run; qbench.train.phases restarts per phase
-            _fail("epochs", "a detection run trains one phase (fp, weights, activations or joint)")
         if self.detect.backbone_checkpoint is not None and self.start.mode != "scratch":
             _fail("detect.backbone_checkpoint", "initialises a run from scratch; with "
                   "start.mode=pretrained the whole model comes from start.checkpoint")

@@ -47,6 +47,43 @@ class TemperatureHook(Hook):
         self.current = step.t_weights if step.t_weights is not None else step.t_activations
 
 
+class LearningRateHook(Hook):
+    """Sets the lr of every parameter group from the run's epoch plan (qbench.train.phases: the
+    schedule restarts in each phase), times a linear warm-up over the first iterations
+    (factor 1e-3 -> 1, as mmengine's LinearLR). Stateless, so a resumed run continues with
+    exactly the lr an uninterrupted one has.
+
+    Args:
+        plan: ``epoch_plan(config)``.
+        base_lr: ``optim.lr``; each group keeps its ratio to it (``detect.lr_other``).
+        warmup_iters: warm-up length in iterations (0 = none).
+    """
+
+    priority = "ABOVE_NORMAL"  # before RunStateHook reads the lr and resumes
+    START_FACTOR = 1e-3
+
+    def __init__(self, plan: list, base_lr: float, warmup_iters: int) -> None:
+        self.plan, self.base_lr, self.warmup_iters = plan, base_lr, warmup_iters
+        self.ratios: list[float] = []
+
+    def before_train(self, runner) -> None:
+        self.ratios = [g["lr"] / self.base_lr for g in runner.optim_wrapper.param_groups]
+
+    def _apply(self, runner) -> None:
+        factor = 1.0
+        if runner.iter < self.warmup_iters:
+            factor = self.START_FACTOR + (1 - self.START_FACTOR) * runner.iter / self.warmup_iters
+        lr = self.plan[runner.epoch].lr * factor
+        for group, ratio in zip(runner.optim_wrapper.param_groups, self.ratios):
+            group["lr"] = lr * ratio
+
+    def before_train_epoch(self, runner) -> None:
+        self._apply(runner)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._apply(runner)
+
+
 class PhaseHook(Hook):
     """Applies the paper's training phases at the start of each epoch.
 

@@ -212,7 +212,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     # mmengine-based pieces load only here, so validation works without the detection stack
     from qbench.train.phases import epoch_plan
 
-    from .hooks import PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
+    from .hooks import LearningRateHook, PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
 
     t_start = time.perf_counter()
     if main:
@@ -253,13 +253,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     if cfg.quant.enabled:
         optim_wrapper["paramwise_cfg"] = param_groups_cfg(model, q_layers, optim.lr, cfg.detect.lr_other)
     total = cfg.epochs.total
-    schedulers = []
-    if cfg.detect.warmup_iters:
-        schedulers.append(dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0,
-                               end=cfg.detect.warmup_iters))
-    if optim.milestones:
-        schedulers.append(dict(type="MultiStepLR", by_epoch=True, begin=0, end=total,
-                               milestones=list(optim.milestones), gamma=optim.gamma))
+    plan = epoch_plan(cfg)  # lr and T of every epoch, as qbench.train.phases (docs/recipes.md)
 
     with _unsharded_sampler():
         test_loader = Runner.build_dataloader(
@@ -276,7 +270,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     phase_hook = PhaseHook(cfg.epochs)
     temp_hook = None
     if cfg.quant.enabled:
-        temp_hook = TemperatureHook(epoch_plan(cfg))
+        temp_hook = TemperatureHook(plan)
     state_hook = RunStateHook(out_dir / "checkpoint.pt", config_json, cfg.seed, evaluate,
                               cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
                               lr_param=_reference_param(model, q_layers), main=main, world=world)
@@ -286,7 +280,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         distributed = dict(launcher="pytorch", model_wrapper_cfg=dict(
             type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False,
             device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None))
-    hooks = [phase_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
+    lr_hook = LearningRateHook(plan, optim.lr, cfg.detect.warmup_iters)
+    hooks = [phase_hook, lr_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
 
     with _runner_device(device):
         runner = Runner(
@@ -294,7 +289,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
             train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size // world, cfg.data.workers,
                                             shuffle=True),
             train_cfg=dict(by_epoch=True, max_epochs=total, val_interval=total + 1),
-            optim_wrapper=optim_wrapper, param_scheduler=schedulers or None,
+            optim_wrapper=optim_wrapper, param_scheduler=None,
             default_hooks=dict(timer=dict(type="IterTimerHook"),
                                logger=dict(type="LoggerHook", interval=cfg.detect.log_interval),
                                param_scheduler=dict(type="ParamSchedulerHook"),
