@@ -272,6 +272,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         phase = phases[epoch - 1]
         trained = _configure_phase(model, phase, quant_params)
         step_plan = plan[epoch - 1]
+        # history's T: the weight quantizers' when there are any (docs/recipes.md has both)
         T = step_plan.t_weights if step_plan.t_weights is not None else step_plan.t_activations
         if q.enabled:
             set_temperatures(model, step_plan)
@@ -325,8 +326,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         else:
             hard = soft = evaluate(model, lambda: data.test_batches(d.batch_size, info.rank, info.world),
                                    device, info, config.model.num_classes)
-        row = {"epoch": epoch, "phase": phase, "T": T, "T_weights": step_plan.t_weights,
-               "T_activations": step_plan.t_activations, "lr": lr,
+        row = {"epoch": epoch, "phase": phase, "T": T, "lr": lr,
                "train_loss": loss_sum / max(seen, 1), "train_top1": 100.0 * correct / max(seen, 1),
                "hard_top1": hard[0], "hard_top5": hard[1], "soft_top1": soft[0], "soft_top5": soft[1],
                "time_s": time.perf_counter() - t0}
