@@ -142,3 +142,17 @@ def test_epoch_plan_restarts_lr_per_phase_and_counts_t_per_quantizer():
     assert [steps[i].t_activations for i in (19, 20, 34, 35, 54)] == [None, 10, 150, 160, 350]
     assert steps[25].trained == ("activation quantizers",)
     assert steps[40].trained == ("network", "weight quantizers", "activation quantizers")
+
+
+@pytest.mark.parametrize("scale", ["mini", "paper"])
+def test_report_deviation_section_is_the_generated_list(scales, scale):
+    from qbench.report.latex import _deviation_items
+    from qbench.report.tables import latex_escape
+
+    devs = [d.as_dict() for d in R.deviations(scales[scale], strict=False)]
+    tex = "\n".join(_deviation_items(devs))
+    items = [line for line in tex.splitlines() if line.startswith(r"\item")]
+    assert len(items) == len(devs) + sum(len(d["differences"]) for d in devs)
+    for d in devs:
+        assert latex_escape(d["text"]) in tex
+        assert all(latex_escape(x) in tex for x in d["differences"])
