@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ import yaml
 SITE_FILE = "<site file>"
 SCALES = ("smoke", "mini", "paper")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflows" / "config"
-log = logging.getLogger(__name__)
 
 
 class RecipeError(ValueError):
