@@ -147,17 +147,20 @@ class StartConfig:
 @dataclass
 class TemperatureConfig:
     """``temperature:``. Args: kind: "linear" | "constant" | "exponential"; slope: k in
-    T = k * epoch (SSD: 10); cap: optional maximum T."""
+    T = k * epoch (SSD: 10); cap: optional maximum T; epoch_scale: paper epochs per run epoch
+    (as for classification, docs/CONTRACTS.md)."""
 
     kind: str = "linear"
     slope: float = 10.0
     cap: float | None = None
+    epoch_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check_choice("temperature.kind", self.kind, ("linear", "constant", "exponential"))
         self.slope = _check_float("temperature.slope", self.slope, positive=True)
         if self.cap is not None:
             self.cap = _check_float("temperature.cap", self.cap, positive=True)
+        self.epoch_scale = _check_float("temperature.epoch_scale", self.epoch_scale, positive=True)
 
 
 @dataclass
@@ -169,7 +172,8 @@ class OptimConfig:
             every parameter.
         momentum: SGD momentum.
         weight_decay: L2 weight decay (not applied to quantizer alpha/beta).
-        milestones: epochs (over the whole run) after which the lr is multiplied by gamma.
+        milestones: epochs after which the lr is multiplied by gamma; in runs of several
+            phases each phase runs them compressed to its length (qbench.train.phases).
         gamma: lr decay factor.
         grad_clip: max L2 norm of all gradients (paper SSD: 20); null = no clipping.
     """
@@ -243,6 +247,9 @@ class DetectConfig:
         log_interval: iterations between mmengine log lines.
         width_div: divide the channel counts of every SSD conv by this (1, 2, 4 or 8; 1 =
             VGG16 as in the paper). Same layers and quantizer placement; for CPU-sized runs.
+        backbone_checkpoint: ImageNet VGG16 state_dict (torchvision's ``vgg16-*.pth`` layout,
+            loaded with weights_only) that initialises the backbone's conv layers of an FP
+            run started from scratch, as SSD does; null = random initialisation.
     """
 
     lr_other: float = 1e-7
@@ -258,6 +265,7 @@ class DetectConfig:
     max_size: int = 160
     log_interval: int = 50
     width_div: int = 1
+    backbone_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         self.lr_other = _check_float("detect.lr_other", self.lr_other, nonneg=True)
@@ -279,6 +287,9 @@ class DetectConfig:
             _fail("detect.min_size", "must be <= detect.max_size")
         if self.max_size > 300:
             _fail("detect.max_size", "items must fit the 300x300 canvas")
+        if self.backbone_checkpoint is not None and (
+                not isinstance(self.backbone_checkpoint, str) or not self.backbone_checkpoint):
+            _fail("detect.backbone_checkpoint", f"must be a file path or null, got {self.backbone_checkpoint!r}")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "start": StartConfig, "quant": QuantConfig,
@@ -330,6 +341,9 @@ class DetectRunConfig:
                       "quantization phases need quant.weights or quant.activations")
             if e.fp == 0:
                 _fail("epochs.fp", "a full-precision run needs epochs.fp >= 1")
+        if self.detect.backbone_checkpoint is not None and self.start.mode != "scratch":
+            _fail("detect.backbone_checkpoint", "initialises a run from scratch; with "
+                  "start.mode=pretrained the whole model comes from start.checkpoint")
         if any(m > e.total for m in self.optim.milestones):
             _fail("optim.milestones", f"{self.optim.milestones} go past the last epoch {e.total}")
         if self.detect.eval_interval > e.total:

@@ -13,13 +13,8 @@ import torch
 from mmengine.hooks import Hook
 
 from qbench.io import FileFormatError, RunDirError, load_torch, save_torch, write_json
-from qbench.quant import (
-    TemperatureSchedule,
-    activation_quantizers,
-    quant_parameters,
-    set_enabled,
-    set_temperature,
-)
+from qbench.quant import activation_quantizers, quant_parameters, set_enabled
+from qbench.train.phases import set_temperatures
 
 from .config import EpochsConfig
 
@@ -31,22 +26,61 @@ def _unwrap(model):
 
 
 class TemperatureHook(Hook):
-    """Sets T of every quantizer before each training epoch: T = schedule(epoch), 1-based
-    over the whole run (SSD: T = 10 * epoch).
+    """Sets T of the weight and activation quantizers before each training epoch from the
+    run's epoch plan (qbench.train.phases: T = k x the epochs each quantizer has trained,
+    times ``temperature.epoch_scale``; SSD: T = 10 x epoch).
 
     Args:
-        schedule: the temperature schedule.
+        plan: ``epoch_plan(config)``, one entry per epoch.
     """
 
     priority = "NORMAL"
 
-    def __init__(self, schedule: TemperatureSchedule) -> None:
-        self.schedule = schedule
+    def __init__(self, plan: list) -> None:
+        self.plan = plan
         self.current: float | None = None
 
     def before_train_epoch(self, runner) -> None:
-        self.current = self.schedule.value(runner.epoch + 1)
-        set_temperature(_unwrap(runner.model), self.current)
+        step = self.plan[runner.epoch]
+        set_temperatures(_unwrap(runner.model), step)
+        self.current = step.t_weights if step.t_weights is not None else step.t_activations
+
+
+class LearningRateHook(Hook):
+    """Sets the lr of every parameter group from the run's epoch plan (qbench.train.phases: the
+    schedule restarts in each phase), times a linear warm-up over the first iterations
+    (factor 1e-3 -> 1, as mmengine's LinearLR). Stateless, so a resumed run continues with
+    exactly the lr an uninterrupted one has.
+
+    Args:
+        plan: ``epoch_plan(config)``.
+        base_lr: ``optim.lr``; each group keeps its ratio to it (``detect.lr_other``).
+        warmup_iters: warm-up length in iterations (0 = none).
+    """
+
+    priority = "ABOVE_NORMAL"  # before RunStateHook reads the lr and resumes
+    START_FACTOR = 1e-3
+
+    def __init__(self, plan: list, base_lr: float, warmup_iters: int) -> None:
+        self.plan, self.base_lr, self.warmup_iters = plan, base_lr, warmup_iters
+        self.ratios: list[float] = []
+
+    def before_train(self, runner) -> None:
+        self.ratios = [g["lr"] / self.base_lr for g in runner.optim_wrapper.param_groups]
+
+    def _apply(self, runner) -> None:
+        factor = 1.0
+        if runner.iter < self.warmup_iters:
+            factor = self.START_FACTOR + (1 - self.START_FACTOR) * runner.iter / self.warmup_iters
+        lr = self.plan[runner.epoch].lr * factor
+        for group, ratio in zip(runner.optim_wrapper.param_groups, self.ratios):
+            group["lr"] = lr * ratio
+
+    def before_train_epoch(self, runner) -> None:
+        self._apply(runner)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._apply(runner)
 
 
 class PhaseHook(Hook):
@@ -96,6 +130,8 @@ class RunStateHook(Hook):
         log: ``log(message)`` for one line per epoch.
         lr_param: the history's ``lr`` is the lr of this parameter's group (a quantized
             parameter in quantized runs); None = the first group.
+        main: this process evaluates and writes the checkpoint (rank 0 under torchrun).
+        world: number of processes (training images are counted over all of them).
     """
 
     priority = "LOW"
@@ -103,7 +139,9 @@ class RunStateHook(Hook):
     def __init__(self, checkpoint_path: Path, config_json: str, seed: int,
                  evaluate: Callable, eval_interval: int, max_epochs: int,
                  phase_hook: PhaseHook, temperature_hook: TemperatureHook | None,
-                 log: Callable[[str], None], lr_param: torch.nn.Parameter | None = None) -> None:
+                 log: Callable[[str], None], lr_param: torch.nn.Parameter | None = None,
+                 main: bool = True, world: int = 1) -> None:
+        self.main, self.world = main, world
         self.checkpoint_path = Path(checkpoint_path)
         self.config_json = config_json
         self.seed = seed
@@ -176,7 +214,7 @@ class RunStateHook(Hook):
             self._loss_sum += float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             self._loss_n += 1
         if data_batch is not None:
-            self.train_images += len(data_batch["inputs"])
+            self.train_images += len(data_batch["inputs"]) * self.world
 
     def after_train_epoch(self, runner) -> None:
         e = runner.epoch + 1
@@ -187,7 +225,7 @@ class RunStateHook(Hook):
                "lr": self._lr,
                "train_loss": self._loss_sum / max(self._loss_n, 1),
                "hard_map": None, "soft_map": None, "time_s": train_time}
-        if e % self.eval_interval == 0 or e == self.max_epochs:
+        if self.main and (e % self.eval_interval == 0 or e == self.max_epochs):
             t0 = time.perf_counter()
             row.update(self.evaluate(_unwrap(runner.model)))
             row["eval_time_s"] = time.perf_counter() - t0
@@ -203,7 +241,9 @@ class RunStateHook(Hook):
                  f"loss {row['train_loss']:.4f}{maps} ({train_time:.1f}s)")
 
     def save(self, runner, epoch: int) -> None:
-        """Atomically write the resume checkpoint (tensors and plain data only)."""
+        """Atomically write the resume checkpoint (tensors and plain data only; rank 0)."""
+        if not self.main:
+            return
         ckpt = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "iter": int(runner.iter) + 0,
                 "model": _unwrap(runner.model).state_dict(),
                 "optimizer": runner.optim_wrapper.state_dict(),

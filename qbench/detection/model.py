@@ -170,6 +170,61 @@ def build_ssd(cfg: DetectRunConfig) -> nn.Module:
     return model
 
 
+def load_vgg16_backbone(model: nn.Module, path: Path) -> list[str]:
+    """Initialise the SSD backbone from an ImageNet VGG16 state_dict, as SSD [24] does.
+
+    The file has torchvision's VGG16 layout (``features.<i>.weight/bias`` for the 13 convs,
+    ``classifier.0`` = fc6, ``classifier.3`` = fc7) and is read with ``weights_only=True``.
+    The 13 convs are copied in order; conv6 and conv7 (SSD's dilated fc6 and 1x1 fc7) are fc6
+    and fc7 subsampled as in SSD: every 4th output (and input, for fc7) unit and every 3rd
+    position of fc6's 7x7 kernel, giving 3x3 with dilation 6.
+
+    Args:
+        model: an mmdet SSD detector (backbone ``SSDVGG``).
+        path: the VGG16 state_dict file.
+
+    Returns:
+        Names of the backbone convs that were set.
+    """
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: not a state_dict")
+    convs = [(n, m) for n, m in model.backbone.named_modules() if isinstance(m, nn.Conv2d)]
+    src = sorted((k[: -len(".weight")] for k, v in state.items()
+                  if k.startswith("features.") and k.endswith(".weight") and v.ndim == 4),
+                 key=lambda k: int(k.split(".")[1]))
+    if len(src) != 13 or len(convs) < 15 or "classifier.0.weight" not in state \
+            or "classifier.3.weight" not in state:
+        raise ValueError(f"{path}: not a VGG16 state_dict (13 features convs, classifier.0 and "
+                         f"classifier.3), found {len(src)} convs")
+
+    def put(conv: nn.Conv2d, name: str, weight, bias) -> None:
+        if tuple(weight.shape) != tuple(conv.weight.shape) or tuple(bias.shape) != tuple(conv.bias.shape):
+            raise ValueError(f"{path}: {name} has shape {tuple(weight.shape)}, the backbone's conv "
+                             f"{tuple(conv.weight.shape)} (detect.width_div must be 1)")
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            conv.bias.copy_(bias)
+
+    for (_, conv), key in zip(convs[:13], src):
+        put(conv, key, state[f"{key}.weight"], state[f"{key}.bias"])
+    conv6, conv7 = convs[13][1], convs[14][1]
+    fc6, fc7 = state["classifier.0.weight"], state["classifier.3.weight"]
+    c_in = conv6.in_channels
+    side = int(round((fc6.shape[1] / c_in) ** 0.5))
+    if side * side * c_in != fc6.shape[1]:
+        raise ValueError(f"{path}: classifier.0 has {fc6.shape[1]} inputs, not {c_in} x k x k")
+    step6 = fc6.shape[0] // conv6.out_channels
+    w6 = fc6.view(fc6.shape[0], c_in, side, side)[::step6, :, ::3, ::3]
+    put(conv6, "classifier.0", w6, state["classifier.0.bias"][::step6])
+    step7 = fc7.shape[0] // conv7.out_channels
+    w7 = fc7[::step7, ::step6].reshape(conv7.out_channels, conv7.in_channels, 1, 1)
+    put(conv7, "classifier.3", w7, state["classifier.3.bias"][::step7])
+    return [n for n, _ in convs[:15]]
+
+
 def ssd_quant_layers(model: nn.Module) -> list[str]:
     """Names of the layers the paper quantizes in SSD: every VGG16 backbone conv except the
     first conv and the 1x1 convs (conv7, ex-fc7). The SSD extra levels (neck) and the

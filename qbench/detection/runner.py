@@ -15,7 +15,6 @@ import torch
 
 from qbench.quant import (
     QuantPolicy,
-    TemperatureSchedule,
     calibrate_activations,
     export_hard_model,
     model_size_bits,
@@ -39,7 +38,7 @@ from .config import DetectRunConfig
 from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
 from .evaluate import voc_map
 from .mmdet_compat import require_mmdet
-from .model import build_ssd, param_groups_cfg, ssd_quant_layers
+from .model import build_ssd, load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
 
 
 def _mmcv_has_cuda_ops() -> bool:
@@ -80,6 +79,29 @@ def _runner_device(device: str):
         yield
 
 
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) without it."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")),
+            int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def _init_process_group(device: str) -> None:
+    """Join torchrun's process group before mmengine's Runner (which then skips its own
+    init_dist: that one calls torch.cuda.set_device even for gloo on a CPU-only build)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", init_method="env://")
+
+
+@contextmanager
+def _unsharded_sampler():
+    # every process builds the full test loader (rank 0 evaluates on it); building it on all
+    # ranks keeps DefaultSampler's seed broadcast collective
+    with mock.patch("mmengine.dataset.sampler.get_dist_info", return_value=(0, 1)):
+        yield
+
+
 def load_fp_state(path: Path) -> dict:
     """Full-precision weights from a state_dict file or an FP detection run's checkpoint.
 
@@ -112,7 +134,8 @@ def _env(device: str) -> dict:
 def _calibration_batches(model, dataset_cfg: dict, batch_size: int):
     from mmengine.runner import Runner
 
-    loader = Runner.build_dataloader(dataloader_cfg(dataset_cfg, batch_size, 0, shuffle=True), seed=0)
+    with _unsharded_sampler():  # the same calibration images in every process
+        loader = Runner.build_dataloader(dataloader_cfg(dataset_cfg, batch_size, 0, shuffle=True), seed=0)
     for batch in loader:
         yield model.data_preprocessor(batch, False)["inputs"]
 
@@ -143,22 +166,35 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
     """
     cfg = DetectRunConfig.from_dict(config)
     device = resolve_device(cfg.device)
+    rank, local_rank, world = _dist_env()
+    if world > 1 and device.startswith("cuda"):
+        device = f"cuda:{local_rank}"
+    if cfg.data.batch_size % world:
+        raise ValueError(f"config key 'data.batch_size': {cfg.data.batch_size} (the global batch) is "
+                         f"not divisible by the {world} processes")
     out_dir = Path(out_dir)
     resolved = cfg.to_dict()
     config_json = json.dumps(resolved, sort_keys=True)
     if cfg.start.mode == "pretrained" and not Path(cfg.start.checkpoint).exists():
         raise ValueError(f"config key 'start.checkpoint': {cfg.start.checkpoint} does not exist")
+    backbone = cfg.detect.backbone_checkpoint
+    if backbone is not None and not Path(backbone).is_file():
+        raise ValueError(f"config key 'detect.backbone_checkpoint': {backbone} does not exist")
+    if rank != 0:  # under torchrun only rank 0 checks, locks and writes the run directory
+        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, rank, world)
+    out_dir.mkdir(parents=True, exist_ok=True)
     with RunDirLock(out_dir):  # a second job on this directory fails, naming the holder
-        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet)
+        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, rank, world)
 
 
 def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict, config_json: str,
-                quiet: bool) -> dict:
+                quiet: bool, rank: int = 0, world: int = 1) -> dict:
+    main = rank == 0
     metrics_path, config_path = out_dir / "metrics.json", out_dir / "config.yaml"
-    if (out_dir / "checkpoint.pt").exists() and not config_path.exists():
+    if main and (out_dir / "checkpoint.pt").exists() and not config_path.exists():
         raise RunDirError(f"{out_dir}: holds checkpoint.pt but no config.yaml, so it may belong to "
                           "another config; use a new --out directory")
-    if metrics_path.exists() and config_path.exists():
+    if metrics_path.exists() and config_path.exists():  # every rank reads: all return together
         try:
             done, old = read_json(metrics_path), read_yaml(config_path)
         except FileFormatError as e:
@@ -168,11 +204,15 @@ def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict
             raise RunDirError(f"{out_dir}: holds a run with another config; use a new --out directory")
         if isinstance(done, dict) and done.get("status") == "complete":
             return done
-    remove_stale_tmp(out_dir)  # left by killed writers; the lock says none is alive
-    write_yaml(config_path, resolved)
-    log_file = (out_dir / "train.log").open("a")
+    log_file = None
+    if main:
+        remove_stale_tmp(out_dir)  # left by killed writers; the lock says none is alive
+        write_yaml(config_path, resolved)
+        log_file = (out_dir / "train.log").open("a")
 
     def log(msg: str) -> None:
+        if log_file is None:
+            return
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
         log_file.write(line + "\n")
         log_file.flush()
@@ -180,21 +220,34 @@ def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict
             print(line, flush=True)
 
     try:
-        return _run(cfg, device, out_dir, config_json, quiet, log)
+        if world > 1:
+            _init_process_group(device)
+        return _run(cfg, device, out_dir, config_json, quiet, log, main, world)
     finally:
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
-def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, quiet: bool, log) -> dict:
+def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, quiet: bool, log,
+         main: bool = True, world: int = 1) -> dict:
     require_mmdet()
     from mmengine.runner import Runner
 
     # mmengine-based pieces load only here, so validation works without the detection stack
-    from .hooks import PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
+    from qbench.train.phases import epoch_plan
+
+    from .hooks import LearningRateHook, PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
 
     t_start = time.perf_counter()
-    dump_json_atomic(out_dir / "env.json", with_start_history(out_dir / "env.json", _env(device),
-                                                               resumed=(out_dir / "checkpoint.pt").exists()))
+    if main:
+        dump_json_atomic(out_dir / "env.json", with_start_history(
+            out_dir / "env.json", {**_env(device), "world_size": world},
+            resumed=(out_dir / "checkpoint.pt").exists()))
     torch.manual_seed(cfg.seed)
     work = out_dir / "data"
     train_ds, test_ds, classes = dataset_cfgs(cfg, work)
@@ -203,6 +256,9 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     if cfg.start.mode == "pretrained":
         model.load_state_dict(load_fp_state(Path(cfg.start.checkpoint)))
         log(f"loaded full-precision weights from {cfg.start.checkpoint}")
+    elif cfg.detect.backbone_checkpoint is not None:
+        loaded = load_vgg16_backbone(model, Path(cfg.detect.backbone_checkpoint))
+        log(f"backbone from ImageNet VGG16 {cfg.detect.backbone_checkpoint}: {len(loaded)} convs")
     resuming = (out_dir / "checkpoint.pt").exists()
 
     report = None
@@ -228,16 +284,11 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     if cfg.quant.enabled:
         optim_wrapper["paramwise_cfg"] = param_groups_cfg(model, q_layers, optim.lr, cfg.detect.lr_other)
     total = cfg.epochs.total
-    schedulers = []
-    if cfg.detect.warmup_iters:
-        schedulers.append(dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0,
-                               end=cfg.detect.warmup_iters))
-    if optim.milestones:
-        schedulers.append(dict(type="MultiStepLR", by_epoch=True, begin=0, end=total,
-                               milestones=list(optim.milestones), gamma=optim.gamma))
+    plan = epoch_plan(cfg)  # lr and T of every epoch, as qbench.train.phases (docs/recipes.md)
 
-    test_loader = Runner.build_dataloader(
-        dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
+    with _unsharded_sampler():
+        test_loader = Runner.build_dataloader(
+            dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
 
     def evaluate(m) -> dict:
         if not cfg.quant.enabled:
@@ -250,19 +301,29 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     phase_hook = PhaseHook(cfg.epochs)
     temp_hook = None
     if cfg.quant.enabled:
-        t = cfg.temperature
-        temp_hook = TemperatureHook(TemperatureSchedule(kind=t.kind, slope=t.slope, cap=t.cap))
+        temp_hook = TemperatureHook(plan)
     state_hook = RunStateHook(out_dir / "checkpoint.pt", config_json, cfg.seed, evaluate,
                               cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
-                              lr_param=_reference_param(model, q_layers))
-    hooks = [phase_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
+                              lr_param=_reference_param(model, q_layers), main=main, world=world)
+    distributed = {}
+    if world > 1:
+        # mmengine's DDP wrapper; device_ids must be None for a CPU module. Phases that switch
+        # quantizers off or freeze parameters leave some parameters without gradients.
+        e = cfg.epochs
+        unused = e.activations > 0 or sum(1 for n in ("weights", "activations", "joint") if getattr(e, n)) > 1
+        distributed = dict(launcher="pytorch", model_wrapper_cfg=dict(
+            type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=unused,
+            device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None))
+    lr_hook = LearningRateHook(plan, optim.lr, cfg.detect.warmup_iters)
+    hooks = [phase_hook, lr_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
 
     with _runner_device(device):
         runner = Runner(
             model=model, work_dir=str(out_dir / "mmengine"),
-            train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size, cfg.data.workers, shuffle=True),
+            train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size // world, cfg.data.workers,
+                                            shuffle=True),
             train_cfg=dict(by_epoch=True, max_epochs=total, val_interval=total + 1),
-            optim_wrapper=optim_wrapper, param_scheduler=schedulers or None,
+            optim_wrapper=optim_wrapper, param_scheduler=None,
             default_hooks=dict(timer=dict(type="IterTimerHook"),
                                logger=dict(type="LoggerHook", interval=cfg.detect.log_interval),
                                param_scheduler=dict(type="ParamSchedulerHook"),
@@ -270,12 +331,18 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
             custom_hooks=hooks, randomness=dict(seed=cfg.seed), default_scope="mmdet",
             env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"),
                          mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0)),
-            log_level="WARNING" if quiet else "INFO", launcher="none")
+            log_level="WARNING" if quiet or not main else "INFO",
+            **(distributed or dict(launcher="none")))
         if torch.cuda.is_available() and device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         runner.train()
 
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    if not main:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 writes the results
+        return {"task": "detect", "status": "complete", "rank": int(os.environ.get("RANK", "0"))}
     history = state_hook.history
     last = history[-1]
     if cfg.quant.enabled:
@@ -300,6 +367,10 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         "process_time_s": time.perf_counter() - t_start,
     }
     dump_json_atomic(out_dir / "metrics.json", metrics)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     log(f"done: hard mAP {metrics['final']['hard_map']:.2f}, soft mAP {metrics['final']['soft_map']:.2f} "
         f"({wall:.0f}s)")
     return metrics

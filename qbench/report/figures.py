@@ -39,15 +39,18 @@ def _not_run(ax, text: str = "not run at this scale") -> None:
     ax.set_yticks([])
 
 
+FIG2_TEMPERATURES = (1, 11, 121)  # the paper's Fig. 2
+
+
 def fig2_quant_function():
-    """Eq. 7 for the 3(±2) set at increasing temperature, with the ideal Eq. 12 steps."""
+    """Eq. 7 for the 3(±2) set at the paper's Fig. 2 temperatures, with the ideal Eq. 12 steps."""
     from qbench.quant import LevelSet, hard_quantize, soft_quantize
 
     levels = LevelSet.from_name("3bit_pm2")
     biases = torch.tensor([-1.5, -0.5, 0.5, 1.5], dtype=torch.float64)
     x = torch.linspace(-3, 3, 1201, dtype=torch.float64)
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for T in (1, 2, 5, 10, 50):
+    for T in FIG2_TEMPERATURES:
         y = soft_quantize(x, levels, biases, 1.0, 1.0, T)
         ax.plot(x.numpy(), y.numpy(), label=f"soft, T={T}")
     ax.plot(x.numpy(), hard_quantize(x, levels, biases, 1.0, 1.0).numpy(), "k--", lw=1, label="hard (Eq. 12)")
@@ -77,7 +80,7 @@ def _pick_layers(sd: dict, n: int = 3) -> list[str]:
 
 
 def fig3_weight_hist(runs: pd.DataFrame):
-    """Histograms of FP weights (one row per FP model with a checkpoint)."""
+    """Histograms of FP weights of the paper's Fig. 3 network (ResNet-18; the cells tagged fig3)."""
     fp_ids = [c.id for c in cells_for_figure("fig3")]
     fp_runs = runs[runs["cell"].isin(fp_ids)] if len(runs) else runs
     models = list(dict.fromkeys(fp_runs["cell"])) if len(fp_runs) else []

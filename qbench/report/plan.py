@@ -311,6 +311,14 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
         if root is not None and not Path(root).exists():
             key = _source(cfg, cell, "data.root", f"{data_key}.root")
             raise PipelineConfigError(f"config key '{key}': dataset path {root!r} does not exist")
+        backbone = (rc.get("detect") or {}).get("backbone_checkpoint")
+        if backbone is not None and not Path(backbone).is_file():
+            phase = phase_of(cell)
+            in_phase = (cfg.get("detection", {}).get("phases", {}).get(phase, {}).get("detect") or {})
+            key = (f"detection.phases.{phase}" if "backbone_checkpoint" in in_phase
+                   else "detection.train") + ".detect.backbone_checkpoint"
+            raise PipelineConfigError(f"config key '{key}': file {backbone!r} does not exist "
+                                      "(an ImageNet VGG16 state_dict, torchvision's layout)")
         if dataset == "fashion_mnist" and (dataset, root) not in checked:
             from qbench.data import DatasetError, find_fashion_mnist
 

@@ -24,13 +24,8 @@ from ..models import build_model, load_pretrained
 from . import io
 from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
-
-PHASE_SWITCHES = {  # phase -> (weight quantizers on, activation quantizers on)
-    "fp": (False, False),
-    "weights": (True, False),
-    "activations": (True, True),
-    "joint": (True, True),
-}
+from .phases import SWITCHES as PHASE_SWITCHES
+from .phases import epoch_plan, set_temperatures
 
 
 class TrainingError(RuntimeError):
@@ -55,13 +50,10 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
 
 
 def lr_at(config: Config, epoch: int) -> float:
-    """Learning rate of 1-based ``epoch``: decayed by gamma once per milestone already passed.
-
-    A milestone m means "x gamma after m epochs" (PyTorch's MultiStepLR), so epoch m + 1 is the
-    first with the lower rate.
+    """Learning rate of 1-based ``epoch`` (qbench.train.phases: the schedule restarts in each
+    phase; a milestone m means "x gamma after m epochs", as PyTorch's MultiStepLR).
     """
-    o = config.optim
-    return o.lr * o.gamma ** sum(1 for m in o.milestones if epoch > m)
+    return epoch_plan(config)[epoch - 1].lr
 
 
 class Logger:
@@ -344,8 +336,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         [{"params": net_params, "weight_decay": config.optim.weight_decay},
          {"params": quant_params, "weight_decay": 0.0}],
         lr=config.optim.lr, momentum=config.optim.momentum)
-    t = config.temperature
-    schedule = Q.TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale)
+    plan = epoch_plan(config)
 
     d = config.data
     data = build_data(d.dataset, d.root, d.image_size, config.model.in_channels, config.model.num_classes,
@@ -422,12 +413,15 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     for epoch in range(start_epoch, len(phases) + 1):
         phase = phases[epoch - 1]
         trained = _configure_phase(model, phase, quant_params)
-        T = schedule.value(epoch) if q.enabled else None
-        _check_temperature(T, epoch, phase)
+        step_plan = plan[epoch - 1]
+        for t in (step_plan.t_weights, step_plan.t_activations):
+            _check_temperature(t, epoch, phase)
+        # history's T: the weight quantizers' when there are any (docs/recipes.md has both)
+        T = step_plan.t_weights if step_plan.t_weights is not None else step_plan.t_activations
         if q.enabled:
-            Q.set_temperature(model, T)
+            set_temperatures(model, step_plan)
             Q.set_mode(model, "soft")
-        lr = lr_at(config, epoch)
+        lr = step_plan.lr
         for g in optimizer.param_groups:
             g["lr"] = lr
         torch.manual_seed(_epoch_seed(config.seed, epoch))

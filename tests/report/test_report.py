@@ -51,7 +51,8 @@ def built(tmp_path_factory):
     runs, cells_df = aggregate.aggregate(records)
     plan_data = {"scale": "smoke", "description": "test & check_100% {x}", "seeds": [0, 1], "fp_seeds": [0],
                  "detection_enabled": False, "cells": [c.id for c in cells],
-                 "deviations": ["Data: $fake$ with under_scores & 50% #less"]}
+                 "deviations": [{"id": "smoke_data", "text": "Data: $fake$ with under_scores & 50% #less",
+                                 "differences": ["data.dataset: paper imagenet, here fake (all cells)"]}]}
     (wd / "plan.json").write_text(json.dumps(plan_data))
     runs.to_csv(wd / "runs.csv", index=False)
     cells_df.to_csv(wd / "cells.csv", index=False)

@@ -3,6 +3,8 @@
 import json
 import os
 
+from qbench.paper.recipe import deviations as paper_deviations
+
 CELL_BY_ID = {c.id: c for c in CELLS}
 FP_IDS = [c.id for c in CELLS if c.kind == "fp"]
 QUANT_IDS = [c.id for c in CELLS if c.kind == "quant"]
@@ -87,7 +89,8 @@ PLAN_TEXT = json.dumps(
         "fp_seeds": config["fp_seeds"],
         "detection_enabled": config["detection"]["enabled"],
         "cells": [c.id for c in CELLS],
-        "deviations": config["deviations"],
+        # generated from the resolved cells vs the paper's recipe (docs/deviations.md)
+        "deviations": [d.as_dict() for d in paper_deviations(config, strict=False)],
         "config": config,
     },
     indent=1,

@@ -1,0 +1,422 @@
+"""The paper's recipe (recipe.yaml) against the resolved run configs of a scale.
+
+``differences(cfg)`` resolves every cell a scale runs (qbench.report.plan.run_config) and
+compares it with what the paper prescribes for that cell; ``deviations(cfg)`` groups the
+differences under the reasons of deviations.yaml. The report, docs/deviations.md and the scale
+configs all show this one generated list, so they cannot disagree.
+
+``python -m qbench.paper.recipe [--check] DOCS_DIR`` writes (or checks) docs/deviations.md and
+docs/recipes.md from the shipped scale configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SITE_FILE = "<site file>"
+SCALES = ("smoke", "mini", "paper")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflows" / "config"
+
+
+class RecipeError(ValueError):
+    """A difference from the paper without a reason, or a malformed recipe/reason file."""
+
+
+def _read(name: str) -> Any:
+    return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _recipe() -> dict:
+    return _read("recipe.yaml")
+
+
+@lru_cache(maxsize=None)
+def _reasons() -> dict:
+    data = _read("deviations.yaml")
+    for rid, entry in data.items():
+        unknown = set(entry) - {"keys", "scales", "task", "cells", "text", "always"}
+        if unknown or "text" not in entry:
+            raise RecipeError(f"deviations.yaml: entry {rid!r}: needs 'text', unknown {sorted(unknown)}")
+    return data
+
+
+def expected(cell) -> dict[str, Any]:
+    """The paper's values for one cell, as ``{dotted key: value}`` of its run config.
+
+    Args:
+        cell: a qbench.paper.Cell.
+    """
+    from qbench.report.plan import phase_of
+
+    r = _recipe()[cell.task]
+    out = dict(r["common"])
+    out.update(r.get("models", {}).get(cell.model, {}))
+    phase = phase_of(cell)
+    if phase == "fp":
+        out.update(r["fp"])
+        # the paper gives no FP schedule for classification (its FP models are given) and FP
+        # runs have no temperature
+        skip = ("temperature.",) + (("optim.",) if cell.task == "classify" else ())
+        return {k: v for k, v in out.items() if not k.startswith(skip)}
+    out.update(r["quant"])
+    out.update(r["phases"][phase])
+    out["start.mode"] = cell.start
+    out["temperature.slope"] = cell.slope
+    # the init of a kind of quantizer the cell does not have is no part of its recipe
+    skip = (() if cell.weights else ("quant.weight_alpha_init",)) + \
+        (() if cell.activations else ("quant.act_alpha_init", "quant.act_init"))
+    return {k: v for k, v in out.items() if k not in skip}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _same(paper: Any, here: Any) -> bool:
+    if paper == SITE_FILE:
+        return here is not None
+    if isinstance(paper, (int, float)) and isinstance(here, (int, float)) and not isinstance(here, bool):
+        return abs(float(paper) - float(here)) <= 1e-12 * max(1.0, abs(float(paper)))
+    return paper == here
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One key of one cell (or of the scale) that differs from the paper.
+
+    Args:
+        key: dotted run-config key (``seeds``/``cells`` for scale-level differences).
+        paper: the paper's value.
+        here: the scale's value.
+        task: classify, detect or ``scale``.
+        cell: the cell id ('' for scale-level differences).
+    """
+
+    key: str
+    paper: Any
+    here: Any
+    task: str
+    cell: str = ""
+
+
+def resolved_run_config(cfg: dict, cell) -> dict:
+    """The run config a cell's first seed gets, with defaults filled in (what the trainer uses).
+
+    Args:
+        cfg: a merged scale config.
+        cell: the cell.
+    """
+    from qbench.report.plan import run_config, seeds_of
+
+    raw = run_config(cfg, cell, seeds_of(cfg, cell)[0])
+    if cell.task == "detect":
+        from qbench.detection.config import DetectRunConfig
+
+        return DetectRunConfig.from_dict(copy.deepcopy(raw)).to_dict()
+    from qbench.train.config import Config
+
+    return Config.from_dict(copy.deepcopy(raw)).to_dict()
+
+
+def differences(cfg: dict) -> list[Difference]:
+    """Every difference between a scale's resolved cells and the paper's recipe.
+
+    Args:
+        cfg: a merged scale config (qbench.report.plan.merge_scale_file).
+    """
+    from qbench.paper import load_cells
+    from qbench.report.plan import enabled_cells
+
+    scale = _recipe()["scale"]
+    out = [Difference(k, scale[k], len(cfg[k]), "scale") for k in ("seeds", "fp_seeds")
+           if len(cfg[k]) != scale[k]]
+    cells = enabled_cells(cfg)
+    everything = load_cells()
+    missing = [c for c in everything if c not in {x.id for x in cells}]
+    if missing:
+        here = f"{len(cells)} of {len(everything)} cells" + (
+            f" (without {', '.join(missing)})" if len(missing) <= 8 else "")
+        out.append(Difference("cells", f"all {len(everything)}", here, "scale"))
+    for cell in cells:
+        flat = flatten(resolved_run_config(cfg, cell))
+        for key, paper in expected(cell).items():
+            if key not in flat:
+                raise RecipeError(f"recipe.yaml: {key!r} is not a key of a {cell.task} run config")
+            if not _same(paper, flat[key]):
+                out.append(Difference(key, paper, flat[key], cell.task, cell.id))
+    return out
+
+
+@dataclass
+class Deviation:
+    """A reason of deviations.yaml with the differences it explains at one scale.
+
+    Args:
+        id: key in deviations.yaml.
+        text: the reason.
+        differences: what differs (empty for notes that are not a config value).
+    """
+
+    id: str
+    text: str
+    differences: list[Difference] = field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        """One line per (key, paper value, value here), naming the cells it applies to."""
+        groups: dict[tuple, list[str]] = defaultdict(list)
+        for d in self.differences:
+            groups[(d.key, _fmt(d.paper), _fmt(d.here), d.task)].append(d.cell)
+        lines = []
+        for (key, paper, here, task), cells in groups.items():
+            where = "" if task == "scale" else f" ({_cells_text(task, cells)})"
+            lines.append(f"{key}: paper {paper}, here {here}{where}")
+        return lines
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "text": self.text, "differences": self.summary()}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _cells_text(task: str, cells: list[str]) -> str:
+    from qbench.paper import load_cells
+
+    n_task = sum(1 for c in load_cells().values() if c.task == task)
+    if len(cells) >= n_task:
+        return f"all {task} cells"
+    if len(cells) > 8:
+        return f"{len(cells)} {task} cells: " + ", ".join(cells[:6]) + ", ..."
+    return ", ".join(cells)
+
+
+def _matches(entry: dict, scale: str, d: Difference) -> bool:
+    if entry.get("always") or d.key not in entry.get("keys", []):
+        return False
+    if "scales" in entry and scale not in entry["scales"]:
+        return False
+    if "task" in entry and entry["task"] != d.task:
+        return False
+    return "cells" not in entry or d.cell in entry["cells"]
+
+
+UNEXPLAINED = "unexplained"
+
+
+def deviations(cfg: dict, strict: bool = True) -> list[Deviation]:
+    """The deviations of a scale: each reason of deviations.yaml that explains at least one
+    difference (or is an always-on note of this scale), in file order.
+
+    Args:
+        cfg: a merged scale config.
+        strict: raise RecipeError when a difference has no reason, or more than one (the shipped
+            scales); otherwise such differences (a site's own settings) are listed last under
+            ``unexplained``.
+    """
+    scale = cfg["scale"]
+    reasons = _reasons()
+    found: dict[str, Deviation] = {}
+    for d in differences(cfg):
+        hits = [rid for rid, entry in reasons.items() if _matches(entry, scale, d)]
+        if len(hits) != 1 and not strict:
+            found.setdefault(UNEXPLAINED, Deviation(
+                UNEXPLAINED, "Set by this run's configuration; no reason is recorded in "
+                "qbench/paper/deviations.yaml.")).differences.append(d)
+            continue
+        if len(hits) != 1:
+            what = "no reason" if not hits else f"several reasons {hits}"
+            raise RecipeError(f"scale {scale}: {d.key} of {d.cell or 'the scale'} is "
+                              f"{_fmt(d.here)}, the paper's is {_fmt(d.paper)}: {what} in "
+                              "qbench/paper/deviations.yaml")
+        found.setdefault(hits[0], Deviation(hits[0], reasons[hits[0]]["text"].strip())).differences.append(d)
+    for rid, entry in reasons.items():
+        if entry.get("always") and scale in entry.get("scales", SCALES) and _note_applies(entry, cfg):
+            found[rid] = Deviation(rid, entry["text"].strip())
+    return [found[rid] for rid in [*reasons, UNEXPLAINED] if rid in found]
+
+
+def _note_applies(entry: dict, cfg: dict) -> bool:
+    # a note tied to cells applies when the scale runs one of them
+    if "cells" not in entry:
+        return True
+    from qbench.report.plan import enabled_cells
+
+    return any(c.id in entry["cells"] for c in enabled_cells(cfg))
+
+
+def load_scale(scale: str, config_dir: Path = CONFIG_DIR) -> dict:
+    """A shipped scale config, merged as the Snakefile merges it (without site files).
+
+    Args:
+        scale: smoke, mini or paper.
+        config_dir: directory of the scale files.
+    """
+    from qbench.report.plan import merge_scale_file
+
+    return merge_scale_file({"scale": scale}, config_dir)
+
+
+def deviations_markdown(configs: dict[str, dict]) -> str:
+    """docs/deviations.md: the generated deviations of every scale.
+
+    Args:
+        configs: ``{scale: merged config}``.
+    """
+    lines = ["# Deviations from the paper, per scale", "",
+             "Generated by `python -m qbench.paper.recipe docs` from the scale configs",
+             "(`workflows/config/<scale>.yaml`) compared with the paper's recipe",
+             "(`qbench/paper/recipe.yaml`); the reasons are `qbench/paper/deviations.yaml`. The",
+             "report prints the same list. Do not edit by hand.", ""]
+    for scale, cfg in configs.items():
+        lines += [f"## {scale}", ""]
+        devs = deviations(cfg)
+        if not devs:
+            lines += ["None.", ""]
+        for dev in devs:
+            lines.append(f"- **{dev.id}**: {dev.text}")
+            lines += [f"  - `{s.split(':', 1)[0]}`:{s.split(':', 1)[1]}" for s in dev.summary()]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def recipes_markdown(cfg: dict) -> str:
+    """docs/recipes.md: per paper-scale cell and epoch range, the phase, the trained parameter
+    groups, lr, T and the data pipeline, computed by qbench.train.phases from the resolved
+    run configs.
+
+    Args:
+        cfg: the merged paper scale config.
+    """
+    from qbench.report.plan import enabled_cells
+    from qbench.train.phases import epoch_plan
+
+    lines = ["# Training recipes of the paper scale", "",
+             "Generated by `python -m qbench.paper.recipe docs` from `workflows/config/paper.yaml`",
+             "and `qbench/train/phases.py` (the schedule the trainers run). Do not edit by hand.", "",
+             "Per-phase schedules (the paper is silent; our reading, qbench/train/phases.py):",
+             "the lr schedule restarts in each phase, compressed to the phase's length (a phase of",
+             "L of the run's E epochs decays after round(m L / E) epochs for each milestone m),",
+             "because each phase trains to convergence; T counts the epochs each quantizer has",
+             "trained, so activation quantizers start at T = k in phase 2 and weight quantizers",
+             "keep their phase-1 T while fixed. One split for every cell: 55 epochs of weights",
+             "(W only), 15 activations + 40 joint (A only), 20 + 15 + 20 (W and A).", ""]
+    for cell in enabled_cells(cfg):
+        rc = resolved_run_config(cfg, cell)
+        lines += [f"## {cell.id}", "", _pipeline_text(cell, rc), ""]
+        if cell.kind == "fp" and rc["epochs"]["fp"] == 0:
+            lines += ["Evaluated, not trained: " + str(rc["start"]["checkpoint"]) + ".", ""]
+            continue
+        lines += ["| epochs | phase | trained | lr | T weights | T activations |",
+                  "|---|---|---|---|---|---|"]
+        conf = _typed(cell, rc)
+        for first, last, step in _ranges(epoch_plan(conf)):
+            lines.append(f"| {first}-{last} | {step.phase} | {', '.join(step.trained)} | "
+                         f"{step.lr:g} | {_t_range(first, last, step, 't_weights', conf)} | "
+                         f"{_t_range(first, last, step, 't_activations', conf)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _typed(cell, rc: dict):
+    if cell.task == "detect":
+        from qbench.detection.config import DetectRunConfig
+
+        return DetectRunConfig.from_dict(copy.deepcopy(rc))
+    from qbench.train.config import Config
+
+    return Config.from_dict(copy.deepcopy(rc))
+
+
+def _pipeline_text(cell, rc: dict) -> str:
+    d, o = rc["data"], rc["optim"]
+    start = rc["start"]["mode"] + (f" from {rc['start']['checkpoint']}" if rc["start"]["checkpoint"] else "")
+    if cell.task == "detect":
+        det = rc["detect"]
+        aug = "SSD augmentation (expand, min-IoU crop, photometric, flip)" if det["augment"] == "ssd" \
+            else "resize + flip"
+        backbone = det.get("backbone_checkpoint")
+        extra = (f", VGG16 backbone from {backbone}" if backbone else "") + \
+            (f", {det['warmup_iters']}-iteration linear warm-up" if det["warmup_iters"] else "")
+        return (f"{d['dataset']} {d['image_size']}x{d['image_size']}, {aug}, batch {d['batch_size']}; "
+                f"SGD momentum {o['momentum']}, weight decay {o['weight_decay']}, clip {o['grad_clip']}, "
+                f"lr of unquantized parameters x{det['lr_other'] / o['lr']:g} in quantized runs; "
+                f"start: {start}{extra}.")
+    resize = round(d["image_size"] * 256 / 224)
+    return (f"{d['dataset']}: train resize {resize} (shorter side), random {d['image_size']} crop, "
+            f"horizontal flip, mean/std normalisation; test resize {resize}, centre crop; batch "
+            f"{d['batch_size']}; SGD momentum {o['momentum']}, weight decay {o['weight_decay']}, "
+            f"clip {o['grad_clip']}; start: {start}.")
+
+
+def _ranges(plan):
+    """Consecutive epochs with the same phase, lr and T slope, as (first, last, first step)."""
+    out = []
+    for step in plan:
+        if out and out[-1][2].phase == step.phase and out[-1][2].lr == step.lr:
+            out[-1][1] = step.epoch
+        else:
+            out.append([step.epoch, step.epoch, step])
+    return [tuple(r) for r in out]
+
+
+def _t_range(first: int, last: int, step, attr: str, conf) -> str:
+    from qbench.train.phases import epoch_plan
+
+    plan = epoch_plan(conf)
+    a, b = getattr(plan[first - 1], attr), getattr(plan[last - 1], attr)
+    quantized = conf.quant.weights if attr == "t_weights" else conf.quant.activations
+    if a is None:
+        return "off" if quantized is not None else "-"
+    return f"{a:g}" if a == b else f"{a:g} to {b:g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write docs/deviations.md and docs/recipes.md (``--check``: exit 1 if they are stale)."""
+    parser = argparse.ArgumentParser(prog="python -m qbench.paper.recipe", description=__doc__)
+    parser.add_argument("docs", type=Path, help="the docs directory")
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    configs = {s: load_scale(s) for s in SCALES}
+    texts = {"deviations.md": deviations_markdown(configs), "recipes.md": recipes_markdown(configs["paper"])}
+    stale = []
+    for name, text in texts.items():
+        path = args.docs / name
+        if args.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(f"stale: {', '.join(stale)} (run python -m qbench.paper.recipe docs)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The paper recipe against every scale, the generated docs, and the per-phase schedules."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qbench.paper import load_cells
+from qbench.paper import recipe as R
+from qbench.report import plan
+from qbench.train.config import Config
+from qbench.train.phases import epoch_plan, phase_milestones
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def scales():
+    return {s: R.load_scale(s) for s in R.SCALES}
+
+
+def test_every_difference_of_every_scale_has_exactly_one_reason(scales):
+    for scale, cfg in scales.items():
+        devs = R.deviations(cfg)  # strict: raises on a difference without (or with two) reasons
+        explained = [d for dev in devs for d in dev.differences]
+        assert sorted(map(repr, explained)) == sorted(map(repr, R.differences(cfg))), scale
+        assert R.UNEXPLAINED not in {d.id for d in devs}
+
+
+def test_paper_scale_differs_only_where_a_reason_says_why(scales):
+    ids = {d.id for d in R.deviations(scales["paper"])}
+    assert ids == {"act_alpha_least_squares", "ssd_a8_linear", "table8_fpga", "alexnet_fp_trained",
+                   "resnet_fp_torchvision"}
+    keys = {(d.cell, d.key) for d in R.differences(scales["paper"])}
+    # every quantized classification and detection cell runs the paper's optimiser, data and T
+    assert not {k for k in keys if k[1].startswith(("optim.", "data.", "temperature.", "epochs."))
+                and k[0] != "alexnet_fp"}
+
+
+def test_an_unexplained_site_setting_fails_strict_and_is_listed_otherwise(scales):
+    cfg = copy.deepcopy(scales["paper"])
+    cfg["train"]["data"]["batch_size"] = 128
+    with pytest.raises(R.RecipeError, match="data.batch_size of alexnet_fp is 128, the paper's is 256"):
+        R.deviations(cfg)
+    last = R.deviations(cfg, strict=False)[-1]
+    assert last.id == R.UNEXPLAINED
+    assert any("data.batch_size: paper 256, here 128" in line for line in last.summary())
+
+
+def test_activation_only_cells_train_the_network_in_the_joint_phase(scales):
+    cells = [c for c in load_cells().values() if c.activations and not c.weights]
+    assert cells
+    for scale, cfg in scales.items():
+        for cell in cells:
+            steps = epoch_plan(Config.from_dict(plan.run_config(cfg, cell, 0)))
+            assert "network" in steps[-1].trained, (scale, cell.id)
+            assert steps[0].phase == "activations" and steps[-1].phase == "joint", (scale, cell.id)
+
+
+def test_one_phase_split_at_paper_scale(scales):
+    cfg = scales["paper"]
+    splits = {}
+    for cell in plan.enabled_cells(cfg):
+        if cell.kind == "quant" and cell.task == "classify":
+            e = plan.run_config(cfg, cell, 0)["epochs"]
+            splits.setdefault(plan.phase_of(cell), set()).add(
+                (e.get("weights", 0), e.get("activations", 0), e.get("joint", 0)))
+    assert splits == {"weights": {(55, 0, 0)}, "activations": {(0, 15, 40)}, "both": {(20, 15, 20)}}
+
+
+def test_generated_docs_are_current():
+    assert R.main([str(ROOT / "docs"), "--check"]) == 0, "run: python -m qbench.paper.recipe docs"
+
+
+def test_report_plan_lists_the_generated_deviations(scales):
+    plan_devs = [d.as_dict() for d in R.deviations(scales["mini"], strict=False)]
+    text = (ROOT / "docs" / "deviations.md").read_text()
+    for d in plan_devs:
+        assert f"**{d['id']}**: {d['text']}" in text
+        for line in d["differences"]:
+            key, rest = line.split(":", 1)
+            assert f"`{key}`:{rest}" in text
+
+
+def _example_configs():
+    return sorted((ROOT / "qbench" / "train" / "configs").glob("paper_*.yaml")) + \
+        sorted((ROOT / "qbench" / "detection" / "configs").glob("paper_*.yaml"))
+
+
+@pytest.mark.parametrize("path", _example_configs(), ids=lambda p: p.name)
+def test_paper_example_configs_match_the_pipeline(path, scales):
+    """The stand-alone example configs are the pipeline's runs (apart from paths)."""
+    raw = yaml.safe_load(path.read_text())
+    task = raw.get("task", "classify")
+    q = raw.get("quant", {}) or {}
+    matches = [c for c in plan.enabled_cells(scales["paper"])
+               if c.task == task and c.model == raw["model"]["arch"] and c.weights == q.get("weights")
+               and c.activations == q.get("activations") and c.init == q.get("init", "kmeans")
+               and c.start == (raw["start"]["mode"] if c.kind == "quant" else c.start)
+               and (c.kind == "fp") == (not q.get("weights") and not q.get("activations"))]
+    assert len(matches) == 1, path.name
+    cell = matches[0]
+    pipeline = R.flatten(R.resolved_run_config(scales["paper"], cell))
+    if task == "detect":
+        from qbench.detection.config import DetectRunConfig
+        example = R.flatten(DetectRunConfig.from_dict(raw).to_dict())
+    else:
+        example = R.flatten(Config.from_dict(raw).to_dict())
+    site = ("start.checkpoint", "data.root", "detect.backbone_checkpoint", "device", "data.workers")
+    unused = ("temperature.",) if cell.kind == "fp" else ()  # FP runs have no quantizers
+    differ = {k: (example[k], pipeline.get(k)) for k in example
+              if k not in site and not k.startswith(unused or ("-",)) and example[k] != pipeline.get(k)}
+    assert not differ, f"{path.name} vs cell {cell.id}: {differ}"
+
+
+def test_phase_milestones_compress_the_run_schedule():
+    assert phase_milestones([25, 40], 55, 55) == [25, 40]
+    assert phase_milestones([25, 40], 20, 55) == [9, 15]
+    assert phase_milestones([25, 40], 15, 55) == [7, 11]
+    assert phase_milestones([100], 1, 3) == []
+
+
+def test_epoch_plan_restarts_lr_per_phase_and_counts_t_per_quantizer():
+    cfg = Config.from_dict({
+        "quant": {"weights": "binary", "activations": "act_2bit"},
+        "start": {"mode": "pretrained", "checkpoint": "x.pt"},
+        "temperature": {"slope": 10},
+        "optim": {"lr": 1e-3, "milestones": [25, 40]},
+        "epochs": {"weights": 20, "activations": 15, "joint": 20}})
+    steps = epoch_plan(cfg)
+    assert [s.phase for s in steps] == ["weights"] * 20 + ["activations"] * 15 + ["joint"] * 20
+    # lr: 1e-3 at the start of every phase, decayed inside it
+    for first in (0, 20, 35):
+        assert steps[first].lr == pytest.approx(1e-3)
+    assert steps[9].lr == pytest.approx(1e-4) and steps[15].lr == pytest.approx(1e-5)
+    # T: weights 10..200 in phase 1, held at 200 while fixed, then 210..400; activations 10..150,
+    # then 160..350
+    assert [steps[i].t_weights for i in (0, 19, 20, 34, 35, 54)] == [10, 200, 200, 200, 210, 400]
+    assert [steps[i].t_activations for i in (19, 20, 34, 35, 54)] == [None, 10, 150, 160, 350]
+    assert steps[25].trained == ("activation quantizers",)
+    assert steps[40].trained == ("network", "weight quantizers", "activation quantizers")
+
+
+@pytest.mark.parametrize("scale", ["mini", "paper"])
+def test_report_deviation_section_is_the_generated_list(scales, scale):
+    from qbench.report.latex import _deviation_items
+    from qbench.report.tables import latex_escape
+
+    devs = [d.as_dict() for d in R.deviations(scales[scale], strict=False)]
+    tex = "\n".join(_deviation_items(devs))
+    items = [line for line in tex.splitlines() if line.startswith(r"\item")]
+    assert len(items) == len(devs) + sum(len(d["differences"]) for d in devs)
+    for d in devs:
+        assert latex_escape(d["text"]) in tex
+        assert all(latex_escape(x) in tex for x in d["differences"])
