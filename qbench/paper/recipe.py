@@ -73,6 +73,7 @@ def expected(cell) -> dict[str, Any]:
     out.update(r["phases"][phase])
     out["start.mode"] = cell.start
     out["temperature.slope"] = cell.slope
+    out["quant.learn_biases"] = cell.learn_biases  # the Sec. 4.3 ablation cell learns them
     # the init of a kind of quantizer the cell does not have is no part of its recipe
     skip = (() if cell.weights else ("quant.weight_alpha_init",)) + \
         (() if cell.activations else ("quant.act_alpha_init", "quant.act_init"))

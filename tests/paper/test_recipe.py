@@ -99,6 +99,7 @@ def test_paper_example_configs_match_the_pipeline(path, scales):
     matches = [c for c in plan.enabled_cells(scales["paper"])
                if c.task == task and c.model == raw["model"]["arch"] and c.weights == q.get("weights")
                and c.activations == q.get("activations") and c.init == q.get("init", "kmeans")
+               and c.learn_biases == q.get("learn_biases", False)
                and c.start == (raw["start"]["mode"] if c.kind == "quant" else c.start)
                and (c.kind == "fp") == (not q.get("weights") and not q.get("activations"))]
     assert len(matches) == 1, path.name
