@@ -259,15 +259,17 @@ def _target(test: str, paper_effect: float | None, margin: float) -> float:
 def _decides_at(test: str, iv: Interval, paper_effect: float | None, margin: float) -> str:
     if not iv.seed_noise:
         return "needs >= 2 seeds per fine-tuned cell to estimate training noise"
-    target = _target(test, paper_effect, margin)
+    known = paper_effect is not None and not math.isnan(paper_effect)
+    assumed = "the paper's" if known else "ours"  # no paper number: project from our estimate
+    target = _target(test, paper_effect if known else iv.effect, margin)
     if target <= 0:
-        return "undecidable if the true effect equals the paper's"
+        return f"undecidable if the true effect equals {assumed}"
     seeds = seeds_to_resolve(iv, target)
     images = "per-run mAP" if not iv.test_sampling else f"{iv.images} test images"
     if seeds is None:
         return (f"more test images than this scale's {iv.images} (test sampling alone: "
                 f"+-{1.96 * math.sqrt(iv.var_images):.2f})") if iv.test_sampling else "more than 64 seeds"
-    return f"about {seeds} seeds per cell with {images} (if the true effect is the paper's)"
+    return f"about {seeds} seeds per cell with {images} (if the true effect is {assumed})"
 
 
 def _note(iv: Interval) -> str:
