@@ -54,11 +54,14 @@ def test_paper_scale_resources_and_site_settings(tmp_path):
     weights = {arch: tmp_path / f"{arch}.pth" for arch in ("resnet18", "resnet50")}
     for path in weights.values():
         path.write_bytes(b"x")
+    vgg16 = tmp_path / "vgg16.pth"  # the SSD's ImageNet backbone, a site path at paper scale
+    vgg16.write_bytes(b"x")
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({
         "cluster": {"account": "proj42", "partition": "cpu", "gpu_partition": "gpu-a100", "qos": "normal",
                     "gpu_request": "gres", "gpu_model": "a100"},
-        "train": {"data": {"root": str(data)}}, "fp_weights": {k: str(v) for k, v in weights.items()}}))
+        "train": {"data": {"root": str(data)}}, "fp_weights": {k: str(v) for k, v in weights.items()},
+        "detection": {"phases": {"fp": {"detect": {"backbone_checkpoint": str(vgg16)}}}}}))
     res = _resources(_dry_run(tmp_path, site, scale="paper"))
     from qbench.report import plan
 
