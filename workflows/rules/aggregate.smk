@@ -40,8 +40,9 @@ rule claims:
     threads: 1
     resources:
         **LIGHT_RESOURCES,
-    group:
-        "report"
+    # bookkeeping on the submitting host, like aggregate: in the report group it would run beside
+    # tables and figures and make that job ask for 3 CPUs
+    localrule: True
     conda:
         CONDA_ENV
     shell:
