@@ -311,9 +311,10 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         # quantizers off or freeze parameters leave some parameters without gradients.
         e = cfg.epochs
         unused = e.activations > 0 or sum(1 for n in ("weights", "activations", "joint") if getattr(e, n)) > 1
-        distributed = dict(launcher="pytorch", model_wrapper_cfg=dict(
+        # mmengine reads the wrapper from the runner's cfg, not from a keyword of its own
+        distributed = dict(launcher="pytorch", cfg=dict(model_wrapper_cfg=dict(
             type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=unused,
-            device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None))
+            device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None)))
     lr_hook = LearningRateHook(plan, optim.lr, cfg.detect.warmup_iters)
     hooks = [phase_hook, lr_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
 
