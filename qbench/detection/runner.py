@@ -249,7 +249,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
             out_dir / "env.json", {**_env(device), "world_size": world},
             resumed=(out_dir / "checkpoint.pt").exists()))
     torch.manual_seed(cfg.seed)
-    work = out_dir / "data"
+    # absolute: mmdet joins a relative ann_file to the dataset's data_root
+    work = (out_dir / "data").resolve()
     train_ds, test_ds, classes = dataset_cfgs(cfg, work)
 
     model = build_ssd(cfg)
