@@ -18,6 +18,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from qbench.io import write_bytes
+
 log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.yaml", "env.json", "checkpoint.pt", "model_hard.pt", "predictions.npz", "train.log",
@@ -59,11 +61,7 @@ def restore(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike) -> b
     out.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         if (src / name).is_file():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-            os.close(fd)
-            shutil.copyfile(src / name, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out / name)
+            write_bytes(out / name, (src / name).read_bytes())  # the project's atomic writer
     log.info("restored run %s from %s", key, src)
     return True
 
