@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from qbench.io import FileFormatError, read_json
 from qbench.paper import load_cells
 from qbench.report.io import write_json_atomic
 
@@ -36,8 +37,10 @@ def collect(run_dir: str | Path, cell_id: str, seed: int) -> dict:
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise RunError(f"{path} does not exist")
-    with open(path, encoding="utf-8") as fh:
-        metrics = json.load(fh)
+    try:
+        metrics = read_json(path)  # a damaged file is named with its line
+    except FileFormatError as e:
+        raise RunError(str(e)) from None
     if metrics.get("status") != "complete":
         raise RunError(f"{path}: status is {metrics.get('status')!r}, not 'complete'")
     if cell.kind == "quant" and not (run_dir / "model_hard.pt").is_file():
