@@ -35,6 +35,36 @@ def test_kmeans_is_optimal_against_brute_force(seed):
     assert d.min(1).values.sum().item() == pytest.approx(cost, rel=1e-9, abs=1e-12)
 
 
+def _quadratic_dp_cost(x: torch.Tensor, w: torch.Tensor, k: int) -> float:
+    """The textbook O(k m^2) recurrence over sorted points, every split tried."""
+    order = torch.argsort(x)
+    x, w = x[order].tolist(), w[order].tolist()
+    m = len(x)
+
+    def sse(a: int, b: int) -> float:
+        ww = sum(w[a:b + 1])
+        mean = sum(wi * xi for wi, xi in zip(w[a:b + 1], x[a:b + 1])) / ww
+        return sum(wi * (xi - mean) ** 2 for wi, xi in zip(w[a:b + 1], x[a:b + 1]))
+
+    D = [sse(0, i) for i in range(m)]
+    for _ in range(1, k):
+        D = [min((D[s - 1] + sse(s, i) for s in range(1, i + 1)), default=float("inf"))
+             for i in range(m)]
+    return D[m - 1]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_kmeans_divide_and_conquer_matches_every_split(seed):
+    # ties (rounded values), uneven weights and k up to 9 exercise the monotone-split shortcut
+    gen = torch.Generator().manual_seed(seed)
+    m = int(torch.randint(10, 60, (1,), generator=gen))
+    k = int(torch.randint(2, 10, (1,), generator=gen))
+    x = torch.round(torch.randn(m, generator=gen, dtype=torch.float64) * 4) / 2
+    w = torch.rand(m, generator=gen, dtype=torch.float64) * 3 + 0.1
+    _, cost = kmeans_1d(x, k, weights=w)
+    assert cost == pytest.approx(_quadratic_dp_cost(x, w, k), rel=1e-9, abs=1e-12)
+
+
 def test_kmeans_beats_lloyd_local_optimum():
     # a data set where Lloyd's iteration from a poor start gets stuck; DP must not
     x = torch.tensor([0.0, 0.1, 0.2, 5.0, 5.1, 10.0, 10.1, 10.2], dtype=torch.float64)
