@@ -385,16 +385,22 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 model, (x.to(device) for x in data.calib_batches(d.batch_size, config.seed)), q.calib_samples)
             log(f"calibrated {len(maxima)} activation quantizers on {q.calib_samples} samples")
 
+    last_save = [-math.inf]
+
     def save_checkpoint(epoch: int, wall: float) -> None:
-        if main:
+        now = time.perf_counter()
+        due = now - last_save[0] >= config.checkpoint_every_s or epoch == len(phases)
+        if main and due:
+            last_save[0] = now
             io.save_torch(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "history": history, "curves": curves, "rng": _rng_state(device), "wall_time_s": wall,
                 "train_images": train_images, "train_time_s": train_time,
                 "phase": phases[epoch - 1] if epoch else "init", "config": resolved})
 
-    if not resume:
+    if not resume and config.checkpoint_every_s == 0:  # otherwise a restart re-initialises
         save_checkpoint(0, wall_done + time.perf_counter() - start_wall)
+    last_save[0] = time.perf_counter()
 
     def evaluate_modes(every: int) -> tuple[Evaluation, Evaluation]:
         """Hard (Eq. 12) and soft (Eq. 7) evaluations; one pass for an FP model."""

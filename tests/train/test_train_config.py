@@ -11,6 +11,8 @@ from qbench.train.config import Config, ConfigError, load_raw, set_dotted
 
 @pytest.mark.parametrize("update, key", [
     ({"bogus": 1}, "bogus"),
+    ({"checkpoint_every_s": -1}, "checkpoint_every_s"),
+    ({"checkpoint_every_s": "often"}, "checkpoint_every_s"),
     ({"optim": {"lrr": 0.1}}, "optim.lrr"),
     ({"model": {"arch": "vgg"}}, "model.arch"),
     ({"model": {"in_channels": 2}}, "model.in_channels"),

@@ -170,3 +170,26 @@ def test_zero_epochs_evaluates_a_full_precision_checkpoint(tmp_path, write_confi
     bad = write_config({"start": {"mode": "pretrained", "checkpoint": str(fp_checkpoint)},
                         "quant": {"weights": "ternary"}, "epochs": {"fp": 0}}, name="bad.yaml")
     assert main(["train", str(bad), "--out", str(tmp_path / "bad"), "--quiet"]) == 2  # config error
+
+
+@pytest.mark.parametrize("every_s, saved", [(0, [0, 1, 2, 3]), (3600, [3])])
+def test_checkpoint_interval_skips_saves_but_not_the_last(every_s, saved, tmp_path, smoke, merge,
+                                                          monkeypatch):
+    """checkpoint_every_s: per-epoch saves only when due, the last epoch always (its checkpoint
+    is what quantized cells start from); the metrics do not depend on it."""
+    from qbench.train import run, trainer
+
+    epochs = []
+    real_save = trainer.io.save_torch
+
+    def record(path, obj):
+        if isinstance(obj, dict) and "epoch" in obj:
+            epochs.append(obj["epoch"])
+        real_save(path, obj)
+
+    monkeypatch.setattr(trainer.io, "save_torch", record)
+    cfg = Config.from_dict(merge(smoke, {"checkpoint_every_s": every_s, "epochs": {"fp": 3}}))
+    metrics = run(cfg, tmp_path / "run", quiet=True)
+    assert epochs == saved
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 3
+    assert len(metrics["history"]) == 3
