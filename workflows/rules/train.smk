@@ -26,7 +26,7 @@ rule train_fp:
         CONDA_ENV
     shell:
         "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
-        f"OMP_NUM_THREADS={TRAIN['threads']} MKL_NUM_THREADS={TRAIN['threads']} {TRAIN_CMD} "
+        f"{TRAIN_ENV} {TRAIN_CMD} "
         "{input.config} --out {params.outdir} {params.cache} --quiet >> {log} 2>&1"
 
 
@@ -53,5 +53,5 @@ rule train_quant:
         CONDA_ENV
     shell:
         "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
-        f"OMP_NUM_THREADS={TRAIN['threads']} MKL_NUM_THREADS={TRAIN['threads']} {TRAIN_CMD} "
+        f"{TRAIN_ENV} {TRAIN_CMD} "
         "{input.config} --out {params.outdir} --quiet >> {log} 2>&1"
