@@ -20,6 +20,9 @@ rule train_fp:
     benchmark:
         f"{RES}/benchmarks/train/{{cell}}_s{{seed}}.tsv"
     threads: TRAIN_CPUS
+    # every quantized cell of a model waits for its FP model: start those first, or the longest
+    # FP run (AlexNet-BN, 20 epochs at mini) can end up alone at the tail of the schedule
+    priority: 10
     resources:
         **TRAIN_RESOURCES,
     conda:
