@@ -1,0 +1,51 @@
+"""The baselines of Tables 1-3 as standalone quantizers, each from its own paper.
+
+Every quantizer is an ``nn.Module`` (contract in ``_common.BaselineQuantizer``):
+``forward(x)`` quantizes with the method's gradient, ``initialize(x)`` sets data-dependent
+parameters, ``export(x) -> (codes, levels)`` gives integer codes and the level table that
+``dequantize`` maps them back with, and ``bits`` is the storage width of one code.
+
+Weights: ``BWNQuantizer`` (XNOR-Net's binary weights), ``TWNQuantizer``, ``TTQQuantizer``,
+``DoReFaWeightQuantizer``, ``LSQQuantizer(signed=True)``, ``LQNetQuantizer(signed=True)``.
+Activations: ``DoReFaActivationQuantizer``, ``HWGQuantizer``, ``PACTQuantizer``,
+``LSQQuantizer(signed=False)``, ``LQNetQuantizer(signed=False)``.
+
+Left out:
+- INQ (Zhou et al., ICLR 2017) is a training schedule rather than a quantizer: it partitions,
+  freezes and re-trains the weights in stages (50%, 75%, 87.5%, 100%), which needs the trainer's
+  phase support to be expressed, not a module.
+- ABC-Net (Lin et al., NeurIPS 2017) approximates each layer by a sum of M binary convolutions
+  with their own shifted activations, so it changes the layer's structure rather than its
+  weights and inputs and cannot be written as a quantizer of one tensor.
+- ADMM (Leng et al., AAAI 2018) trains with an augmented Lagrangian (an extra projected copy of
+  the weights, dual variables and a penalty term in the loss), which lives in the optimiser and
+  loss rather than in a quantizer module.
+"""
+
+from ._common import BaselineQuantizer, check_bits, dequantize
+from .bwn import BWNQuantizer
+from .dorefa import DoReFaActivationQuantizer, DoReFaWeightQuantizer
+from .hwgq import HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
+from .lqnet import LQNetQuantizer
+from .lsq import LSQQuantizer
+from .pact import PACTQuantizer
+from .ttq import TTQQuantizer
+from .twn import TWNQuantizer
+
+# method name -> quantizer class (weights and/or activations), for a registry adapter
+BASELINES = {
+    "bwn": {"weight": BWNQuantizer},
+    "twn": {"weight": TWNQuantizer},
+    "ttq": {"weight": TTQQuantizer},
+    "dorefa": {"weight": DoReFaWeightQuantizer, "activation": DoReFaActivationQuantizer},
+    "hwgq": {"activation": HWGQuantizer},
+    "lsq": {"weight": LSQQuantizer, "activation": LSQQuantizer},
+    "pact": {"activation": PACTQuantizer},
+    "lqnet": {"weight": LQNetQuantizer, "activation": LQNetQuantizer},
+}
+
+__all__ = [
+    "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
+    "HWGQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
+    "check_bits", "dequantize", "half_gaussian_lloyd_max", "half_gaussian_uniform_step",
+]

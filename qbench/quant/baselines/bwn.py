@@ -1,0 +1,56 @@
+"""BWN: the binary-weight network of XNOR-Net (Rastegari et al., ECCV 2016, Sec. 3.1).
+
+Forward: ``W~ = alpha_c * sign(W)`` with ``alpha_c = mean |W|`` over output channel c (the
+closed-form optimum of ``||W - alpha B||^2``, Eqs. 2-4 of the paper, one alpha per filter).
+sign(0) = +1, so the codes are binary.
+
+Backward (the paper's Sec. 3.1, "Training Binary-Weights-Networks"): the gradient of
+``alpha * sign(W)`` with alpha a function of W, and sign replaced by the straight-through
+estimator of Hubara et al. that the paper uses, ``d sign(r)/dr = 1_{|r| <= 1}``:
+
+    dL/dW_i = alpha_c * g_i * 1_{|W_i| <= 1} + (sgn(W_i) / n) * sum_j g_j sign(W_j),
+
+with n the weights per channel and ``sgn`` the derivative of |.| (0 at 0, autograd's choice).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._common import BaselineQuantizer, broadcast_channels, channel_view, codes_dtype, sign_nonzero
+
+
+class _SignClippedSTE(torch.autograd.Function):
+    """sign (with sign(0) = +1) forward; gradient passed where |x| <= 1 (hard-tanh STE)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return sign_nonzero(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+class BWNQuantizer(BaselineQuantizer):
+    """Binary weights with one scale per output channel (dim 0 of the weight)."""
+
+    bits = 1
+    kind = "weight"
+
+    def scales(self, w: torch.Tensor) -> torch.Tensor:
+        """alpha_c = mean |W| per output channel, shape (C,)."""
+        return channel_view(w).abs().mean(dim=1)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        alpha = broadcast_channels(self.scales(w), w)
+        return alpha * _SignClippedSTE.apply(w)
+
+    @torch.no_grad()
+    def export(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = self.scales(w)
+        codes = (w >= 0).to(codes_dtype(2))
+        return codes, torch.stack((-alpha, alpha), dim=1)
