@@ -11,7 +11,7 @@ Weights (Sec. 2.3):
   flows through tanh and the max (plain autograd) and straight through the round.
 
 Activations (Sec. 2.4, Eq. 11): ``r_o = quantize_k(clip(r_i, 0, 1))``. The gradient of the clip
-is 1 on [0, 1] (both ends included, torch.clamp's convention) and 0 outside.
+is 1 on [0, 1] (both ends included) and 0 outside.
 """
 
 from __future__ import annotations
@@ -31,6 +31,21 @@ class _ScaledSignSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad, None
+
+
+class _Clip01(torch.autograd.Function):
+    """clip(x, 0, 1) with gradient 1 on the closed interval [0, 1] (stated, not left to
+    the autograd formula of torch.clamp at the ends)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.clamp(x, 0, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x >= 0) & (x <= 1)).to(grad.dtype)
 
 
 def _quantize_k(r: torch.Tensor, n: int) -> torch.Tensor:
@@ -79,7 +94,7 @@ class DoReFaActivationQuantizer(BaselineQuantizer):
         self.n = 2 ** self.bits - 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _quantize_k(torch.clamp(x, 0, 1), self.n)
+        return _quantize_k(_Clip01.apply(x), self.n)
 
     @torch.no_grad()
     def export(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
