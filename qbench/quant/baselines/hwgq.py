@@ -136,10 +136,12 @@ class HWGQuantizer(BaselineQuantizer):
             positive = torch.tensor(half_gaussian_lloyd_max(bits), dtype=torch.float64)
         # table[k] is the value of code k: 0 for x <= 0, then q_1..q_m
         self.register_buffer("table", torch.cat((positive.new_zeros(1), positive)).float())
-        self.register_buffer("thresholds", _thresholds(self.table[1:])[:-1])
 
     def _tables(self, x: torch.Tensor):
-        return self.table.to(x.dtype), self.thresholds.to(x.dtype)
+        """Levels and the thresholds (0, then midpoints) in x's dtype: midpoints of the levels
+        as x's dtype rounds them, so a value at a threshold is a tie in that dtype."""
+        table = self.table.to(x.dtype)
+        return table, _thresholds(table[1:])[:-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         table, thresholds = self._tables(x)
