@@ -16,7 +16,6 @@ with n the weights per channel and ``sgn`` the derivative of |.| (0 at 0, autogr
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ._common import BaselineQuantizer, broadcast_channels, channel_view, codes_dtype, sign_nonzero
 
