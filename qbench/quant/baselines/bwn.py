@@ -1,16 +1,18 @@
 """BWN: the binary-weight network of XNOR-Net (Rastegari et al., ECCV 2016, Sec. 3.1).
 
 Forward: ``W~ = alpha_c * sign(W)`` with ``alpha_c = mean |W|`` over output channel c (the
-closed-form optimum of ``||W - alpha B||^2``, Eqs. 2-4 of the paper, one alpha per filter).
+closed-form optimum of ``||W - alpha B||^2`` derived in Sec. 3.1, one alpha per filter).
 sign(0) = +1, so the codes are binary.
 
-Backward (the paper's Sec. 3.1, "Training Binary-Weights-Networks"): the gradient of
-``alpha * sign(W)`` with alpha a function of W, and sign replaced by the straight-through
-estimator of Hubara et al. that the paper uses, ``d sign(r)/dr = 1_{|r| <= 1}``:
+Backward ("Training Binary-Weights-Networks", Sec. 3.1): the gradient of ``alpha * sign(W)``
+with alpha a function of W, and sign replaced by the straight-through estimator the paper
+takes from Hubara et al., ``d sign(r)/dr = 1_{|r| <= 1}`` (hard-tanh STE):
 
     dL/dW_i = alpha_c * g_i * 1_{|W_i| <= 1} + (sgn(W_i) / n) * sum_j g_j sign(W_j),
 
 with n the weights per channel and ``sgn`` the derivative of |.| (0 at 0, autograd's choice).
+The paper prints this per element as ``g_i (1/n + alpha * d sign/dW_i)``, which keeps only the
+j = i term of the alpha path; we use the full chain rule, as the authors' released code does.
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
 """DoReFa-Net (Zhou et al., 2016, arXiv:1606.06160): k-bit weights and activations.
 
-``quantize_k(r) = round((2^k - 1) r) / (2^k - 1)`` for r in [0, 1] (Eq. 3), with the
-straight-through gradient ``d quantize_k(r) / dr = 1`` (Eq. 4).
+``quantize_k(r) = round((2^k - 1) r) / (2^k - 1)`` for r in [0, 1], with the straight-through
+gradient ``d quantize_k(r) / dr = 1`` (the paper's quantize_k and its STE, Sec. 2).
 
-Weights (Sec. 2.3):
-- k = 1 (Eq. 5 with the scaling of Sec. 2.3): ``r_o = E(|r_i|) * sign(r_i)``, E the mean of |W|
-  over the whole layer; backward ``dc/dr_i = dc/dr_o`` (Eq. 5: identity, E a constant).
-  sign(0) = +1, so the codes are binary.
-- k > 1 (Eq. 9): ``r_o = 2 quantize_k(tanh(r_i) / (2 max|tanh(r_i)|) + 1/2) - 1``; the gradient
-  flows through tanh and the max (plain autograd) and straight through the round.
+Weights (Sec. 2, low bitwidth weights):
+- k = 1: ``r_o = E(|r_i|) * sign(r_i)``, E the mean of |W| over the whole layer; backward
+  ``dc/dr_i = dc/dr_o`` (identity, E a constant). sign(0) = +1, so the codes are binary.
+- k > 1: ``r_o = 2 quantize_k(tanh(r_i) / (2 max|tanh(r_i)|) + 1/2) - 1``; the gradient flows
+  through tanh and the max (plain autograd) and straight through the round.
 
-Activations (Sec. 2.4, Eq. 11): ``r_o = quantize_k(clip(r_i, 0, 1))``. The gradient of the clip
+Activations (Sec. 2, low bitwidth activations): ``r_o = quantize_k(clip(r_i, 0, 1))``, the
+activation bounded to [0, 1] before it is quantized. The gradient of the clip
 is 1 on [0, 1] (both ends included) and 0 outside.
 """
 
@@ -49,12 +49,12 @@ class _Clip01(torch.autograd.Function):
 
 
 def _quantize_k(r: torch.Tensor, n: int) -> torch.Tensor:
-    """quantize_k of Eq. 3 with n = 2^k - 1, STE through the round."""
+    """quantize_k with n = 2^k - 1, STE through the round."""
     return round_ste(r * n) / n
 
 
 class DoReFaWeightQuantizer(BaselineQuantizer):
-    """k-bit DoReFa weights (Eq. 9; the binary case of Eq. 5 for k = 1)."""
+    """k-bit DoReFa weights (the tanh form; E(|W|) sign(W) for k = 1)."""
 
     kind = "weight"
 
@@ -84,7 +84,7 @@ class DoReFaWeightQuantizer(BaselineQuantizer):
 
 
 class DoReFaActivationQuantizer(BaselineQuantizer):
-    """k-bit DoReFa activations, quantize_k(clip(x, 0, 1)) (Eq. 11)."""
+    """k-bit DoReFa activations, quantize_k(clip(x, 0, 1))."""
 
     kind = "activation"
 

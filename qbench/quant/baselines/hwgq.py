@@ -1,13 +1,14 @@
 """HWGQ: the half-wave Gaussian quantizer for activations (Cai, He, Sun & Vasconcelos, CVPR 2017).
 
-Forward (Sec. 4.2, Eq. 11): for batch-normalised pre-activations x ~ N(0, 1),
+Forward (the paper's forward approximation of the ReLU): for batch-normalised
+pre-activations x ~ N(0, 1),
 
     Q(x) = q_i if x in (t_i, t_{i+1}],   0 if x <= 0,
 
 with m = 2^bits - 1 positive levels q_1 < ... < q_m, t_1 = 0, t_{m+1} = inf and the decision
 thresholds t_i = (q_{i-1} + q_i) / 2 in between. The levels minimise the mean squared error
 over the positive half of the Gaussian (the negative half is exact: ReLU maps it to 0):
-- uniform (the paper's choice, Sec. 4.2): q_i = i * Delta with the optimal step Delta*;
+- uniform (the paper's choice): q_i = i * Delta with the optimal step Delta*;
 - non-uniform: the Lloyd-Max levels of the half-normal (Lloyd's algorithm, which the paper
   uses to design the quantizer).
 Both are computed here from closed-form Gaussian moments, not typed in; the tests check them
@@ -15,7 +16,8 @@ against the steps the authors released (Delta* = 0.799 for 1 bit, 0.538 for 2 bi
 A positive value exactly at a threshold maps to the lower level (the intervals are open on
 the left, closed on the right).
 
-Backward (Sec. 4.3, Eq. 13): the clipped ReLU, ``dQ/dx = 1`` for 0 < x <= q_m and 0 elsewhere
+Backward (the paper's backward approximation): the clipped ReLU, ``dQ/dx = 1`` for
+0 < x <= q_m and 0 elsewhere
 (the paper's default; its log-tailed variant is not implemented).
 """
 

@@ -1,17 +1,17 @@
 """LQ-Net: learned quantization with a learnable basis (Zhang, Yang, Ye & Hua, ECCV 2018).
 
-Quantizer (Sec. 3.1, Eqs. 3-4): a K-bit code e in {-1, 1}^K (weights) or {0, 1}^K
+Quantizer (the paper's Q_ours(x, v)): a K-bit code e in {-1, 1}^K (weights) or {0, 1}^K
 (activations) stands for the value v^T e, v in R^K the basis. With the 2^K values sorted,
 q_1 <= ... <= q_{2^K}, and t_l = (q_{l-1} + q_l) / 2,
 
     Q(x, v) = q_l  if x in (t_l, t_{l+1}]     (t_1 = -inf, t_{2^K + 1} = +inf),
 
 so a value exactly between two levels takes the lower one. Weights have one basis per output
-channel, activations one per layer (Sec. 3.2).
+channel, activations one per layer, as in the paper.
 
-Basis learning (Sec. 3.2, Algorithm 1, QEM with T = 1 step per training iteration): with the
+Basis learning (QEM, the paper's Algorithm 1, with T = 1 step per training iteration): with the
 codes B = [b_1 .. b_N] (K x N) of the current x, the least-squares basis is
-``v* = (B B^T)^+ B x`` (Eq. 6; the pseudo-inverse where a bit never changes), and v follows
+``v* = (B B^T)^-1 B x`` (the pseudo-inverse where a bit never changes), and v follows
 a moving average ``v <- m v + (1 - m) v*`` (momentum m = 0.9). In training mode every forward
 first updates v this way and then quantizes with the new v; eval mode only quantizes.
 v is a buffer, not an nn.Parameter: it is learned by QEM, not by gradient descent.
@@ -102,7 +102,7 @@ class LQNetQuantizer(BaselineQuantizer):
 
     @torch.no_grad()
     def _qem_target(self, rows: torch.Tensor) -> torch.Tensor:
-        """v* = (B B^T)^+ B x per basis (Eq. 6), shape (G, K)."""
+        """v* = (B B^T)^+ B x per basis, shape (G, K)."""
         _, order, index = self._assign(rows)
         codes = self.codebook.to(rows.dtype)[torch.gather(order, 1, index)]  # (G, n, K)
         gram = codes.transpose(1, 2) @ codes  # B B^T, (G, K, K)

@@ -5,13 +5,13 @@ data (weights) use Q_N = 2^(b-1), Q_P = 2^(b-1) - 1, unsigned data (activations 
 Q_N = 0, Q_P = 2^b - 1. round is half to even (torch.round).
 
 Backward:
-- Eq. 5 (straight through): ``d v_hat / d v = 1`` if -Q_N < v/s < Q_P, else 0.
+- straight through for v: ``d v_hat / d v = 1`` if -Q_N < v/s < Q_P, else 0.
 - Eq. 3: ``d v_hat / d s = -v/s + round(v/s)`` if -Q_N < v/s < Q_P, ``-Q_N`` if v/s <= -Q_N,
   ``Q_P`` if v/s >= Q_P;
 - Sec. 2.2: the gradient of s is multiplied by ``g = 1 / sqrt(N * Q_P)``, N the number of
   weights of the layer (weights) or of features per example (activations: x[0].numel()).
 
-Initialisation (Sec. 2.1): ``s = 2 <|v|> / sqrt(Q_P)`` from the initial weights or the first
+Initialisation (the paper's): ``s = 2 <|v|> / sqrt(Q_P)`` from the initial weights or the first
 batch of activations (``initialize``).
 """
 

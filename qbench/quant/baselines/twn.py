@@ -1,17 +1,17 @@
 """TWN: ternary weight networks (Li & Liu, 2016, arXiv:1605.04711).
 
-Forward (Sec. 2.2, Eqs. 5-6 and the approximation of Eq. 10), one threshold and one scale per
-layer as in the paper:
+Forward (the ternary quantizer with the paper's approximate optimum
+``Delta* = 0.7 E(|W|)``), one threshold and one scale per layer as in the paper:
 
     Delta = 0.7 * mean |W|,   I_Delta = {i : |W_i| > Delta},
     alpha = mean_{i in I_Delta} |W_i|,
     W^t_i = +alpha if W_i > Delta, 0 if |W_i| <= Delta, -alpha if W_i < -Delta.
 
-A value exactly at +-Delta maps to 0 (Eq. 5 uses strict inequalities). With I_Delta empty
+A value exactly at +-Delta maps to 0 (the paper's quantizer uses strict inequalities). With I_Delta empty
 (an all-zero weight) alpha is 0.
 
-Backward (Sec. 2.3 and Algorithm 1 of the paper: the ternary weights are used in the forward
-and backward passes, the gradient is applied to the full-precision weights): straight
+Backward (the paper's training procedure: the ternary weights are used in the forward and
+backward passes, the gradient is applied to the full-precision weights): straight
 through, ``dL/dW = dL/dW^t``; Delta and alpha are treated as constants.
 """
 

@@ -1,4 +1,4 @@
-"""BWN (XNOR-Net Sec. 3.1) and TWN (Li & Liu 2016, Eqs. 5-10) against literal loops."""
+"""BWN (XNOR-Net Sec. 3.1) and TWN (Li & Liu 2016, Delta = 0.7 E|W|) against literal loops."""
 
 import math
 
@@ -43,7 +43,7 @@ def bwn_reference(w: np.ndarray, g: np.ndarray):
 
 
 def twn_reference(w: np.ndarray, delta: float | None = None):
-    """Delta = 0.7 E|W| (Eq. 10), alpha = mean |W| over |W| > Delta, W^t in {-alpha, 0, alpha}.
+    """Delta = 0.7 E|W|, alpha = mean |W| over |W| > Delta, W^t in {-alpha, 0, alpha}.
 
     ``delta`` given: that threshold (a sum's last bit depends on its order, so a tie test
     passes the threshold the tie was built on)."""

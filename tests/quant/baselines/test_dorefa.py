@@ -1,4 +1,5 @@
-"""DoReFa-Net (Zhou et al. 2016, Eqs. 3-5, 9, 11) against literal numpy."""
+"""DoReFa-Net (Zhou et al. 2016: quantize_k, k-bit and binary weights, activations) against
+literal numpy."""
 
 import math
 
@@ -10,13 +11,13 @@ from qbench.quant.baselines import DoReFaActivationQuantizer, DoReFaWeightQuanti
 
 
 def quantize_k(r: float, k: int) -> float:
-    """Eq. 3 (np.round: half to even, as torch.round)."""
+    """quantize_k (np.round: half to even, as torch.round)."""
     n = 2 ** k - 1
     return float(np.round(n * r)) / n
 
 
 def weight_reference(w: np.ndarray, g: np.ndarray, k: int):
-    """Eq. 9 forward; backward: STE through the round, exact derivative of tanh and of the
+    """The tanh form forward; backward: STE through the round, exact derivative of tanh and of the
     max (the max attained at one element j*):
     dL/dW_j = sum_i g_i * 2 * d r_i / dW_j,  r_i = tanh(W_i) / (2M) + 1/2,  M = max |tanh W|."""
     flat, gf = w.reshape(-1), g.reshape(-1)
@@ -37,14 +38,14 @@ def weight_reference(w: np.ndarray, g: np.ndarray, k: int):
 
 
 def binary_weight_reference(w: np.ndarray, g: np.ndarray):
-    """Eq. 5: r_o = E(|r_i|) sign(r_i), dc/dr_i = dc/dr_o."""
+    """Binary weights: r_o = E(|r_i|) sign(r_i), dc/dr_i = dc/dr_o."""
     flat = w.reshape(-1)
     e = math.fsum(abs(v) for v in flat) / flat.size
     return np.array([e if v >= 0 else -e for v in flat]).reshape(w.shape), g.copy()
 
 
 def activation_reference(x: np.ndarray, g: np.ndarray, k: int):
-    """Eq. 11: quantize_k(clip(x, 0, 1)); gradient 1 on [0, 1]."""
+    """Activations: quantize_k(clip(x, 0, 1)); gradient 1 on [0, 1]."""
     flat, gf = x.reshape(-1), g.reshape(-1)
     out = np.array([quantize_k(min(max(v, 0.0), 1.0), k) for v in flat])
     grad = np.array([gf[i] if 0.0 <= v <= 1.0 else 0.0 for i, v in enumerate(flat)])
@@ -60,7 +61,7 @@ def _pair(seed, shape, scale=1.0):
 
 @pytest.mark.parametrize("k", [2, 3, 4, 8])
 @pytest.mark.parametrize("seed", range(3))
-def test_k_bit_weights_equal_eq9_forward_and_backward(k, seed):
+def test_k_bit_weights_equal_the_tanh_form_forward_and_backward(k, seed):
     w, g = _pair(seed, (3, 17), scale=0.7)
     w[0, :4] = torch.tensor([0.0, 2.5, -9.0, 1e-9], dtype=torch.float64)  # zero, saturating tanh
     w.requires_grad_()
@@ -73,7 +74,7 @@ def test_k_bit_weights_equal_eq9_forward_and_backward(k, seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_binary_weights_equal_eq5(seed):
+def test_binary_weights_equal_the_paper(seed):
     w, g = _pair(seed, (4, 9))
     w[0, 0] = 0.0
     w.requires_grad_()
@@ -87,7 +88,7 @@ def test_binary_weights_equal_eq5(seed):
 
 @pytest.mark.parametrize("k", [1, 2, 4, 8])
 @pytest.mark.parametrize("seed", range(3))
-def test_activations_equal_eq11_forward_and_backward(k, seed):
+def test_activations_equal_the_paper_forward_and_backward(k, seed):
     x, g = _pair(seed, (2, 3, 8), scale=0.8)
     x = x + 0.4
     n = 2 ** k - 1

@@ -1,4 +1,4 @@
-"""HWGQ (Cai et al. 2017, Eqs. 11-13): level tables and the quantizer against literal loops."""
+"""HWGQ (Cai et al. 2017): level tables and the quantizer against literal loops."""
 
 import math
 
@@ -53,7 +53,8 @@ def test_lloyd_max_levels_are_centroids_of_their_cells(bits):
 
 
 def hwgq_reference(x: np.ndarray, g: np.ndarray, levels):
-    """Eq. 11: Q(x) = q_i for x in (t_i, t_{i+1}], 0 for x <= 0; Eq. 13: gradient 1 on (0, q_m]."""
+    """Forward: Q(x) = q_i for x in (t_i, t_{i+1}], 0 for x <= 0; backward (clipped ReLU):
+    gradient 1 on (0, q_m]."""
     t = [0.0] + [(a + b) / 2 for a, b in zip(levels, levels[1:])] + [math.inf]
     flat, gf = x.reshape(-1), g.reshape(-1)
     out, grad = np.zeros_like(flat), np.zeros_like(flat)
@@ -67,7 +68,7 @@ def hwgq_reference(x: np.ndarray, g: np.ndarray, levels):
 
 @pytest.mark.parametrize("bits,uniform", [(1, True), (2, True), (3, True), (2, False)])
 @pytest.mark.parametrize("seed", range(3))
-def test_quantizer_equals_eqs_11_and_13(bits, uniform, seed):
+def test_quantizer_equals_the_paper_forward_and_backward(bits, uniform, seed):
     q = HWGQuantizer(bits, uniform=uniform).double()
     levels = q.table[1:].tolist()
     gen = torch.Generator().manual_seed(seed)

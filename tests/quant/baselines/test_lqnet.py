@@ -1,4 +1,4 @@
-"""LQ-Net (Zhang et al. 2018, Eqs. 3-6 and Algorithm 1) against literal numpy."""
+"""LQ-Net (Zhang et al. 2018: the quantizer Q(x, v) and QEM, Algorithm 1) against literal numpy."""
 
 import numpy as np
 import pytest
@@ -14,8 +14,8 @@ def all_codes(bits: int, signed: bool) -> np.ndarray:
 
 
 def quantize_reference(x: np.ndarray, v: np.ndarray, signed: bool):
-    """Eq. 4 for one basis: levels v^T e sorted, x in (t_l, t_{l+1}] -> q_l; also each
-    value's code e (for Eq. 6)."""
+    """Q(x, v) for one basis: levels v^T e sorted, x in (t_l, t_{l+1}] -> q_l; also each
+    value's code e (for QEM)."""
     codes = all_codes(len(v), signed)
     values = [float(np.dot(v, e)) for e in codes]
     order = sorted(range(len(values)), key=lambda i: values[i])
@@ -30,7 +30,7 @@ def quantize_reference(x: np.ndarray, v: np.ndarray, signed: bool):
 
 
 def qem_reference(x: np.ndarray, v: np.ndarray, signed: bool) -> np.ndarray:
-    """Eq. 6: v* = (B B^T)^+ B x with B (K x N) the codes of the current quantization."""
+    """QEM: v* = (B B^T)^+ B x with B (K x N) the codes of the current quantization."""
     _, chosen, _ = quantize_reference(x, v, signed)
     B = chosen.T
     return np.linalg.pinv(B @ B.T) @ B @ x
@@ -43,7 +43,7 @@ def _set_basis(q, basis):
 
 @pytest.mark.parametrize("bits", [1, 2, 3])
 @pytest.mark.parametrize("signed", [True, False])
-def test_eval_forward_and_backward_equal_eq4_with_ties(bits, signed):
+def test_eval_forward_and_backward_equal_the_paper_with_ties(bits, signed):
     """A dyadic basis makes every level and threshold exact, so ties are ties for both."""
     channels = 3 if signed else 1
     basis = np.array([[0.25 * 2 ** j * (c + 1) for j in range(bits)] for c in range(channels)])

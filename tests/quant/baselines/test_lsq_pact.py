@@ -1,4 +1,4 @@
-"""LSQ (Esser et al. 2020, Eqs. 1-5) and PACT (Choi et al. 2018, Eqs. 1-3) against literal loops."""
+"""LSQ (Esser et al. 2020, Eqs. 1-3 and the gradient scale) and PACT (Choi et al. 2018, Eqs. 1-3) against literal loops."""
 
 import math
 
@@ -10,7 +10,7 @@ from qbench.quant.baselines import LSQQuantizer, PACTQuantizer
 
 
 def lsq_reference(v: np.ndarray, s: float, g: np.ndarray, bits: int, signed: bool, n_features: int):
-    """Eqs. 1-2 forward; Eq. 5 for v; Eq. 3 for s, times g_s = 1 / sqrt(N Q_P)."""
+    """Eqs. 1-2 forward; straight through for v; Eq. 3 for s, times g_s = 1 / sqrt(N Q_P)."""
     q_n, q_p = (2 ** (bits - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
     flat, gf = v.reshape(-1), g.reshape(-1)
     out, grad_v = np.zeros_like(flat), np.zeros_like(flat)
@@ -32,7 +32,7 @@ def lsq_reference(v: np.ndarray, s: float, g: np.ndarray, bits: int, signed: boo
 @pytest.mark.parametrize("bits,signed", [(2, True), (3, True), (4, True), (8, True), (1, False), (2, False),
                                          (4, False)])
 @pytest.mark.parametrize("seed", range(3))
-def test_lsq_equals_eqs_1_to_5(bits, signed, seed):
+def test_lsq_equals_eqs_1_to_3(bits, signed, seed):
     q = LSQQuantizer(bits, signed=signed).double()
     gen = torch.Generator().manual_seed(seed)
     shape = (6, 3, 2, 2) if signed else (4, 3, 5)
