@@ -6,14 +6,12 @@ parameters, ``export(x) -> (codes, levels)`` gives integer codes and the level t
 ``dequantize`` maps them back with, and ``bits`` is the storage width of one code.
 
 Weights: ``BWNQuantizer`` (XNOR-Net's binary weights), ``TWNQuantizer``, ``TTQQuantizer``,
-``DoReFaWeightQuantizer``, ``LSQQuantizer(signed=True)``, ``LQNetQuantizer(signed=True)``.
+``DoReFaWeightQuantizer``, ``LSQQuantizer(signed=True)``, ``LQNetQuantizer(signed=True)``,
+``INQQuantizer`` (its staged schedule: the trainer calls ``advance`` at each stage boundary).
 Activations: ``DoReFaActivationQuantizer``, ``HWGQuantizer``, ``PACTQuantizer``,
 ``LSQQuantizer(signed=False)``, ``LQNetQuantizer(signed=False)``.
 
 Left out:
-- INQ (Zhou et al., ICLR 2017) is a training schedule rather than a quantizer: it partitions,
-  freezes and re-trains the weights in stages (50%, 75%, 87.5%, 100%), which needs the trainer's
-  phase support to be expressed, not a module.
 - ABC-Net (Lin et al., NeurIPS 2017) approximates each layer by a sum of M binary convolutions
   with their own shifted activations, so it changes the layer's structure rather than its
   weights and inputs and cannot be written as a quantizer of one tensor.
@@ -26,6 +24,7 @@ from ._common import BaselineQuantizer, check_bits, dequantize
 from .bwn import BWNQuantizer
 from .dorefa import DoReFaActivationQuantizer, DoReFaWeightQuantizer
 from .hwgq import HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
+from .inq import INQQuantizer
 from .lqnet import LQNetQuantizer
 from .lsq import LSQQuantizer
 from .pact import PACTQuantizer
@@ -39,6 +38,7 @@ BASELINES = {
     "ttq": {"weight": TTQQuantizer},
     "dorefa": {"weight": DoReFaWeightQuantizer, "activation": DoReFaActivationQuantizer},
     "hwgq": {"activation": HWGQuantizer},
+    "inq": {"weight": INQQuantizer},
     "lsq": {"weight": LSQQuantizer, "activation": LSQQuantizer},
     "pact": {"activation": PACTQuantizer},
     "lqnet": {"weight": LQNetQuantizer, "activation": LQNetQuantizer},
@@ -46,6 +46,6 @@ BASELINES = {
 
 __all__ = [
     "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
-    "HWGQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
+    "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
     "check_bits", "dequantize", "half_gaussian_lloyd_max", "half_gaussian_uniform_step",
 ]

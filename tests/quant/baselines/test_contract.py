@@ -143,7 +143,7 @@ def test_learned_parameters_are_parameters():
 
 
 def test_registry_lists_every_method_by_role():
-    assert set(BASELINES) == {"bwn", "twn", "ttq", "dorefa", "hwgq", "lsq", "pact", "lqnet"}
+    assert set(BASELINES) == {"bwn", "twn", "ttq", "dorefa", "hwgq", "inq", "lsq", "pact", "lqnet"}
     for roles in BASELINES.values():
         assert set(roles) <= {"weight", "activation"} and roles
 
