@@ -7,20 +7,19 @@ parameters, ``export(x) -> (codes, levels)`` gives integer codes and the level t
 
 Weights: ``BWNQuantizer`` (XNOR-Net's binary weights), ``TWNQuantizer``, ``TTQQuantizer``,
 ``DoReFaWeightQuantizer``, ``LSQQuantizer(signed=True)``, ``LQNetQuantizer(signed=True)``,
-``INQQuantizer`` (its staged schedule: the trainer calls ``advance`` at each stage boundary).
+``INQQuantizer`` (its staged schedule: the trainer calls ``advance`` at each stage boundary),
+``ABCWeightQuantizer``.
 Activations: ``DoReFaActivationQuantizer``, ``HWGQuantizer``, ``PACTQuantizer``,
-``LSQQuantizer(signed=False)``, ``LQNetQuantizer(signed=False)``.
+``LSQQuantizer(signed=False)``, ``LQNetQuantizer(signed=False)``, ``ABCActivationQuantizer``.
 
 Left out:
-- ABC-Net (Lin et al., NeurIPS 2017) approximates each layer by a sum of M binary convolutions
-  with their own shifted activations, so it changes the layer's structure rather than its
-  weights and inputs and cannot be written as a quantizer of one tensor.
 - ADMM (Leng et al., AAAI 2018) trains with an augmented Lagrangian (an extra projected copy of
   the weights, dual variables and a penalty term in the loss), which lives in the optimiser and
   loss rather than in a quantizer module.
 """
 
 from ._common import BaselineQuantizer, check_bits, dequantize
+from .abcnet import ABCActivationQuantizer, ABCWeightQuantizer
 from .bwn import BWNQuantizer
 from .dorefa import DoReFaActivationQuantizer, DoReFaWeightQuantizer
 from .hwgq import HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
@@ -33,6 +32,7 @@ from .twn import TWNQuantizer
 
 # method name -> quantizer class (weights and/or activations), for a registry adapter
 BASELINES = {
+    "abcnet": {"weight": ABCWeightQuantizer, "activation": ABCActivationQuantizer},
     "bwn": {"weight": BWNQuantizer},
     "twn": {"weight": TWNQuantizer},
     "ttq": {"weight": TTQQuantizer},
@@ -45,7 +45,7 @@ BASELINES = {
 }
 
 __all__ = [
-    "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
+    "ABCActivationQuantizer", "ABCWeightQuantizer", "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
     "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
     "check_bits", "dequantize", "half_gaussian_lloyd_max", "half_gaussian_uniform_step",
 ]

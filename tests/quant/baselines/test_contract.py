@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from qbench.quant.baselines import (BASELINES, BWNQuantizer, DoReFaActivationQuantizer, DoReFaWeightQuantizer,
-                                    HWGQuantizer, LQNetQuantizer, LSQQuantizer, PACTQuantizer, TTQQuantizer,
+from qbench.quant.baselines import (BASELINES, ABCActivationQuantizer, ABCWeightQuantizer, BWNQuantizer, DoReFaActivationQuantizer, DoReFaWeightQuantizer,
+                                    HWGQuantizer, INQQuantizer, LQNetQuantizer, LSQQuantizer, PACTQuantizer, TTQQuantizer,
                                     TWNQuantizer, dequantize)
 
 WEIGHT_SHAPE = (6, 3, 3, 3)
@@ -17,7 +17,8 @@ def _weight_quantizers():
         "dorefa_w1": DoReFaWeightQuantizer(1), "dorefa_w2": DoReFaWeightQuantizer(2),
         "dorefa_w4": DoReFaWeightQuantizer(4), "lsq_w2": LSQQuantizer(2, signed=True),
         "lsq_w4": LSQQuantizer(4, signed=True), "lqnet_w1": LQNetQuantizer(1, signed=True, channels=6),
-        "lqnet_w3": LQNetQuantizer(3, signed=True, channels=6),
+        "lqnet_w3": LQNetQuantizer(3, signed=True, channels=6), "abc_w1": ABCWeightQuantizer(1),
+        "abc_w3": ABCWeightQuantizer(3),
     }
 
 
@@ -26,13 +27,15 @@ def _activation_quantizers():
         "dorefa_a1": DoReFaActivationQuantizer(1), "dorefa_a4": DoReFaActivationQuantizer(4),
         "hwgq_a1": HWGQuantizer(1), "hwgq_a2": HWGQuantizer(2), "hwgq_a2_lloyd": HWGQuantizer(2, uniform=False),
         "pact_a2": PACTQuantizer(2), "pact_a4": PACTQuantizer(4), "lsq_a2": LSQQuantizer(2, signed=False),
-        "lqnet_a2": LQNetQuantizer(2, signed=False),
+        "lqnet_a2": LQNetQuantizer(2, signed=False), "abc_a1": ABCActivationQuantizer(1),
+        "abc_a3": ABCActivationQuantizer(3),
     }
 
 
 EXPECTED_BITS = {"bwn": 1, "twn": 2, "ttq": 2, "dorefa_w1": 1, "dorefa_w2": 2, "dorefa_w4": 4, "lsq_w2": 2,
                  "lsq_w4": 4, "lqnet_w1": 1, "lqnet_w3": 3, "dorefa_a1": 1, "dorefa_a4": 4, "hwgq_a1": 1,
-                 "hwgq_a2": 2, "hwgq_a2_lloyd": 2, "pact_a2": 2, "pact_a4": 4, "lsq_a2": 2, "lqnet_a2": 2}
+                 "hwgq_a2": 2, "hwgq_a2_lloyd": 2, "pact_a2": 2, "pact_a4": 4, "lsq_a2": 2, "lqnet_a2": 2,
+                 "abc_w1": 1, "abc_w3": 3, "abc_a1": 1, "abc_a3": 3}
 
 
 def _cases():
@@ -87,7 +90,9 @@ def test_bits_and_kind(name, kind):
 def test_forward_keeps_shape_dtype_and_gives_a_gradient_to_the_input(name, kind):
     q = _make(name, kind).double()
     x = _data(kind, torch.float64, seed=3).requires_grad_()
-    q.initialize(x.detach())
+    # initialised without the far outlier (50): ABC-Net's gradient window is one unit wide
+    # around each threshold, and thresholds spread up to max x would leave the data outside
+    q.initialize(x.detach().clamp(max=5.0))
     y = q(x)
     assert y.shape == x.shape and y.dtype == x.dtype
     (g,) = torch.autograd.grad(y.sum(), x)
@@ -98,7 +103,7 @@ def test_forward_keeps_shape_dtype_and_gives_a_gradient_to_the_input(name, kind)
     lambda b: DoReFaWeightQuantizer(b), lambda b: DoReFaActivationQuantizer(b), lambda b: HWGQuantizer(b),
     lambda b: PACTQuantizer(b), lambda b: LSQQuantizer(b, signed=True), lambda b: LSQQuantizer(b, signed=False),
     lambda b: LQNetQuantizer(b, signed=True), lambda b: LQNetQuantizer(b, signed=False),
-    lambda b: HWGQuantizer(b, uniform=False),
+    lambda b: HWGQuantizer(b, uniform=False), lambda b: ABCWeightQuantizer(b), lambda b: ABCActivationQuantizer(b),
 ])
 @pytest.mark.parametrize("bits", [0, -1, 9, 2.0, True, "2", None])
 def test_invalid_bit_widths_are_a_one_line_error_naming_bits(make, bits):
@@ -113,6 +118,7 @@ def test_invalid_bit_widths_are_a_one_line_error_naming_bits(make, bits):
     (lambda b: LSQQuantizer(b, signed=True), 1),  # a signed 1-bit LSQ would have Q_P = 0
     (lambda b: HWGQuantizer(b, uniform=False), 5),  # Lloyd-Max levels up to 4 bits
     (lambda b: LQNetQuantizer(b, signed=False), 5),  # 2^K codes enumerated: K <= 4
+    (lambda b: INQQuantizer(b), 1),  # one of the b bits flags zero
 ])
 def test_bit_widths_outside_a_method_range(make, bits):
     with pytest.raises(ValueError, match=r"^bits must be an integer in .*, got 5$|^bits must be an integer in .*, got 1$"):
@@ -138,12 +144,14 @@ def test_learned_parameters_are_parameters():
     assert {n for n, _ in TTQQuantizer().named_parameters()} == {"w_p", "w_n"}
     assert {n for n, _ in LSQQuantizer(2, signed=True).named_parameters()} == {"step"}
     assert {n for n, _ in PACTQuantizer(2).named_parameters()} == {"alpha"}
-    for q in (BWNQuantizer(), TWNQuantizer(), DoReFaWeightQuantizer(2), HWGQuantizer(2), LQNetQuantizer(2, True)):
+    assert {n for n, _ in ABCActivationQuantizer(2).named_parameters()} == {"beta", "v"}
+    for q in (BWNQuantizer(), TWNQuantizer(), DoReFaWeightQuantizer(2), HWGQuantizer(2), LQNetQuantizer(2, True),
+              ABCWeightQuantizer(3), INQQuantizer(3)):
         assert list(q.parameters()) == []
 
 
 def test_registry_lists_every_method_by_role():
-    assert set(BASELINES) == {"bwn", "twn", "ttq", "dorefa", "hwgq", "inq", "lsq", "pact", "lqnet"}
+    assert set(BASELINES) == {"abcnet", "bwn", "twn", "ttq", "dorefa", "hwgq", "inq", "lsq", "pact", "lqnet"}
     for roles in BASELINES.values():
         assert set(roles) <= {"weight", "activation"} and roles
 

@@ -6,17 +6,18 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from qbench.quant.baselines import (BWNQuantizer, DoReFaActivationQuantizer, DoReFaWeightQuantizer, HWGQuantizer,
+from qbench.quant.baselines import (ABCActivationQuantizer, ABCWeightQuantizer, BWNQuantizer, DoReFaActivationQuantizer, DoReFaWeightQuantizer, HWGQuantizer,
                                     LQNetQuantizer, LSQQuantizer, PACTQuantizer, TTQQuantizer, TWNQuantizer)
 
 WEIGHTS = {
     "bwn": lambda c: BWNQuantizer(), "twn": lambda c: TWNQuantizer(), "ttq": lambda c: TTQQuantizer(),
     "dorefa": lambda c: DoReFaWeightQuantizer(2), "lsq": lambda c: LSQQuantizer(3, signed=True),
-    "lqnet": lambda c: LQNetQuantizer(2, signed=True, channels=c),
+    "lqnet": lambda c: LQNetQuantizer(2, signed=True, channels=c), "abcnet": lambda c: ABCWeightQuantizer(3),
 }
 ACTIVATIONS = {
     "dorefa": lambda: DoReFaActivationQuantizer(2), "hwgq": lambda: HWGQuantizer(2), "pact": lambda: PACTQuantizer(2),
     "lsq": lambda: LSQQuantizer(2, signed=False), "lqnet": lambda: LQNetQuantizer(2, signed=False),
+    "abcnet": lambda: ABCActivationQuantizer(3),
 }
 
 
