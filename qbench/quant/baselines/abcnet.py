@@ -48,12 +48,13 @@ class _TableSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, values, scale):
-        ctx.scale = scale
+        ctx.save_for_backward(scale)
         return values
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.scale, None, None
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None, None
 
 
 class ABCWeightQuantizer(BaselineQuantizer):
@@ -91,7 +92,7 @@ class ABCWeightQuantizer(BaselineQuantizer):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         codes, table, alpha = self._codes_and_table(w)
-        return _TableSTE.apply(w, table[codes], float(alpha.sum()))
+        return _TableSTE.apply(w, table[codes], alpha.sum())
 
     @torch.no_grad()
     def export(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -105,15 +105,14 @@ def half_gaussian_lloyd_max(bits: int, iterations: int = 20000, tol: float = 1e-
 
 class _HalfWaveFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, table, thresholds, top):
-        ctx.save_for_backward(x)
-        ctx.top = top
+    def forward(ctx, x, table, thresholds):
+        ctx.save_for_backward(x, table[-1])
         return table[torch.bucketize(x, thresholds, right=False)]
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * ((x > 0) & (x <= ctx.top)).to(grad.dtype), None, None, None
+        x, top = ctx.saved_tensors
+        return grad * ((x > 0) & (x <= top)).to(grad.dtype), None, None
 
 
 class HWGQuantizer(BaselineQuantizer):
@@ -147,7 +146,7 @@ class HWGQuantizer(BaselineQuantizer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         table, thresholds = self._tables(x)
-        return _HalfWaveFunction.apply(x, table, thresholds, float(table[-1]))
+        return _HalfWaveFunction.apply(x, table, thresholds)
 
     @torch.no_grad()
     def export(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
