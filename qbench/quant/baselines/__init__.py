@@ -8,18 +8,20 @@ parameters, ``export(x) -> (codes, levels)`` gives integer codes and the level t
 Weights: ``BWNQuantizer`` (XNOR-Net's binary weights), ``TWNQuantizer``, ``TTQQuantizer``,
 ``DoReFaWeightQuantizer``, ``LSQQuantizer(signed=True)``, ``LQNetQuantizer(signed=True)``,
 ``INQQuantizer`` (its staged schedule: the trainer calls ``advance`` at each stage boundary),
-``ABCWeightQuantizer``.
+``ABCWeightQuantizer``, ``ADMMQuantizer`` (full-precision training with its penalty; the
+trainer adds ``penalty`` to the loss and calls ``admm_step`` every few iterations).
 Activations: ``DoReFaActivationQuantizer``, ``HWGQuantizer``, ``PACTQuantizer``,
 ``LSQQuantizer(signed=False)``, ``LQNetQuantizer(signed=False)``, ``ABCActivationQuantizer``.
 
-Left out:
-- ADMM (Leng et al., AAAI 2018) trains with an augmented Lagrangian (an extra projected copy of
-  the weights, dual variables and a penalty term in the loss), which lives in the optimiser and
-  loss rather than in a quantizer module.
+Covered: BWN, TWN, TTQ, INQ, DoReFa, ABC-Net, HWGQ, ADMM and LQ-Net from Tables 1-3, plus LSQ
+and PACT. Not implemented: the tables' other cited rows (BinaryConnect, TBN, ICLR18), ADMM's
+extragradient W-step (plain SGD on the penalised loss instead) and HWGQ's log-tailed ReLU
+backward (the clipped ReLU instead).
 """
 
 from ._common import BaselineQuantizer, check_bits, dequantize
 from .abcnet import ABCActivationQuantizer, ABCWeightQuantizer
+from .admm import ADMMQuantizer
 from .bwn import BWNQuantizer
 from .dorefa import DoReFaActivationQuantizer, DoReFaWeightQuantizer
 from .hwgq import HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
@@ -33,6 +35,7 @@ from .twn import TWNQuantizer
 # method name -> quantizer class (weights and/or activations), for a registry adapter
 BASELINES = {
     "abcnet": {"weight": ABCWeightQuantizer, "activation": ABCActivationQuantizer},
+    "admm": {"weight": ADMMQuantizer},
     "bwn": {"weight": BWNQuantizer},
     "twn": {"weight": TWNQuantizer},
     "ttq": {"weight": TTQQuantizer},
@@ -45,7 +48,7 @@ BASELINES = {
 }
 
 __all__ = [
-    "ABCActivationQuantizer", "ABCWeightQuantizer", "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
+    "ABCActivationQuantizer", "ABCWeightQuantizer", "ADMMQuantizer", "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
     "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
     "check_bits", "dequantize", "half_gaussian_lloyd_max", "half_gaussian_uniform_step",
 ]

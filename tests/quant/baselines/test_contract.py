@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from qbench.quant.baselines import (BASELINES, ABCActivationQuantizer, ABCWeightQuantizer, BWNQuantizer, DoReFaActivationQuantizer, DoReFaWeightQuantizer,
+from qbench.quant.baselines import (BASELINES, ABCActivationQuantizer, ABCWeightQuantizer, ADMMQuantizer,
+                                    BWNQuantizer, DoReFaActivationQuantizer, DoReFaWeightQuantizer,
                                     HWGQuantizer, INQQuantizer, LQNetQuantizer, LSQQuantizer, PACTQuantizer, TTQQuantizer,
                                     TWNQuantizer, dequantize)
 
@@ -18,7 +19,8 @@ def _weight_quantizers():
         "dorefa_w4": DoReFaWeightQuantizer(4), "lsq_w2": LSQQuantizer(2, signed=True),
         "lsq_w4": LSQQuantizer(4, signed=True), "lqnet_w1": LQNetQuantizer(1, signed=True, channels=6),
         "lqnet_w3": LQNetQuantizer(3, signed=True, channels=6), "abc_w1": ABCWeightQuantizer(1),
-        "abc_w3": ABCWeightQuantizer(3),
+        "abc_w3": ABCWeightQuantizer(3), "admm_binary": ADMMQuantizer("binary"),
+        "admm_ternary": ADMMQuantizer("ternary"), "admm_pm4": ADMMQuantizer("pm4"),
     }
 
 
@@ -35,7 +37,8 @@ def _activation_quantizers():
 EXPECTED_BITS = {"bwn": 1, "twn": 2, "ttq": 2, "dorefa_w1": 1, "dorefa_w2": 2, "dorefa_w4": 4, "lsq_w2": 2,
                  "lsq_w4": 4, "lqnet_w1": 1, "lqnet_w3": 3, "dorefa_a1": 1, "dorefa_a4": 4, "hwgq_a1": 1,
                  "hwgq_a2": 2, "hwgq_a2_lloyd": 2, "pact_a2": 2, "pact_a4": 4, "lsq_a2": 2, "lqnet_a2": 2,
-                 "abc_w1": 1, "abc_w3": 3, "abc_a1": 1, "abc_a3": 3}
+                 "abc_w1": 1, "abc_w3": 3, "abc_a1": 1, "abc_a3": 3, "admm_binary": 1, "admm_ternary": 2,
+                 "admm_pm4": 3}
 
 
 def _cases():
@@ -151,7 +154,7 @@ def test_learned_parameters_are_parameters():
 
 
 def test_registry_lists_every_method_by_role():
-    assert set(BASELINES) == {"abcnet", "bwn", "twn", "ttq", "dorefa", "hwgq", "inq", "lsq", "pact", "lqnet"}
+    assert set(BASELINES) == {"abcnet", "admm", "bwn", "twn", "ttq", "dorefa", "hwgq", "inq", "lsq", "pact", "lqnet"}
     for roles in BASELINES.values():
         assert set(roles) <= {"weight", "activation"} and roles
 
