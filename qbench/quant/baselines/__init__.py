@@ -6,7 +6,8 @@ parameters, ``export(x) -> (codes, levels)`` gives integer codes and the level t
 ``dequantize`` maps them back with, and ``bits`` is the storage width of one code.
 
 Weights: ``BWNQuantizer`` (XNOR-Net's binary weights), ``TWNQuantizer``, ``TTQQuantizer``,
-``DoReFaWeightQuantizer``, ``LSQQuantizer(signed=True)``, ``LQNetQuantizer(signed=True)``,
+``DoReFaWeightQuantizer``, ``LSQQuantizer(signed=True)``, ``LQNetQuantizer(signed=True)`` (in
+training mode each forward also takes one QEM step of its basis),
 ``INQQuantizer`` (its staged schedule: the trainer calls ``advance`` at each stage boundary),
 ``ABCWeightQuantizer``, ``ADMMQuantizer`` (full-precision training with its penalty; the
 trainer adds ``penalty`` to the loss and calls ``admm_step`` every few iterations).
