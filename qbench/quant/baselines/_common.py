@@ -1,0 +1,102 @@
+"""Pieces every baseline quantizer shares: the module contract, bit-width checks, the
+straight-through round and the level-table export format.
+
+Export format: ``export(x) -> (codes, levels)``. ``codes`` is an integer tensor of x's shape;
+``levels`` holds the value of each code, either ``(L,)`` for the whole tensor or ``(C, L)``
+with one row per output channel (dim 0 of x). ``dequantize(codes, levels)`` gives back the
+quantizer's eval-mode forward output bit for bit: every forward below computes its output as
+a lookup or a product that the level table repeats exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_bits(bits, low: int, high: int, name: str = "bits") -> int:
+    """``bits`` as an int in ``low..high``; otherwise a one-line ValueError naming ``name``."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not low <= bits <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, got {bits!r}")
+    return bits
+
+
+def codes_dtype(num_levels: int) -> torch.dtype:
+    """The smallest integer dtype that holds ``num_levels`` codes (0-based)."""
+    return torch.uint8 if num_levels <= 256 else torch.int16
+
+
+def dequantize(codes: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Values of ``codes`` under ``levels`` ((L,) per tensor or (C, L) per output channel)."""
+    index = codes.long()
+    if levels.dim() == 1:
+        return levels[index]
+    if levels.dim() != 2 or index.shape[0] != levels.shape[0]:
+        raise ValueError(f"levels of shape {tuple(levels.shape)} do not match codes of shape "
+                         f"{tuple(codes.shape)}: per-channel levels need one row per output channel")
+    flat = index.reshape(index.shape[0], -1)
+    return torch.gather(levels, 1, flat).reshape(codes.shape)
+
+
+def sign_nonzero(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) with sign(0) = +1, so a binary quantizer has exactly two levels."""
+    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+class _RoundSTE(torch.autograd.Function):
+    """round(x) forward (half to even, as torch.round), identity backward (Bengio et al. 2013)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round with a straight-through gradient; the forward value is exactly ``torch.round(x)``
+    (``x + (round(x) - x).detach()`` would not be, which breaks exact export)."""
+    return _RoundSTE.apply(x)
+
+
+def channel_view(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as (C, rest) with C = x.shape[0] (output channels of a weight)."""
+    if x.dim() < 1:
+        raise ValueError(f"a per-channel quantizer needs a tensor with an output-channel dim, got shape {tuple(x.shape)}")
+    return x.reshape(x.shape[0], -1)
+
+
+def broadcast_channels(per_channel: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(C,) values shaped to broadcast against ``like`` along dim 0."""
+    return per_channel.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+class BaselineQuantizer(nn.Module):
+    """Contract of a baseline quantizer.
+
+    Attributes:
+        bits: bits one code takes in storage (ternary codes take 2).
+        kind: "weight" (input is a layer's weight, dim 0 = output channels) or "activation".
+
+    ``forward(x)`` returns the quantized x (float, x's shape) with the method's gradient;
+    ``initialize(x)`` sets data-dependent parameters (a no-op where the method has none);
+    ``export(x)`` returns ``(codes, levels)`` (see the module docstring).
+    """
+
+    bits: int
+    kind: str
+
+    def initialize(self, x: torch.Tensor) -> None:
+        """Nothing to set from data for this method."""
+
+    def export(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def dequantize(codes: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        return dequantize(codes, levels)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, kind={self.kind}"
