@@ -110,7 +110,7 @@ def train_cell(cfg: dict, cell, seed: int, threads: int, use_subprocess: bool) -
     rc = plan.run_config(cfg, cell, seed)
     res = plan.results_dir(cfg)
     config_path = Path(f"{res}/configs/{cell.id}_s{seed}.yaml")
-    plan.write_text_atomic(config_path, plan.dump_yaml(rc))
+    plan.write_text(config_path, plan.dump_yaml(rc))
     out = Path(plan.run_dir(cfg, cell.id, seed))
     row = {"cell": cell.id, "kind": cell.kind, "model": cell.model, "weights": cell.weights,
            "activations": cell.activations, "seed": seed, "device": rc.get("device"),

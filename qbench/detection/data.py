@@ -15,16 +15,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import shutil
 import struct
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image
+
+from qbench.io import atomic_directory
 
 FMNIST_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat",
                   "sandal", "shirt", "sneaker", "bag", "ankle_boot")
@@ -197,9 +196,7 @@ def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path = FM
     dest = root / f"fmnist_voc-{spec.key()}"
     if (dest / "meta.json").exists():
         return dest
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=root))
-    try:
+    with atomic_directory(dest) as tmp:
         out = tmp / SUBSET
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (out / sub).mkdir(parents=True)
@@ -207,13 +204,4 @@ def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path = FM
         _write_split(out, "test", spec.test, spec.trainval, spec, source)
         meta = {"format_version": FORMAT_VERSION, "spec": asdict(spec), "classes": list(FMNIST_CLASSES)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            # another process finished the same set first; theirs is identical
-            if not (dest / "meta.json").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest

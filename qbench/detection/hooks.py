@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 
-from qbench.io import FileFormatError, RunDirError, load_torch, save_torch, write_json
+from qbench.io import FileFormatError, RunDirError, load_torch, save_torch
 from qbench.quant import activation_quantizers, quant_parameters, set_enabled
 from qbench.train.phases import set_temperatures
 
@@ -257,5 +257,3 @@ def quantizer_param_ids(model) -> set[int]:
     """ids of all quantizer parameters (alpha, beta, learnable biases)."""
     return {id(p) for p in quant_parameters(model)}
 
-
-dump_json_atomic = write_json  # the project's one atomic writer

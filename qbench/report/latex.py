@@ -25,7 +25,7 @@ import pandas as pd
 
 from qbench.report.claims import PLATEAU_GAIN, fp_checks, read_claims, summarize
 from qbench.report.figures import FIGURES
-from qbench.report.io import read_json, write_bytes_atomic, write_text_atomic
+from qbench.io import read_json, write_bytes, write_text
 from qbench.report.tables import latex_escape as esc
 from qbench.report.tables import read_cells
 
@@ -313,7 +313,7 @@ def compile_pdf(tex: str, figures: dict[str, Path], pdf_out: Path) -> None:
             if proc.returncode != 0:
                 sys.stderr.write(proc.stdout[-4000:])
                 raise RuntimeError(f"pdflatex failed (exit {proc.returncode}); see the log above")
-        write_bytes_atomic(pdf_out, (tmp / "report.pdf").read_bytes())
+        write_bytes(pdf_out, (tmp / "report.pdf").read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     tex = build_tex(plan, read_cells(args.cells), read_cells(args.runs), Path(args.tables_dir),
                     list(figs), Path(args.benchmarks_dir),
                     read_claims(args.claims) if args.claims else None)
-    write_text_atomic(args.tex, tex)
+    write_text(args.tex, tex)
     compile_pdf(tex, figs, Path(args.pdf))
     print(args.pdf)
     return 0

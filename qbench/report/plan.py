@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from qbench.io import write_text  # noqa: F401 (the config-rendering rules write through it)
 from qbench.paper import Cell, fp_cell_of, load_cells  # noqa: F401 (load_cells re-exported)
 
 CLASSIFY_ARCHS = ("alexnet_bn", "resnet18", "resnet50")
@@ -358,15 +359,3 @@ def dataset_key(data: dict) -> str:
     if data.get("train_size") is not None:
         parts.append(f"n{data['train_size']}")
     return "_".join(parts)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Atomically write ``text`` (used by the config-rendering rules).
-
-    Args:
-        path: destination.
-        text: content.
-    """
-    from qbench.report.io import write_text_atomic as _write
-
-    _write(path, text)

@@ -19,9 +19,9 @@ from qbench import quant as Q
 from qbench.quant.functional import NonFiniteError
 
 from ..data import build_data
-from ..io import FileFormatError, RunDirError, RunDirLock, read_json, read_yaml, remove_stale_tmp
+from .. import io
+from ..io import FileFormatError, RunDirError, RunDirLock, RunLog, read_json, read_yaml, remove_stale_tmp
 from ..models import build_model, load_pretrained
-from . import io
 from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
 from .phases import SWITCHES as PHASE_SWITCHES
@@ -54,21 +54,6 @@ def lr_at(config: Config, epoch: int) -> float:
     phase; a milestone m means "x gamma after m epochs", as PyTorch's MultiStepLR).
     """
     return epoch_plan(config)[epoch - 1].lr
-
-
-class Logger:
-    """Lines to train.log (every rank-0 line) and to stdout unless quiet."""
-
-    def __init__(self, path: Path | None, quiet: bool) -> None:
-        self.path, self.quiet = path, quiet
-
-    def __call__(self, msg: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(line + "\n")
-        if not self.quiet:
-            print(line, flush=True)
 
 
 def _configure_phase(model: nn.Module, phase: str, quant_params: list[nn.Parameter]) -> list[nn.Parameter]:
@@ -306,7 +291,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             done = {"status": "complete"}
     if done is not None:
         return done
-    log = Logger(out / "train.log" if main else None, quiet or not main)
+    log = RunLog(out / "train.log" if main else None, quiet or not main)
     if main:
         stale = remove_stale_tmp(out)  # left by killed writers; the lock says none is alive
         if stale:
@@ -350,7 +335,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         f"precision {config.precision}{', compiled' if config.compile else ''}")
     if main:
         io.write_json(out / "env.json", io.run_environment(out / "env.json", device, config.seed, info.world,
-                                                           data.files, resumed=(out / "checkpoint.pt").is_file()))
+                                                           resumed=(out / "checkpoint.pt").is_file(),
+                                                           data_files=data.files))
 
     # the compiled module shares the model's parameters; evaluation and checkpoints use the model
     train_model = torch.compile(model) if config.compile else model

@@ -15,7 +15,7 @@ rule write_plan:
     conda:
         CONDA_ENV
     run:
-        plan.write_text_atomic(output[0], params.text)
+        plan.write_text(output[0], params.text)
 
 
 rule render_config:
