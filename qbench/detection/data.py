@@ -12,10 +12,8 @@ directory next to the target, then renamed).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -23,11 +21,11 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
+from qbench.data.fashion_mnist import find_fashion_mnist, load_split
 from qbench.io import atomic_directory
 
 FMNIST_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat",
                   "sandal", "shirt", "sneaker", "bag", "ankle_boot")
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUBSET = "FMNIST"  # sub-directory holding the VOC layout (VOCDataset's sub_data_root)
 FORMAT_VERSION = 1
 INK_THRESHOLD = 40  # pixel value (0-255) above which a resized item counts as ink for its box
@@ -79,30 +77,17 @@ class FmnistVocSpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    magic, = struct.unpack(">I", data[:4])
-    ndim = magic & 0xFF
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def load_fashion_mnist(split: str, source: Path = FMNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST images (N, 28, 28) uint8 and labels (N,) from the idx gz files.
+def load_fashion_mnist(split: str, source: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST images (N, 28, 28) uint8 and labels (N,) through the classification
+    reader (``qbench.data.fashion_mnist``: the same search path, checks and messages).
 
     Args:
         split: "train" or "test".
-        source: directory with the four ``*-idx?-ubyte.gz`` files.
+        source: directory with the four idx(.gz) files; None searches ``$QBENCH_DATA`` then
+            Debian's ``dataset-fashion-mnist`` path.
     """
-    prefix = {"train": "train", "test": "t10k"}[split]
-    images_path = source / f"{prefix}-images-idx3-ubyte.gz"
-    labels_path = source / f"{prefix}-labels-idx1-ubyte.gz"
-    if not images_path.exists() or not labels_path.exists():
-        raise FileNotFoundError(
-            f"Fashion-MNIST not found under {source}; install it with "
-            "`apt-get install -y dataset-fashion-mnist`")
-    return _read_idx(images_path), _read_idx(labels_path)
+    images, labels = load_split(find_fashion_mnist(source), split)
+    return images.numpy(), labels.numpy()
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -163,7 +148,7 @@ def _annotation_xml(name: str, size: int, objects: list[tuple[int, tuple[int, in
 
 
 def _write_split(out: Path, split: str, count: int, start: int, spec: FmnistVocSpec,
-                 source: Path) -> list[str]:
+                 source: Path | None) -> list[str]:
     images, labels = load_fashion_mnist("train" if split == "trainval" else "test", source)
     # one child seed per split keeps the test images independent of the trainval count
     rng = np.random.default_rng([spec.seed, 0 if split == "trainval" else 1])
@@ -181,13 +166,13 @@ def _write_split(out: Path, split: str, count: int, start: int, spec: FmnistVocS
     return names
 
 
-def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path = FMNIST_DIR) -> Path:
+def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path | None = None) -> Path:
     """Build (or reuse) the generated set for ``spec`` under ``root``.
 
     Args:
         root: parent directory; the set goes to ``root/fmnist_voc-<key>``.
         spec: generation parameters.
-        source: directory of the Fashion-MNIST idx gz files.
+        source: directory of the Fashion-MNIST idx files (None: ``load_fashion_mnist``'s search).
 
     Returns:
         The data root to give mmdet (it holds ``FMNIST/`` with the VOC layout).
