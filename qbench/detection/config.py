@@ -13,14 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from qbench.quant import LevelSet
-
-DATASETS = ("voc", "fmnist_voc")
-ARCHS = ("ssd300_vgg16",)
-NUM_CLASSES = {"voc": 20, "fmnist_voc": 10}
+from qbench.data.registry import DETECTION_DATASETS as DATASETS
+from qbench.data.registry import DETECTION_NUM_CLASSES as NUM_CLASSES
+from qbench.models import DETECTION_ARCHS as ARCHS
 AUGMENTS = ("ssd", "light")
 EVAL_MODES = ("11points", "area")
-PHASES = ("fp", "weights", "activations", "joint")
 
 
 def default_data_root(dataset: str) -> Path:
@@ -36,6 +33,7 @@ def default_data_root(dataset: str) -> Path:
 
 # the quant: section is the same as for classification (one definition of its keys)
 from qbench.train.config import QuantConfig, coerce_numbers  # noqa: E402
+from qbench.train.phases import PHASES  # noqa: E402
 
 
 def _fail(key: str, msg: str) -> None:

@@ -24,13 +24,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from qbench.paper import cells_for_figure  # noqa: E402
+from qbench.paper import cells_for_figure, figure_names  # noqa: E402
 from qbench.io import FileFormatError, load_state_dict  # noqa: E402
 from qbench.io import read_json, save_figure  # noqa: E402
 from qbench.report.tables import build, read_cells  # noqa: E402
 
-FIGURES = ("fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap", "fig5_temperature",
-           "summary_paper_vs_repro")
+FIGURES = figure_names()  # qbench/paper/tables.yaml, figures:
 
 
 def _not_run(ax, text: str = "not run at this scale") -> None:

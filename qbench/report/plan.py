@@ -16,9 +16,10 @@ import yaml
 from qbench.io import write_text  # noqa: F401 (the config-rendering rules write through it)
 from qbench.paper import Cell, fp_cell_of, load_cells  # noqa: F401 (load_cells re-exported)
 
-CLASSIFY_ARCHS = ("alexnet_bn", "resnet18", "resnet50")
-DETECT_ARCHS = ("ssd300_vgg16",)
-DATASETS = {"classify": ("fashion_mnist", "imagenet", "fake"), "detect": ("voc", "fmnist_voc")}
+from qbench.data.registry import DATASETS_BY_TASK as DATASETS
+from qbench.models import ARCHS_BY_TASK
+
+CLASSIFY_ARCHS, DETECT_ARCHS = ARCHS_BY_TASK["classify"], ARCHS_BY_TASK["detect"]
 
 
 PHASE_KINDS = ("fp", "weights", "activations", "both")
