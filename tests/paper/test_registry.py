@@ -181,7 +181,7 @@ def test_names_are_defined_once():
     from qbench.data import DATASETS_BY_TASK
     from qbench.models import ARCHS_BY_TASK
     from qbench.paper import STARTS
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     assert plan.CLASSIFY_ARCHS is ARCHS_BY_TASK["classify"] and plan.DETECT_ARCHS is ARCHS_BY_TASK["detect"]
     assert plan.DATASETS is DATASETS_BY_TASK

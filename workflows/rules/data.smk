@@ -57,5 +57,5 @@ rule prepare_data:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.prepare_data --spec '{params.spec}' "
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.workflow.prepare_data --spec '{params.spec}' "
         "--out {output} > {log} 2>&1"

@@ -1,6 +1,6 @@
 # checkpoint.pt is deliberately not an output: snakemake deletes the outputs of a killed job
 # (--rerun-incomplete, retries), and the checkpoint is what the next attempt resumes from.
-# qbench.report.run_inputs empties the run directory when the job re-runs for changed inputs.
+# qbench.workflow.run_inputs empties the run directory when the job re-runs for changed inputs.
 
 
 rule train_fp:
@@ -25,7 +25,7 @@ rule train_fp:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
+        "{params.py} -m qbench.workflow.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
         f"OMP_NUM_THREADS={TRAIN['threads']} MKL_NUM_THREADS={TRAIN['threads']} {TRAIN_CMD} "
         "{input.config} --out {params.outdir} {params.cache} --quiet >> {log} 2>&1"
 
@@ -52,6 +52,6 @@ rule train_quant:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
+        "{params.py} -m qbench.workflow.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
         f"OMP_NUM_THREADS={TRAIN['threads']} MKL_NUM_THREADS={TRAIN['threads']} {TRAIN_CMD} "
         "{input.config} --out {params.outdir} --quiet >> {log} 2>&1"

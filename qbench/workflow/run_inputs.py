@@ -1,6 +1,6 @@
 """Keep a run directory's checkpoint only for the inputs the run was started from.
 
-``python -m qbench.report.run_inputs --config CONFIG.yaml --out RUN_DIR``
+``python -m qbench.workflow.run_inputs --config CONFIG.yaml --out RUN_DIR``
 
 The training rules do not declare ``checkpoint.pt`` as an output, so that snakemake leaves it in
 place when a job is killed, pre-empted or runs out of time (``--rerun-incomplete``, ``retries``,

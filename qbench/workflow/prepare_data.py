@@ -1,6 +1,6 @@
 """Data preparation for one dataset of a scale: make it available and record what was found.
 
-``python -m qbench.report.prepare_data --spec '{"dataset": "fashion_mnist", ...}' --out F.json``
+``python -m qbench.workflow.prepare_data --spec '{"dataset": "fashion_mnist", ...}' --out F.json``
 
 ``fake`` needs nothing. ``fashion_mnist`` is looked up with ``qbench.data.find_fashion_mnist``
 (``root``, ``$QBENCH_DATA``, or Debian's ``dataset-fashion-mnist`` package); ``imagenet`` /
