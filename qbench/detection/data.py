@@ -23,17 +23,25 @@ from PIL import Image
 
 from qbench.data.fashion_mnist import find_fashion_mnist, load_split
 from qbench.io import atomic_directory
+from qbench.train.config import is_int, require
 
 FMNIST_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat",
                   "sandal", "shirt", "sneaker", "bag", "ankle_boot")
 SUBSET = "FMNIST"  # sub-directory holding the VOC layout (VOCDataset's sub_data_root)
 FORMAT_VERSION = 1
 INK_THRESHOLD = 40  # pixel value (0-255) above which a resized item counts as ink for its box
+SPLIT_SIZES = {"trainval": 60000, "test": 10000}  # images in Fashion-MNIST's train and test splits
+ITEM_KEYS = ("min_objects", "max_objects", "min_size", "max_size")  # also keys of detect:
+# the run config key of each generation parameter, so that errors name what the user wrote
+CONFIG_KEYS = {"trainval": "data.train_size", "test": "data.test_size", "seed": "data.subset_seed",
+               "canvas": "fmnist_voc.canvas", **{key: f"detect.{key}" for key in ITEM_KEYS}}
 
 
 @dataclass(frozen=True)
 class FmnistVocSpec:
-    """Parameters of one generated set; the directory name is derived from them.
+    """Parameters of one generated set; the directory name is derived from them. Its defaults
+    and rules are those of the ``detect:`` keys of the same names; errors (``ConfigError``)
+    name the run config key.
 
     Args:
         trainval: number of trainval images.
@@ -58,18 +66,28 @@ class FmnistVocSpec:
     def __post_init__(self) -> None:
         for key in ("trainval", "test", "canvas", "min_objects", "max_objects", "min_size", "max_size"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"fmnist_voc.{key} must be a positive integer, got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"fmnist_voc.seed must be a non-negative integer, got {self.seed!r}")
-        if self.min_objects > self.max_objects:
-            raise ValueError("fmnist_voc.min_objects must be <= max_objects")
-        if self.min_size > self.max_size:
-            raise ValueError("fmnist_voc.min_size must be <= max_size")
-        if self.max_size > self.canvas:
-            raise ValueError("fmnist_voc.max_size must be <= canvas")
-        if self.trainval > 60000 or self.test > 10000:
-            raise ValueError("fmnist_voc: trainval <= 60000 and test <= 10000 images")
+            require(is_int(value) and value >= 1, CONFIG_KEYS[key], f"must be an integer >= 1, got {value!r}")
+        require(is_int(self.seed) and self.seed >= 0, CONFIG_KEYS["seed"],
+                f"must be an integer >= 0, got {self.seed!r}")
+        require(self.min_objects <= self.max_objects, CONFIG_KEYS["min_objects"],
+                f"must be <= {CONFIG_KEYS['max_objects']}")
+        require(self.min_size <= self.max_size, CONFIG_KEYS["min_size"], f"must be <= {CONFIG_KEYS['max_size']}")
+        require(self.max_size <= self.canvas, CONFIG_KEYS["max_size"],
+                f"items must fit the {self.canvas}x{self.canvas} canvas")
+        for key, most in SPLIT_SIZES.items():
+            require(getattr(self, key) <= most, CONFIG_KEYS[key],
+                    f"fmnist_voc allows at most {most} images, got {getattr(self, key)}")
+
+    @classmethod
+    def from_config(cls, cfg) -> "FmnistVocSpec":
+        """The set a detection run config asks for (``data`` sizes and seed, ``detect`` items).
+
+        Args:
+            cfg: a ``DetectRunConfig`` with ``data.dataset: fmnist_voc``.
+        """
+        d, det = cfg.data, cfg.detect
+        return cls(trainval=d.train_size, test=d.test_size, seed=d.subset_seed,
+                   **{key: getattr(det, key) for key in ITEM_KEYS})
 
     def key(self) -> str:
         """Short stable hash of the parameters (directory name suffix)."""

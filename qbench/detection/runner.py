@@ -35,7 +35,7 @@ from qbench.io import (
     write_yaml,
 )
 
-from .config import DetectRunConfig
+from .config import ConfigError, DetectRunConfig
 from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
 from .evaluate import voc_map
 from .mmdet_compat import require_mmdet
@@ -68,8 +68,8 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if cuda_ok else "cpu"
     if not cuda_ok:
-        raise ValueError(f"config key 'device': {device!r} requested but CUDA or mmcv's CUDA ops "
-                         "are unavailable (the set-up script builds mmcv with CPU ops)")
+        raise ConfigError(f"device: {device!r} requested but CUDA or mmcv's CUDA ops are unavailable "
+                          "(the set-up script builds mmcv with CPU ops)")
     return device
 
 
@@ -154,16 +154,16 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
     if world > 1 and device.startswith("cuda"):
         device = f"cuda:{local_rank}"
     if cfg.data.batch_size % world:
-        raise ValueError(f"config key 'data.batch_size': {cfg.data.batch_size} (the global batch) is "
+        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} (the global batch) is "
                          f"not divisible by the {world} processes")
     out_dir = Path(out_dir)
     resolved = cfg.to_dict()
     config_json = json.dumps(resolved, sort_keys=True)
     if cfg.start.mode == "pretrained" and not Path(cfg.start.checkpoint).exists():
-        raise ValueError(f"config key 'start.checkpoint': {cfg.start.checkpoint} does not exist")
+        raise ConfigError(f"start.checkpoint: {cfg.start.checkpoint} does not exist")
     backbone = cfg.detect.backbone_checkpoint
     if backbone is not None and not Path(backbone).is_file():
-        raise ValueError(f"config key 'detect.backbone_checkpoint': {backbone} does not exist")
+        raise ConfigError(f"detect.backbone_checkpoint: {backbone} does not exist")
     if rank != 0:  # under torchrun only rank 0 checks, locks and writes the run directory
         return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, rank, world)
     out_dir.mkdir(parents=True, exist_ok=True)

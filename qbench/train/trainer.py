@@ -24,8 +24,7 @@ from ..io import FileFormatError, RunDirError, RunDirLock, RunLog, read_json, re
 from ..models import build_model, load_pretrained
 from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
-from .phases import SWITCHES as PHASE_SWITCHES
-from .phases import epoch_plan, set_temperatures
+from .phases import configure_phase, epoch_plan, set_temperatures
 
 
 class TrainingError(RuntimeError):
@@ -54,31 +53,6 @@ def lr_at(config: Config, epoch: int) -> float:
     phase; a milestone m means "x gamma after m epochs", as PyTorch's MultiStepLR).
     """
     return epoch_plan(config)[epoch - 1].lr
-
-
-def _configure_phase(model: nn.Module, phase: str, quant_params: list[nn.Parameter]) -> list[nn.Parameter]:
-    """Switch quantizers and trainable parameters for a phase; returns the trained parameters.
-
-    weights: network + weight-quantizer parameters; activations: activation-quantizer
-    parameters only (weights frozen, Alg. 1); joint and fp: everything.
-    """
-    w_on, a_on = PHASE_SWITCHES[phase]
-    if phase != "fp":
-        Q.set_enabled(model, weights=w_on, activations=a_on)
-    act_ids = {id(p) for q in Q.activation_quantizers(model).values() for p in q.parameters()}
-    qids = {id(p) for p in quant_params}
-    trained = []
-    for p in model.parameters():
-        if phase == "weights":
-            on = id(p) not in act_ids
-        elif phase == "activations":
-            on = id(p) in act_ids and id(p) in qids
-        else:
-            on = True
-        p.requires_grad_(on)
-        if on:
-            trained.append(p)
-    return trained
 
 
 @dataclass(frozen=True)
@@ -398,7 +372,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     use_bar = not quiet and main and sys.stderr.isatty()
     for epoch in range(start_epoch, len(phases) + 1):
         phase = phases[epoch - 1]
-        trained = _configure_phase(model, phase, quant_params)
+        trained = configure_phase(model, phase)
         step_plan = plan[epoch - 1]
         for t in (step_plan.t_weights, step_plan.t_activations):
             _check_temperature(t, epoch, phase)
