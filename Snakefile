@@ -10,7 +10,6 @@
 
 import sys
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -19,12 +18,12 @@ WF = workflow.basedir
 sys.path.insert(0, WF)  # the qbench package of this checkout, also when not installed
 
 from qbench.paper import load_cells  # noqa: E402
-from qbench.report import plan  # noqa: E402
+from qbench.workflow import plan  # noqa: E402
 
 try:
     _merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
 except plan.PipelineConfigError as exc:
-    raise WorkflowError(f"invalid pipeline config: {exc}")
+    plan.stop(exc)
 config.clear()
 config.update(_merged)
 validate(config, f"{WF}/workflows/schemas/config.schema.yaml")
@@ -33,7 +32,7 @@ try:
     CELLS = plan.enabled_cells(config)
     plan.validate_semantics(config, CELLS)
 except plan.PipelineConfigError as exc:
-    raise WorkflowError(f"invalid pipeline config: {exc}")
+    plan.stop(exc)
 
 SCALE = config["scale"]
 RES = plan.results_dir(config)

@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run(config, args.out, quiet=args.quiet)
             if key:
                 cache.store(args.cache, key, args.out)
-    except (FileFormatError, RunDirError, DatasetError, FileNotFoundError) as e:
+    except (ConfigError, FileFormatError, RunDirError, DatasetError, FileNotFoundError) as e:
         print(f"qbench: error: {e}", file=sys.stderr)
         return 2
     except (DiskFullError, TrainingError, ValueError) as e:

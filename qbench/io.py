@@ -6,7 +6,8 @@
 - Reads of files the project did not just write are data only: ``torch.load`` with
   ``weights_only=True`` and no fallback, YAML through a safe loader. Every failure names the
   file (and the config key that pointed to it) and says what to do.
-- A run directory is locked while a job writes it (``RunDirLock``).
+- A run directory is locked while a job writes it (``RunDirLock``); its ``env.json`` comes from
+  ``run_environment`` and its ``train.log`` from ``RunLog``, for classification and detection alike.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ import os
 import pickle
 import platform
 import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -178,6 +183,35 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix.lstrip("."), **kwargs)
     write_bytes(path, buf.getbuffer())
+
+
+@contextmanager
+def atomic_directory(dest: str | os.PathLike, mode: int = 0o755) -> Iterator[Path]:
+    """Build a directory under a temporary name beside ``dest``, then rename it to ``dest``.
+
+    Yields the temporary directory to fill. On success it becomes ``dest`` in one rename; on
+    an error it is removed and ``dest`` is untouched. When another process completed ``dest``
+    first (same content by construction: the callers name directories after what they hold),
+    theirs is kept.
+
+    Args:
+        dest: the directory to create.
+        mode: permissions of the result (mkdtemp creates 0700).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_stale_tmp(directory: str | os.PathLike) -> list[Path]:
@@ -341,13 +375,18 @@ def load_torch(path: str | os.PathLike, key: str | None = None, hint: str | None
 STATE_DICT_KEYS = ("model", "state_dict", "model_state")
 
 
-def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
+QUANTIZED_KEY_MARKS = (".parametrizations.", ".input_quantizer.")
+
+
+def load_state_dict(path: str | os.PathLike, key: str | None = None, full_precision: bool = False) -> dict:
     """The model weights in a file: a bare state dict (torchvision's weight files) or a
-    checkpoint holding one under ``model`` / ``state_dict`` / ``model_state``.
+    checkpoint holding one under ``model`` / ``state_dict`` / ``model_state`` (classification
+    and detection checkpoints alike).
 
     Args:
         path: the file (loaded with ``load_torch``).
         key: the config key that named it, for the message.
+        full_precision: refuse the weights of a quantized model (a start must be full precision).
 
     Returns:
         ``{name: tensor}``.
@@ -362,6 +401,9 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise FileFormatError(f"{_where(Path(path), key)}: not a state dict (or a qbench checkpoint "
                               "holding one)")
+    if full_precision and any(mark in k for k in obj for mark in QUANTIZED_KEY_MARKS):
+        raise FileFormatError(f"{_where(Path(path), key)}: holds a quantized model; start from a "
+                              "full-precision one")
     return obj
 
 
@@ -380,6 +422,102 @@ def file_record(path: str | os.PathLike) -> dict:
 
 
 # -- run directories ----------------------------------------------------------------------------
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    """The checkout's HEAD commit, or None outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: Any, seed: int, world_size: int, packages: tuple[str, ...] = ("torchvision", "numpy")) -> dict:
+    """What env.json records about one start of a run: versions, commit, machine, device, seed.
+
+    Args:
+        device: the training device (``torch.device`` or its name).
+        seed: the run's seed.
+        world_size: number of processes.
+        packages: libraries besides torch whose versions matter to the run (detection adds
+            mmcv, mmengine, mmdet).
+    """
+    import torch
+
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        **{name: _version(name) for name in packages},
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpus": os.cpu_count(),
+        "git_commit": git_commit(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if on_cuda else platform.processor() or "cpu",
+        "cuda": torch.version.cuda if on_cuda else None,
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "world_size": world_size,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def run_environment(path: str | os.PathLike, device: Any, seed: int, world_size: int, resumed: bool,
+                    data_files: list[dict] | None = None,
+                    packages: tuple[str, ...] = ("torchvision", "numpy")) -> dict:
+    """env.json of this start of a run, keeping the earlier starts (``with_start_history``).
+
+    Args:
+        path: the run's env.json (read when it exists).
+        device: the training device.
+        seed: the run's seed.
+        world_size: number of processes.
+        resumed: whether this start continues from a checkpoint.
+        data_files: provenance of the data files read (``file_record``), when known.
+        packages: as for ``environment``.
+    """
+    now = environment(device, seed, world_size, packages)
+    if data_files is not None:
+        now["data_files"] = data_files
+    return with_start_history(path, now, resumed)
+
+
+class RunLog:
+    """A run's progress lines: appended to ``train.log`` and echoed on stdout unless quiet.
+
+    One format for every trainer (``YYYY-mm-dd HH:MM:SS message``); the file is flushed per
+    line so a killed job's log ends at its last line.
+
+    Args:
+        path: the log file (None: no file, e.g. on ranks other than 0).
+        quiet: no console output.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, quiet: bool) -> None:
+        self.path, self.quiet = (Path(path) if path is not None else None), quiet
+
+    def __call__(self, msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        if not self.quiet:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
 
 def with_start_history(path: str | os.PathLike, env: dict, resumed: bool) -> dict:
     """env.json for this start of a run, keeping the earlier starts of the same run.

@@ -96,7 +96,7 @@ for name, dist in (("triton", "triton"), ("torchvision", "torchvision"), ("numpy
         print(f"  {name:12s} MISSING ({type(exc).__name__}: {str(exc)[:100]})")
 # what the steps below import (must work), then every other module (detection needs mmdet/mmengine)
 CORE = ["qbench.quant", "qbench.quant.kernels", "qbench.train", "qbench.train.trainer", "qbench.data",
-        "qbench.models", "qbench.paper", "qbench.report.plan", "qbench.cli", "benchmarks.quantizer",
+        "qbench.models", "qbench.paper", "qbench.workflow.plan", "qbench.cli", "benchmarks.quantizer",
         "benchmarks.train_step"]
 import qbench
 others = sorted(m.name for m in pkgutil.walk_packages(qbench.__path__, "qbench.")

@@ -56,7 +56,7 @@ def load_scale(scale: str, device: str) -> tuple[dict, list[str]]:
     """The scale config as the Snakefile builds it, with ``train.device`` set; plus notes."""
     import yaml
 
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     notes = []
     cfg = plan.merge_scale_file({"scale": scale, "train": {"device": device}}, ROOT / "workflows" / "config")
@@ -86,7 +86,7 @@ def pick_cells(cfg: dict, wanted: list[str] | None):
     """Classification cells of the scale (FP cells first), restricted to ``wanted`` plus the FP
     cells the wanted fine-tuned cells start from."""
     from qbench.paper import fp_cell_of
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     cells = [c for c in plan.enabled_cells(cfg) if c.task == "classify"]
     plan.validate_semantics(cfg, cells)
@@ -105,12 +105,12 @@ def pick_cells(cfg: dict, wanted: list[str] | None):
 
 
 def train_cell(cfg: dict, cell, seed: int, threads: int, use_subprocess: bool) -> dict:
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     rc = plan.run_config(cfg, cell, seed)
     res = plan.results_dir(cfg)
     config_path = Path(f"{res}/configs/{cell.id}_s{seed}.yaml")
-    plan.write_text_atomic(config_path, plan.dump_yaml(rc))
+    plan.write_text(config_path, plan.dump_yaml(rc))
     out = Path(plan.run_dir(cfg, cell.id, seed))
     row = {"cell": cell.id, "kind": cell.kind, "model": cell.model, "weights": cell.weights,
            "activations": cell.activations, "seed": seed, "device": rc.get("device"),
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
 
 
 def plan_seed(cfg: dict, cell) -> int:
-    from qbench.report import plan
+    from qbench.workflow import plan
     return plan.seeds_of(cfg, cell)[0]  # smoke: one seed; FP cells their first fp_seed
 
 

@@ -10,8 +10,7 @@ from qbench.io import file_record
 
 from . import fashion_mnist as fm
 from .common import DataBundle, DatasetError, global_batches, shard, stratified_subset, tensor_bundle
-
-DATASETS = ("fashion_mnist", "imagenet", "fake")
+from .registry import DATASETS
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FAKE_DEFAULT_SIZES = (256, 128)
 

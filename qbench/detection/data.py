@@ -12,13 +12,8 @@ directory next to the target, then renamed).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import os
-import shutil
-import struct
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -26,17 +21,27 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
+from qbench.data.fashion_mnist import find_fashion_mnist, load_split
+from qbench.io import atomic_directory
+from qbench.train.config import is_int, require
+
 FMNIST_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat",
                   "sandal", "shirt", "sneaker", "bag", "ankle_boot")
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUBSET = "FMNIST"  # sub-directory holding the VOC layout (VOCDataset's sub_data_root)
 FORMAT_VERSION = 1
 INK_THRESHOLD = 40  # pixel value (0-255) above which a resized item counts as ink for its box
+SPLIT_SIZES = {"trainval": 60000, "test": 10000}  # images in Fashion-MNIST's train and test splits
+ITEM_KEYS = ("min_objects", "max_objects", "min_size", "max_size")  # also keys of detect:
+# the run config key of each generation parameter, so that errors name what the user wrote
+CONFIG_KEYS = {"trainval": "data.train_size", "test": "data.test_size", "seed": "data.subset_seed",
+               "canvas": "fmnist_voc.canvas", **{key: f"detect.{key}" for key in ITEM_KEYS}}
 
 
 @dataclass(frozen=True)
 class FmnistVocSpec:
-    """Parameters of one generated set; the directory name is derived from them.
+    """Parameters of one generated set; the directory name is derived from them. Its defaults
+    and rules are those of the ``detect:`` keys of the same names; errors (``ConfigError``)
+    name the run config key.
 
     Args:
         trainval: number of trainval images.
@@ -61,18 +66,28 @@ class FmnistVocSpec:
     def __post_init__(self) -> None:
         for key in ("trainval", "test", "canvas", "min_objects", "max_objects", "min_size", "max_size"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"fmnist_voc.{key} must be a positive integer, got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"fmnist_voc.seed must be a non-negative integer, got {self.seed!r}")
-        if self.min_objects > self.max_objects:
-            raise ValueError("fmnist_voc.min_objects must be <= max_objects")
-        if self.min_size > self.max_size:
-            raise ValueError("fmnist_voc.min_size must be <= max_size")
-        if self.max_size > self.canvas:
-            raise ValueError("fmnist_voc.max_size must be <= canvas")
-        if self.trainval > 60000 or self.test > 10000:
-            raise ValueError("fmnist_voc: trainval <= 60000 and test <= 10000 images")
+            require(is_int(value) and value >= 1, CONFIG_KEYS[key], f"must be an integer >= 1, got {value!r}")
+        require(is_int(self.seed) and self.seed >= 0, CONFIG_KEYS["seed"],
+                f"must be an integer >= 0, got {self.seed!r}")
+        require(self.min_objects <= self.max_objects, CONFIG_KEYS["min_objects"],
+                f"must be <= {CONFIG_KEYS['max_objects']}")
+        require(self.min_size <= self.max_size, CONFIG_KEYS["min_size"], f"must be <= {CONFIG_KEYS['max_size']}")
+        require(self.max_size <= self.canvas, CONFIG_KEYS["max_size"],
+                f"items must fit the {self.canvas}x{self.canvas} canvas")
+        for key, most in SPLIT_SIZES.items():
+            require(getattr(self, key) <= most, CONFIG_KEYS[key],
+                    f"fmnist_voc allows at most {most} images, got {getattr(self, key)}")
+
+    @classmethod
+    def from_config(cls, cfg) -> "FmnistVocSpec":
+        """The set a detection run config asks for (``data`` sizes and seed, ``detect`` items).
+
+        Args:
+            cfg: a ``DetectRunConfig`` with ``data.dataset: fmnist_voc``.
+        """
+        d, det = cfg.data, cfg.detect
+        return cls(trainval=d.train_size, test=d.test_size, seed=d.subset_seed,
+                   **{key: getattr(det, key) for key in ITEM_KEYS})
 
     def key(self) -> str:
         """Short stable hash of the parameters (directory name suffix)."""
@@ -80,30 +95,17 @@ class FmnistVocSpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    magic, = struct.unpack(">I", data[:4])
-    ndim = magic & 0xFF
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def load_fashion_mnist(split: str, source: Path = FMNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST images (N, 28, 28) uint8 and labels (N,) from the idx gz files.
+def load_fashion_mnist(split: str, source: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST images (N, 28, 28) uint8 and labels (N,) through the classification
+    reader (``qbench.data.fashion_mnist``: the same search path, checks and messages).
 
     Args:
         split: "train" or "test".
-        source: directory with the four ``*-idx?-ubyte.gz`` files.
+        source: directory with the four idx(.gz) files; None searches ``$QBENCH_DATA`` then
+            Debian's ``dataset-fashion-mnist`` path.
     """
-    prefix = {"train": "train", "test": "t10k"}[split]
-    images_path = source / f"{prefix}-images-idx3-ubyte.gz"
-    labels_path = source / f"{prefix}-labels-idx1-ubyte.gz"
-    if not images_path.exists() or not labels_path.exists():
-        raise FileNotFoundError(
-            f"Fashion-MNIST not found under {source}; install it with "
-            "`apt-get install -y dataset-fashion-mnist`")
-    return _read_idx(images_path), _read_idx(labels_path)
+    images, labels = load_split(find_fashion_mnist(source), split)
+    return images.numpy(), labels.numpy()
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -164,7 +166,7 @@ def _annotation_xml(name: str, size: int, objects: list[tuple[int, tuple[int, in
 
 
 def _write_split(out: Path, split: str, count: int, start: int, spec: FmnistVocSpec,
-                 source: Path) -> list[str]:
+                 source: Path | None) -> list[str]:
     images, labels = load_fashion_mnist("train" if split == "trainval" else "test", source)
     # one child seed per split keeps the test images independent of the trainval count
     rng = np.random.default_rng([spec.seed, 0 if split == "trainval" else 1])
@@ -182,13 +184,13 @@ def _write_split(out: Path, split: str, count: int, start: int, spec: FmnistVocS
     return names
 
 
-def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path = FMNIST_DIR) -> Path:
+def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path | None = None) -> Path:
     """Build (or reuse) the generated set for ``spec`` under ``root``.
 
     Args:
         root: parent directory; the set goes to ``root/fmnist_voc-<key>``.
         spec: generation parameters.
-        source: directory of the Fashion-MNIST idx gz files.
+        source: directory of the Fashion-MNIST idx files (None: ``load_fashion_mnist``'s search).
 
     Returns:
         The data root to give mmdet (it holds ``FMNIST/`` with the VOC layout).
@@ -197,9 +199,7 @@ def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path = FM
     dest = root / f"fmnist_voc-{spec.key()}"
     if (dest / "meta.json").exists():
         return dest
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=root))
-    try:
+    with atomic_directory(dest) as tmp:
         out = tmp / SUBSET
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (out / sub).mkdir(parents=True)
@@ -207,13 +207,4 @@ def generate_fmnist_voc(root: Path | str, spec: FmnistVocSpec, source: Path = FM
         _write_split(out, "test", spec.test, spec.trainval, spec, source)
         meta = {"format_version": FORMAT_VERSION, "spec": asdict(spec), "classes": list(FMNIST_CLASSES)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            # another process finished the same set first; theirs is identical
-            if not (dest / "meta.json").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -74,10 +74,7 @@ def dataset_cfgs(cfg: DetectRunConfig, work: Path) -> tuple[dict, dict, tuple[st
     root = Path(d.root).expanduser() if d.root else default_data_root(d.dataset)
     size = d.image_size
     if d.dataset == "fmnist_voc":
-        spec = FmnistVocSpec(trainval=d.train_size, test=d.test_size, seed=d.subset_seed,
-                             min_objects=cfg.detect.min_objects, max_objects=cfg.detect.max_objects,
-                             min_size=cfg.detect.min_size, max_size=cfg.detect.max_size)
-        data_root = generate_fmnist_voc(root, spec)
+        data_root = generate_fmnist_voc(root, FmnistVocSpec.from_config(cfg))
         classes = FMNIST_CLASSES
         common = dict(type="VOCDataset", data_root=str(data_root), metainfo=dict(classes=classes),
                       data_prefix=dict(sub_data_root=f"{SUBSET}/"))

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 
-from qbench.io import FileFormatError, RunDirError, load_torch, save_torch, write_json
-from qbench.quant import activation_quantizers, quant_parameters, set_enabled
-from qbench.train.phases import set_temperatures
+from qbench.io import FileFormatError, RunDirError, load_torch, save_torch
+from qbench.quant import quant_parameters
+from qbench.train.phases import configure_phase, set_temperatures
 
-from .config import EpochsConfig
+from qbench.train.config import EpochsConfig
 
 CHECKPOINT_FORMAT = "qbench-detect-checkpoint-v1"
 
@@ -84,11 +84,8 @@ class LearningRateHook(Hook):
 
 
 class PhaseHook(Hook):
-    """Applies the paper's training phases at the start of each epoch.
-
-    ``weights``: weight quantizers on, activation quantizers off, everything trains.
-    ``activations``: both on, only activation-quantizer parameters train (weights fixed).
-    ``joint``: both on, everything trains. ``fp``: no quantizers.
+    """Applies the paper's training phases at the start of each epoch, through the one phase
+    switcher of both trainers (``qbench.train.phases.configure_phase``).
 
     Args:
         epochs: the run's epoch split.
@@ -103,12 +100,7 @@ class PhaseHook(Hook):
     def before_train_epoch(self, runner) -> None:
         model = _unwrap(runner.model)
         self.phase = self.epochs.phase_of(runner.epoch + 1)
-        if self.phase == "fp":
-            return
-        set_enabled(model, weights=True, activations=self.phase != "weights")
-        act_params = {id(p) for q in activation_quantizers(model).values() for p in q.parameters()}
-        for p in model.parameters():
-            p.requires_grad_(self.phase != "activations" or id(p) in act_params)
+        configure_phase(model, self.phase)
 
 
 class RunStateHook(Hook):
@@ -257,5 +249,3 @@ def quantizer_param_ids(model) -> set[int]:
     """ids of all quantizer parameters (alpha, beta, learnable biases)."""
     return {id(p) for p in quant_parameters(model)}
 
-
-dump_json_atomic = write_json  # the project's one atomic writer

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from torch import nn
 
+from qbench.io import load_state_dict
+
 from .config import DetectRunConfig
 from .mmdet_compat import fix_ssd_head_predict, require_mmdet
 
@@ -188,9 +190,7 @@ def load_vgg16_backbone(model: nn.Module, path: Path) -> list[str]:
     """
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: not a state_dict")
+    state = load_state_dict(path, "detect.backbone_checkpoint")
     convs = [(n, m) for n, m in model.backbone.named_modules() if isinstance(m, nn.Conv2d)]
     src = sorted((k[: -len(".weight")] for k, v in state.items()
                   if k.startswith("features.") and k.endswith(".weight") and v.ndim == 4),

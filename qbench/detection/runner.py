@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import time
 from contextlib import contextmanager
@@ -25,16 +24,18 @@ from qbench.io import (
     FileFormatError,
     RunDirError,
     RunDirLock,
-    load_torch,
+    RunLog,
+    load_state_dict,
     read_json,
     read_yaml,
     remove_stale_tmp,
+    run_environment,
     save_torch,
-    with_start_history,
+    write_json,
     write_yaml,
 )
 
-from .config import DetectRunConfig
+from .config import ConfigError, DetectRunConfig
 from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
 from .evaluate import voc_map
 from .mmdet_compat import require_mmdet
@@ -67,8 +68,8 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if cuda_ok else "cpu"
     if not cuda_ok:
-        raise ValueError(f"config key 'device': {device!r} requested but CUDA or mmcv's CUDA ops "
-                         "are unavailable (the set-up script builds mmcv with CPU ops)")
+        raise ConfigError(f"device: {device!r} requested but CUDA or mmcv's CUDA ops are unavailable "
+                          "(the set-up script builds mmcv with CPU ops)")
     return device
 
 
@@ -108,27 +109,10 @@ def load_fp_state(path: Path) -> dict:
     Args:
         path: ``torch.save``d state_dict, or a ``checkpoint.pt`` of an FP detection run.
     """
-    from .hooks import CHECKPOINT_FORMAT
-
-    obj = load_torch(path, "start.checkpoint")
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: not a state_dict or an FP detection checkpoint")
-    if any(".parametrizations." in k or ".input_quantizer." in k for k in obj):
-        raise ValueError(f"{path}: holds a quantized model; start from a full-precision one")
-    return obj
+    return load_state_dict(path, "start.checkpoint", full_precision=True)
 
 
-def _env(device: str) -> dict:
-    import mmcv
-    import mmdet
-    import mmengine
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "mmcv": mmcv.__version__,
-            "mmengine": mmengine.__version__, "mmdet": mmdet.__version__, "device": device,
-            "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-            "host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+DETECTION_PACKAGES = ("torchvision", "numpy", "mmcv", "mmengine", "mmdet")
 
 
 def _calibration_batches(model, dataset_cfg: dict, batch_size: int):
@@ -170,16 +154,16 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
     if world > 1 and device.startswith("cuda"):
         device = f"cuda:{local_rank}"
     if cfg.data.batch_size % world:
-        raise ValueError(f"config key 'data.batch_size': {cfg.data.batch_size} (the global batch) is "
+        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} (the global batch) is "
                          f"not divisible by the {world} processes")
     out_dir = Path(out_dir)
     resolved = cfg.to_dict()
     config_json = json.dumps(resolved, sort_keys=True)
     if cfg.start.mode == "pretrained" and not Path(cfg.start.checkpoint).exists():
-        raise ValueError(f"config key 'start.checkpoint': {cfg.start.checkpoint} does not exist")
+        raise ConfigError(f"start.checkpoint: {cfg.start.checkpoint} does not exist")
     backbone = cfg.detect.backbone_checkpoint
     if backbone is not None and not Path(backbone).is_file():
-        raise ValueError(f"config key 'detect.backbone_checkpoint': {backbone} does not exist")
+        raise ConfigError(f"detect.backbone_checkpoint: {backbone} does not exist")
     if rank != 0:  # under torchrun only rank 0 checks, locks and writes the run directory
         return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, rank, world)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,28 +188,16 @@ def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict
             raise RunDirError(f"{out_dir}: holds a run with another config; use a new --out directory")
         if isinstance(done, dict) and done.get("status") == "complete":
             return done
-    log_file = None
     if main:
         remove_stale_tmp(out_dir)  # left by killed writers; the lock says none is alive
         write_yaml(config_path, resolved)
-        log_file = (out_dir / "train.log").open("a")
-
-    def log(msg: str) -> None:
-        if log_file is None:
-            return
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
-        log_file.write(line + "\n")
-        log_file.flush()
-        if not quiet:
-            print(line, flush=True)
+    log = RunLog(out_dir / "train.log" if main else None, quiet or not main)
 
     try:
         if world > 1:
             _init_process_group(device)
         return _run(cfg, device, out_dir, config_json, quiet, log, main, world)
     finally:
-        if log_file is not None:
-            log_file.close()
         if world > 1:
             import torch.distributed as dist
 
@@ -241,13 +213,13 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     # mmengine-based pieces load only here, so validation works without the detection stack
     from qbench.train.phases import epoch_plan
 
-    from .hooks import LearningRateHook, PhaseHook, RunStateHook, TemperatureHook, dump_json_atomic
+    from .hooks import LearningRateHook, PhaseHook, RunStateHook, TemperatureHook
 
     t_start = time.perf_counter()
     if main:
-        dump_json_atomic(out_dir / "env.json", with_start_history(
-            out_dir / "env.json", {**_env(device), "world_size": world},
-            resumed=(out_dir / "checkpoint.pt").exists()))
+        write_json(out_dir / "env.json", run_environment(
+            out_dir / "env.json", device, cfg.seed, world, resumed=(out_dir / "checkpoint.pt").exists(),
+            packages=DETECTION_PACKAGES))
     torch.manual_seed(cfg.seed)
     # absolute: mmdet joins a relative ann_file to the dataset's data_root
     work = (out_dir / "data").resolve()
@@ -368,7 +340,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         "resumed_from_epoch": state_hook.resumed_from,
         "process_time_s": time.perf_counter() - t_start,
     }
-    dump_json_atomic(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", metrics)
     if world > 1:
         import torch.distributed as dist
 

@@ -11,9 +11,14 @@ from qbench.io import load_state_dict
 
 from .alexnet import AlexNetBN, FitMaxPool2d
 
-ARCHS = ("alexnet_bn", "resnet18", "resnet50")
+# the one list of architectures: the pipeline, the configs, the paper's cells and the report read it
+ARCHS = ("alexnet_bn", "resnet18", "resnet50")  # classification, built here
+DETECTION_ARCHS = ("ssd300_vgg16",)  # built by qbench.detection.model (mmdet)
+ARCHS_BY_TASK = {"classify": ARCHS, "detect": DETECTION_ARCHS}
+TASKS = tuple(ARCHS_BY_TASK)
 
-__all__ = ["ARCHS", "AlexNetBN", "FitMaxPool2d", "build_model", "load_pretrained"]
+__all__ = ["ARCHS", "ARCHS_BY_TASK", "AlexNetBN", "DETECTION_ARCHS", "FitMaxPool2d", "TASKS", "build_model",
+           "load_pretrained"]
 
 
 def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:

@@ -2,7 +2,9 @@
 
 Both files are plain YAML read with ``yaml.safe_load``:
 
-- ``tables.yaml``: every number of every table, keyed by table / row / column / metric.
+- ``tables.yaml``: every number of every table, keyed by table / row / column / metric, and the
+  figures the report draws (``table_keys`` and ``figures`` are the lists the pipeline, the
+  tables, the figures and the report read).
 - ``experiments.yaml``: every experiment cell (model, level sets, init, sharing, start, T slope)
   once, with the table cells it fills (``table:row:column``). The pipeline expands the cells,
   the table writer reads the same file back.
@@ -18,13 +20,15 @@ from typing import Any
 
 import yaml
 
+from qbench.models import ARCHS_BY_TASK, TASKS
+from qbench.quant import PAPER_WEIGHT_SETS, LevelSet
+from qbench.quant.model import SHARINGS
+from qbench.quant.modules import INITS
+
 CELL_FIELDS = ("task", "kind", "model", "weights", "activations", "init", "sharing", "start",
                "slope", "learn_biases", "figures", "tables")
 KINDS = ("fp", "quant")
-INITS = ("kmeans", "linear")
-SHARINGS = ("layerwise", "shared")
 STARTS = ("pretrained", "scratch")
-TASKS = ("classify", "detect")
 
 
 def _read(name: str) -> Any:
@@ -40,6 +44,43 @@ def _tables_cached() -> dict:
 def load_tables() -> dict:
     """Return a deep copy of the paper's tables (``{table_key: {...}}``)."""
     return copy.deepcopy(_tables_cached())
+
+
+def table_keys() -> tuple[str, ...]:
+    """The paper's tables in order (``table1`` ...): every table the pipeline writes."""
+    return tuple(_tables_cached())
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the report.
+
+    Args:
+        name: file base name (``<name>.pdf``).
+        number: the paper's figure number; None for a figure that is not in the paper.
+        tag: the ``figures:`` tag of the experiment cells it draws from; None when it needs none.
+    """
+
+    name: str
+    number: int | None
+    tag: str | None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"tables.yaml: figures: a figure needs a name, got {self.name!r}")
+        if self.number is not None and (not isinstance(self.number, int) or self.number < 1):
+            raise ValueError(f"tables.yaml: figures: {self.name}: number must be null or >= 1")
+
+
+@lru_cache(maxsize=None)
+def figures() -> tuple[Figure, ...]:
+    """The report's figures in order (``tables.yaml``, ``figures:``)."""
+    return tuple(Figure(f["name"], f.get("number"), f.get("tag")) for f in _read("tables.yaml")["figures"])
+
+
+def figure_names() -> tuple[str, ...]:
+    """File base names of the report's figures, in order."""
+    return tuple(f.name for f in figures())
 
 
 @dataclass(frozen=True)
@@ -108,22 +149,20 @@ class Cell:
         return f"{bits_label(self.weights)}/{bits_label(self.activations)}"
 
 
-_BITS_LABELS = {None: "32", "binary": "1", "ternary": "2", "3bit_pm2": "3(±2)", "3bit_pm4": "3(±4)",
-                "5bit": "5", "act_binary": "1", "act_2bit": "2"}
-
-
 def bits_label(level_set: str | None) -> str:
-    """The paper's bit-width label of a level-set name (``act_linear8`` -> ``8``).
+    """The paper's bit-width label of a level-set name (``act_linear8`` -> ``8``): its bits, and
+    where the paper has two weight sets of that width (3(±2), 3(±4)) the largest level too.
 
     Args:
         level_set: a qbench.quant level-set name or None (32 bit).
     """
-    if level_set in _BITS_LABELS:
-        return _BITS_LABELS[level_set]
-    for prefix in ("act_linear", "linear", "pow2_"):
-        if level_set.startswith(prefix):
-            return level_set[len(prefix):]
-    return str(level_set)
+    if level_set is None:
+        return "32"
+    levels = LevelSet.from_name(level_set)
+    same_width = [n for n in PAPER_WEIGHT_SETS if LevelSet.from_name(n).bits == levels.bits]
+    if level_set in same_width and len(same_width) > 1:
+        return f"{levels.bits}(±{max(levels.values):g})"
+    return str(levels.bits)
 
 
 def _check_cell(cid: str, raw: dict) -> None:
@@ -138,6 +177,14 @@ def _check_cell(cid: str, raw: dict) -> None:
                          ("task", TASKS)):
         if raw[key] not in allowed:
             raise ValueError(f"experiments.yaml: cell {cid!r}: {key}={raw[key]!r} not in {allowed}")
+    if raw["model"] not in ARCHS_BY_TASK[raw["task"]]:
+        raise ValueError(f"experiments.yaml: cell {cid!r}: model={raw['model']!r} not in "
+                         f"{ARCHS_BY_TASK[raw['task']]} (qbench.models)")
+    tags = {f.tag for f in figures() if f.tag}
+    for tag in raw.get("figures", []):
+        if tag not in tags:
+            raise ValueError(f"experiments.yaml: cell {cid!r}: figure tag {tag!r} not in {sorted(tags)} "
+                             "(tables.yaml, figures:)")
 
 
 @lru_cache(maxsize=None)
@@ -185,10 +232,10 @@ def cells_for_figure(tag: str) -> list[Cell]:
     """The cells tagged with figure ``tag``.
 
     Args:
-        tag: ``fig3``, ``fig4`` or ``fig5``.
+        tag: a figure's ``tag`` (``figures()``).
     """
     return [c for c in _cells_cached() if tag in c.figures]
 
 
-__all__ = ["Cell", "Placement", "bits_label", "cells_for_figure", "cells_for_table", "fp_cell_of",
-           "load_cells", "load_tables"]
+__all__ = ["Cell", "Figure", "Placement", "bits_label", "cells_for_figure", "cells_for_table", "figure_names",
+           "figures", "fp_cell_of", "load_cells", "load_tables", "table_keys"]

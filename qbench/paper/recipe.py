@@ -1,6 +1,6 @@
 """The paper's recipe (recipe.yaml) against the resolved run configs of a scale.
 
-``differences(cfg)`` resolves every cell a scale runs (qbench.report.plan.run_config) and
+``differences(cfg)`` resolves every cell a scale runs (qbench.workflow.plan.run_config) and
 compares it with what the paper prescribes for that cell; ``deviations(cfg)`` groups the
 differences under the reasons of deviations.yaml. The report, docs/deviations.md and the scale
 configs all show this one generated list, so they cannot disagree.
@@ -57,7 +57,7 @@ def expected(cell) -> dict[str, Any]:
     Args:
         cell: a qbench.paper.Cell.
     """
-    from qbench.report.plan import phase_of
+    from qbench.workflow.plan import phase_of
 
     r = _recipe()[cell.task]
     out = dict(r["common"])
@@ -126,7 +126,7 @@ def resolved_run_config(cfg: dict, cell) -> dict:
         cfg: a merged scale config.
         cell: the cell.
     """
-    from qbench.report.plan import run_config, seeds_of
+    from qbench.workflow.plan import run_config, seeds_of
 
     raw = run_config(cfg, cell, seeds_of(cfg, cell)[0])
     if cell.task == "detect":
@@ -142,10 +142,10 @@ def differences(cfg: dict) -> list[Difference]:
     """Every difference between a scale's resolved cells and the paper's recipe.
 
     Args:
-        cfg: a merged scale config (qbench.report.plan.merge_scale_file).
+        cfg: a merged scale config (qbench.workflow.plan.merge_scale_file).
     """
     from qbench.paper import load_cells
-    from qbench.report.plan import enabled_cells
+    from qbench.workflow.plan import enabled_cells
 
     scale = _recipe()["scale"]
     out = [Difference(k, scale[k], len(cfg[k]), "scale") for k in ("seeds", "fp_seeds")
@@ -266,7 +266,7 @@ def _note_applies(entry: dict, cfg: dict) -> bool:
     # a note tied to cells applies when the scale runs one of them
     if "cells" not in entry:
         return True
-    from qbench.report.plan import enabled_cells
+    from qbench.workflow.plan import enabled_cells
 
     return any(c.id in entry["cells"] for c in enabled_cells(cfg))
 
@@ -278,7 +278,7 @@ def load_scale(scale: str, config_dir: Path = CONFIG_DIR) -> dict:
         scale: smoke, mini or paper.
         config_dir: directory of the scale files.
     """
-    from qbench.report.plan import merge_scale_file
+    from qbench.workflow.plan import merge_scale_file
 
     return merge_scale_file({"scale": scale}, config_dir)
 
@@ -314,7 +314,7 @@ def recipes_markdown(cfg: dict) -> str:
     Args:
         cfg: the merged paper scale config.
     """
-    from qbench.report.plan import enabled_cells
+    from qbench.workflow.plan import enabled_cells
     from qbench.train.phases import epoch_plan
 
     lines = ["# Training recipes of the paper scale", "",

@@ -13,7 +13,7 @@ import sys
 import pandas as pd
 
 from qbench.report.collect import FINAL_KEYS
-from qbench.report.io import write_text_atomic
+from qbench.io import write_text
 
 MEAN_KEYS = FINAL_KEYS + ("fp_bits", "quantized_bits", "bits_ratio", "wall_time_s")
 
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if found - expected:
         raise SystemExit(f"records of cells not in the plan: {sorted(found - expected)}")
     runs, cells = aggregate(records)
-    write_text_atomic(args.out_runs, _csv(runs))
-    write_text_atomic(args.out_cells, _csv(cells))
+    write_text(args.out_runs, _csv(runs))
+    write_text(args.out_cells, _csv(cells))
     print(f"{len(runs)} runs, {len(cells)} cells")
     return 0
 

@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from qbench.paper import load_cells, load_tables
-from qbench.report.io import write_text_atomic
+from qbench.io import write_text
 from qbench.stats import Interval, contrast_interval, seeds_to_resolve
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "not run")
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClaimsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_text_atomic(args.out, rows.to_csv(index=False))
+    write_text(args.out, rows.to_csv(index=False))
     for _, r in summarize(rows).iterrows():
         print(f"{r['claim']}: {r['verdict']}")
     return 0

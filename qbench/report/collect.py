@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qbench.io import FileFormatError, read_json
 from qbench.paper import load_cells
-from qbench.report.io import write_json_atomic
+from qbench.io import write_json
 
 FINAL_KEYS = ("hard_top1", "hard_top5", "soft_top1", "soft_top5", "hard_map", "soft_map")
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     record = collect(args.run_dir, args.cell, args.seed)
-    write_json_atomic(args.out, record)
+    write_json(args.out, record)
     print(json.dumps(record, indent=1))
     return 0
 

@@ -24,13 +24,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from qbench.paper import cells_for_figure  # noqa: E402
+from qbench.paper import cells_for_figure, figure_names  # noqa: E402
 from qbench.io import FileFormatError, load_state_dict  # noqa: E402
-from qbench.report.io import read_json, save_figure_atomic  # noqa: E402
+from qbench.io import read_json, save_figure  # noqa: E402
 from qbench.report.tables import build, read_cells  # noqa: E402
 
-FIGURES = ("fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap", "fig5_temperature",
-           "summary_paper_vs_repro")
+FIGURES = figure_names()  # qbench/paper/tables.yaml, figures:
 
 
 def _not_run(ax, text: str = "not run at this scale") -> None:
@@ -253,7 +252,7 @@ def write_all(plan: dict, runs: pd.DataFrame, cells: pd.DataFrame, outdir: str |
         fig = makers[name]()
         for ext in ("pdf", "png"):
             path = outdir / f"{name}.{ext}"
-            save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")
+            save_figure(fig, path, dpi=120, bbox_inches="tight")
             written.append(path)
         plt.close(fig)
     return written

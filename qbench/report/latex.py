@@ -24,8 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from qbench.report.claims import PLATEAU_GAIN, fp_checks, read_claims, summarize
-from qbench.report.figures import FIGURES
-from qbench.report.io import read_json, write_bytes_atomic, write_text_atomic
+from qbench.paper import figure_names, table_keys
+from qbench.paper import figures as paper_figures
+from qbench.io import read_json, write_bytes, write_text
 from qbench.report.tables import latex_escape as esc
 from qbench.report.tables import read_cells
 
@@ -45,8 +46,7 @@ FIGURE_CAPTIONS = {
 }
 
 
-FIGURE_NUMBERS = {"fig2_quant_function": 2, "fig3_weight_hist": 3, "fig4_soft_hard_gap": 4,
-                  "fig5_temperature": 5, "summary_paper_vs_repro": 6}
+FIGURE_NUMBERS = {f.name: f.number for f in paper_figures() if f.number is not None}
 
 
 def _column_total(df: pd.DataFrame, col: str, how: str = "sum") -> float:
@@ -261,10 +261,10 @@ def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: P
               "paper's own rows, 'paper' is the published number, 'reproduced' the mean ± sample std "
               "over seeds of this run (hard quantization, Eq. 12), Δ their difference. 'not run' "
               "marks a cell without results at this scale.")]
-    for i in range(1, 9):
-        path = tables_dir / f"table{i}.tex"
+    for key in table_keys():
+        path = tables_dir / f"{key}.tex"
         L.append(_table_page(path.read_text(encoding="utf-8")) if path.is_file()
-                 else esc(f"table{i}: missing"))
+                 else esc(f"{key}: missing"))
 
     L += [r"\section{Figures}"]
     for name in figure_names:
@@ -313,7 +313,7 @@ def compile_pdf(tex: str, figures: dict[str, Path], pdf_out: Path) -> None:
             if proc.returncode != 0:
                 sys.stderr.write(proc.stdout[-4000:])
                 raise RuntimeError(f"pdflatex failed (exit {proc.returncode}); see the log above")
-        write_bytes_atomic(pdf_out, (tmp / "report.pdf").read_bytes())
+        write_bytes(pdf_out, (tmp / "report.pdf").read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,12 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pdf", required=True)
     args = ap.parse_args(argv)
     plan = read_json(args.plan)
-    figs = {n: Path(args.figures_dir) / f"{n}.pdf" for n in FIGURES
+    figs = {n: Path(args.figures_dir) / f"{n}.pdf" for n in figure_names()
             if (Path(args.figures_dir) / f"{n}.pdf").is_file()}
     tex = build_tex(plan, read_cells(args.cells), read_cells(args.runs), Path(args.tables_dir),
                     list(figs), Path(args.benchmarks_dir),
                     read_claims(args.claims) if args.claims else None)
-    write_text_atomic(args.tex, tex)
+    write_text(args.tex, tex)
     compile_pdf(tex, figs, Path(args.pdf))
     print(args.pdf)
     return 0

@@ -22,7 +22,7 @@ import pandas as pd
 
 from qbench.paper import cells_for_table, load_cells, load_tables
 from qbench.quant import LevelSet
-from qbench.report.io import read_json, write_text_atomic
+from qbench.io import read_json, write_text
 
 METRIC_COLUMN = {"top1": "hard_top1", "top5": "hard_top5", "map": "hard_map"}
 METRIC_LABEL = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "ratio": "ratio"}
@@ -538,7 +538,7 @@ def write_all(plan: dict, cells: pd.DataFrame, outdir: str | Path) -> list[Path]
         for ext, text in (("csv", to_csv(grid)), ("md", to_markdown(grid, title, note_lines)),
                           ("tex", to_latex(grid, tex_title, f"tab:{key}", num, note_lines))):
             path = outdir / f"{key}.{ext}"
-            write_text_atomic(path, text)
+            write_text(path, text)
             written.append(path)
         for e in entries:
             long_rows.append({"table": e.table, "row": e.row, "row_label": e.row_label,
@@ -547,7 +547,7 @@ def write_all(plan: dict, cells: pd.DataFrame, outdir: str | Path) -> list[Path]
                               "n_seeds": e.n, "diff": e.diff, "status": e.status, "cell": e.cell})
     buf = io.StringIO()
     pd.DataFrame(long_rows).to_csv(buf, index=False)
-    write_text_atomic(outdir / "all_cells.csv", buf.getvalue())
+    write_text(outdir / "all_cells.csv", buf.getvalue())
     written.append(outdir / "all_cells.csv")
     return written
 

@@ -14,11 +14,10 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from qbench.io import write_bytes
+from qbench.io import atomic_directory, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +78,10 @@ def store(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike) -> Non
     dest = cache / key
     if (dest / "metrics.json").is_file():
         return
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
-    try:
+    if dest.exists():  # an incomplete earlier copy
+        shutil.rmtree(dest)
+    with atomic_directory(dest) as tmp:
         for name in RUN_FILES:
             if (Path(out) / name).is_file():
                 shutil.copyfile(Path(out) / name, tmp / name)
-        os.chmod(tmp, 0o755)
-        if dest.exists():  # an incomplete earlier copy
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     log.info("stored run %s in %s", key, dest)

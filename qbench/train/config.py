@@ -1,4 +1,11 @@
-"""Typed, validated run configuration (the YAML schema of docs/CONTRACTS.md)."""
+"""Typed, validated run configuration (the YAML schema of docs/CONTRACTS.md).
+
+One stack for every task: the sections model/data/start/quant/temperature/optim/epochs are
+defined here once, with one error type (``ConfigError``) and one message style
+(``<key>: <what is wrong>``). ``RunConfig`` holds what every run has and checks the phase
+schedule; ``Config`` is a classification run, ``qbench.detection.config.DetectRunConfig`` a
+detection run that adds only its ``detect:`` section and the rules specific to detection.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,17 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from qbench.io import FileFormatError, parse_yaml, read_yaml
 from qbench.quant import ALPHA_INITS, LevelSet, QuantPolicy
+from qbench.quant.model import SHARINGS
+from qbench.quant.modules import INITS
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedule
 
-from ..data import DATASETS
-from ..models import ARCHS
+from ..data import DATASETS_BY_TASK
+from ..models import ARCHS_BY_TASK
+from .phases import PHASES
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # the soft quantizer computes T * (beta x - b) in float32
@@ -24,16 +34,18 @@ class ConfigError(ValueError):
     """A config key is unknown or its value is impossible; the message names the key."""
 
 
-def _check(cond: bool, key: str, msg: str) -> None:
+def require(cond: bool, key: str, msg: str) -> None:
+    """Raise ``ConfigError("<key>: <msg>")`` unless ``cond``: the one message style of every config
+    section (classification, detection, fmnist_voc generation)."""
     if not cond:
         raise ConfigError(f"{key}: {msg}")
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
+def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -97,18 +109,24 @@ def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
     return levels
 
 
+ALL_ARCHS = tuple(a for archs in ARCHS_BY_TASK.values() for a in archs)
+ALL_DATASETS = tuple(d for names in DATASETS_BY_TASK.values() for d in names)
+
+
 @dataclass
 class ModelConfig:
+    """``model:``. num_classes null: the dataset's number of classes (detection sets)."""
+
     arch: str = "resnet18"
-    num_classes: int = 10
+    num_classes: int | None = 10
     in_channels: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.arch in ARCHS, "model.arch", f"must be one of {ARCHS}, got {self.arch!r}")
-        _check(_is_int(self.num_classes) and self.num_classes >= 2, "model.num_classes",
-               f"must be an integer >= 2, got {self.num_classes!r}")
-        _check(self.in_channels in (1, 3) and _is_int(self.in_channels), "model.in_channels",
-               f"must be 1 or 3, got {self.in_channels!r}")
+        require(self.arch in ALL_ARCHS, "model.arch", f"must be one of {ALL_ARCHS}, got {self.arch!r}")
+        require(self.num_classes is None or (is_int(self.num_classes) and self.num_classes >= 2),
+                "model.num_classes", f"must be null or an integer >= 2, got {self.num_classes!r}")
+        require(self.in_channels in (1, 3) and is_int(self.in_channels), "model.in_channels",
+                f"must be 1 or 3, got {self.in_channels!r}")
 
 
 @dataclass
@@ -125,20 +143,23 @@ class DataConfig:
     epoch_test_stride: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS, "data.dataset", f"must be one of {DATASETS}, got {self.dataset!r}")
-        _check(self.root is None or isinstance(self.root, str), "data.root", "must be a path or null")
-        _check(_is_int(self.image_size) and self.image_size >= 16, "data.image_size",
-               f"must be an integer >= 16, got {self.image_size!r}")
+        require(self.dataset in ALL_DATASETS, "data.dataset",
+                f"must be one of {ALL_DATASETS}, got {self.dataset!r}")
+        require(self.root is None or isinstance(self.root, str), "data.root", "must be a path or null")
+        require(is_int(self.image_size) and self.image_size >= 16, "data.image_size",
+                f"must be an integer >= 16, got {self.image_size!r}")
         for key in ("train_size", "test_size"):
             v = getattr(self, key)
-            _check(v is None or (_is_int(v) and v >= 1), f"data.{key}", f"must be null or an integer >= 1, got {v!r}")
-        _check(_is_int(self.subset_seed), "data.subset_seed", f"must be an integer, got {self.subset_seed!r}")
-        _check(_is_int(self.batch_size) and self.batch_size >= 2, "data.batch_size",
-               f"must be an integer >= 2 (BatchNorm needs 2), got {self.batch_size!r}")
-        _check(_is_int(self.workers) and self.workers >= 0, "data.workers", f"must be an integer >= 0, got {self.workers!r}")
-        _check(_is_int(self.epoch_test_stride) and self.epoch_test_stride >= 1, "data.epoch_test_stride",
-               f"must be an integer >= 1, got {self.epoch_test_stride!r}")
-        _check(self.dataset != "imagenet" or self.root is not None, "data.root", "is required for imagenet")
+            require(v is None or (is_int(v) and v >= 1), f"data.{key}",
+                    f"must be null or an integer >= 1, got {v!r}")
+        require(is_int(self.subset_seed), "data.subset_seed", f"must be an integer, got {self.subset_seed!r}")
+        require(is_int(self.batch_size) and self.batch_size >= 1, "data.batch_size",
+                f"must be an integer >= 1, got {self.batch_size!r}")
+        require(is_int(self.workers) and self.workers >= 0, "data.workers",
+                f"must be an integer >= 0, got {self.workers!r}")
+        require(is_int(self.epoch_test_stride) and self.epoch_test_stride >= 1, "data.epoch_test_stride",
+                f"must be an integer >= 1, got {self.epoch_test_stride!r}")
+        require(self.dataset != "imagenet" or self.root is not None, "data.root", "is required for imagenet")
 
 
 @dataclass
@@ -147,13 +168,13 @@ class StartConfig:
     checkpoint: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.mode in ("pretrained", "scratch"), "start.mode",
-               f"must be 'pretrained' or 'scratch', got {self.mode!r}")
+        require(self.mode in ("pretrained", "scratch"), "start.mode",
+                f"must be 'pretrained' or 'scratch', got {self.mode!r}")
         if self.mode == "pretrained":
-            _check(isinstance(self.checkpoint, str) and self.checkpoint != "", "start.checkpoint",
-                   "is required when start.mode is 'pretrained' (a full-precision state-dict file)")
+            require(isinstance(self.checkpoint, str) and self.checkpoint != "", "start.checkpoint",
+                    "is required when start.mode is 'pretrained' (a full-precision state-dict file)")
         else:
-            _check(self.checkpoint is None, "start.checkpoint", "must be null when start.mode is 'scratch'")
+            require(self.checkpoint is None, "start.checkpoint", "must be null when start.mode is 'scratch'")
 
 
 @dataclass
@@ -170,11 +191,11 @@ class QuantConfig:
     act_init: str | None = None  # bias init of activation quantizers; null = same as init
 
     def __post_init__(self) -> None:
-        _check(self.act_init in (None, "kmeans", "linear"), "quant.act_init",
-               f"must be null, 'kmeans' or 'linear', got {self.act_init!r}")
+        require(self.act_init is None or self.act_init in INITS, "quant.act_init",
+                f"must be null or one of {INITS}, got {self.act_init!r}")
         for key in ("weight_alpha_init", "act_alpha_init"):
-            _check(getattr(self, key) in ALPHA_INITS, f"quant.{key}",
-                   f"must be one of {ALPHA_INITS}, got {getattr(self, key)!r}")
+            require(getattr(self, key) in ALPHA_INITS, f"quant.{key}",
+                    f"must be one of {ALPHA_INITS}, got {getattr(self, key)!r}")
         for key in ("weights", "activations"):
             v = getattr(self, key)
             if v in ("32", 32):  # "32" is how the paper's tables write full precision
@@ -183,12 +204,11 @@ class QuantConfig:
             if v is not None:
                 check_level_set(v, key, f"quant.{key}")
                 setattr(self, key, str(v))
-        _check(self.init in ("kmeans", "linear"), "quant.init", f"must be 'kmeans' or 'linear', got {self.init!r}")
-        _check(self.sharing in ("layerwise", "shared"), "quant.sharing",
-               f"must be 'layerwise' or 'shared', got {self.sharing!r}")
-        _check(isinstance(self.learn_biases, bool), "quant.learn_biases", "must be true or false")
-        _check(_is_int(self.calib_samples) and self.calib_samples >= 1, "quant.calib_samples",
-               f"must be an integer >= 1, got {self.calib_samples!r}")
+        require(self.init in INITS, "quant.init", f"must be one of {INITS}, got {self.init!r}")
+        require(self.sharing in SHARINGS, "quant.sharing", f"must be one of {SHARINGS}, got {self.sharing!r}")
+        require(isinstance(self.learn_biases, bool), "quant.learn_biases", "must be true or false")
+        require(is_int(self.calib_samples) and self.calib_samples >= 1, "quant.calib_samples",
+                f"must be an integer >= 1, got {self.calib_samples!r}")
 
     @property
     def enabled(self) -> bool:
@@ -210,13 +230,13 @@ class TemperatureConfig:
     epoch_scale: float = 1.0  # paper epochs per run epoch (short schedules, see schedule.py)
 
     def __post_init__(self) -> None:
-        _check(_is_num(self.epoch_scale) and self.epoch_scale > 0, "temperature.epoch_scale",
-               f"must be > 0, got {self.epoch_scale!r}")
-        _check(self.kind in TEMPERATURE_KINDS, "temperature.kind",
-               f"must be one of {TEMPERATURE_KINDS}, got {self.kind!r}")
-        _check(_is_num(self.slope) and self.slope > 0, "temperature.slope", f"must be > 0, got {self.slope!r}")
-        _check(self.cap is None or (_is_num(self.cap) and self.cap > 0), "temperature.cap",
-               f"must be null or > 0, got {self.cap!r}")
+        require(is_number(self.epoch_scale) and self.epoch_scale > 0, "temperature.epoch_scale",
+                f"must be > 0, got {self.epoch_scale!r}")
+        require(self.kind in TEMPERATURE_KINDS, "temperature.kind",
+                f"must be one of {TEMPERATURE_KINDS}, got {self.kind!r}")
+        require(is_number(self.slope) and self.slope > 0, "temperature.slope", f"must be > 0, got {self.slope!r}")
+        require(self.cap is None or (is_number(self.cap) and self.cap > 0), "temperature.cap",
+                f"must be null or > 0, got {self.cap!r}")
 
 
 @dataclass
@@ -229,17 +249,17 @@ class OptimConfig:
     grad_clip: float | None = 5.0
 
     def __post_init__(self) -> None:
-        _check(_is_num(self.lr) and self.lr > 0, "optim.lr", f"must be > 0, got {self.lr!r}")
-        _check(_is_num(self.momentum) and 0 <= self.momentum < 1, "optim.momentum",
-               f"must be in [0, 1), got {self.momentum!r}")
-        _check(_is_num(self.weight_decay) and self.weight_decay >= 0, "optim.weight_decay",
-               f"must be >= 0, got {self.weight_decay!r}")
-        _check(isinstance(self.milestones, list) and all(_is_int(m) and m >= 1 for m in self.milestones)
-               and self.milestones == sorted(set(self.milestones)), "optim.milestones",
-               f"must be a strictly increasing list of epochs >= 1, got {self.milestones!r}")
-        _check(_is_num(self.gamma) and 0 < self.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {self.gamma!r}")
-        _check(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0), "optim.grad_clip",
-               f"must be null or > 0, got {self.grad_clip!r}")
+        require(is_number(self.lr) and self.lr > 0, "optim.lr", f"must be > 0, got {self.lr!r}")
+        require(is_number(self.momentum) and 0 <= self.momentum < 1, "optim.momentum",
+                f"must be in [0, 1), got {self.momentum!r}")
+        require(is_number(self.weight_decay) and self.weight_decay >= 0, "optim.weight_decay",
+                f"must be >= 0, got {self.weight_decay!r}")
+        require(isinstance(self.milestones, list) and all(is_int(m) and m >= 1 for m in self.milestones)
+                and self.milestones == sorted(set(self.milestones)), "optim.milestones",
+                f"must be a strictly increasing list of epochs >= 1, got {self.milestones!r}")
+        require(is_number(self.gamma) and 0 < self.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {self.gamma!r}")
+        require(self.grad_clip is None or (is_number(self.grad_clip) and self.grad_clip > 0), "optim.grad_clip",
+                f"must be null or > 0, got {self.grad_clip!r}")
 
 
 @dataclass
@@ -250,29 +270,173 @@ class EpochsConfig:
     joint: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("fp", "weights", "activations", "joint"):
+        for key in PHASES:
             v = getattr(self, key)
-            _check(_is_int(v) and v >= 0, f"epochs.{key}", f"must be an integer >= 0, got {v!r}")
+            require(is_int(v) and v >= 0, f"epochs.{key}", f"must be an integer >= 0, got {v!r}")
 
     @property
     def total(self) -> int:
         return self.fp + self.weights + self.activations + self.joint
 
+    def phases(self) -> list[str]:
+        """Phase name of each epoch, in the paper's order: 1-based epoch i -> phases()[i - 1]."""
+        return [p for p in PHASES for _ in range(getattr(self, p))]
+
+    def phase_of(self, epoch: int) -> str:
+        """Phase name of a 1-based epoch."""
+        require(is_int(epoch) and 1 <= epoch <= self.total, "epoch",
+                f"{epoch!r} is outside the run's epochs 1..{self.total}")
+        return self.phases()[epoch - 1]
+
 
 PRECISIONS = ("fp32", "bf16")
-
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "start": StartConfig, "quant": QuantConfig,
             "temperature": TemperatureConfig, "optim": OptimConfig, "epochs": EpochsConfig}
+DEVICES = "auto, cpu, cuda or cuda:N"
 
 
 @dataclass
-class Config:
+class RunConfig:
+    """What every run has: the shared sections and the checks of its phase schedule.
+
+    A task's run config subclasses it, sets ``TASK``, its own defaults (``DEFAULTS``, applied
+    under the raw YAML), extra sections (``EXTRA_SECTIONS``) and shared keys it does not read
+    (``UNUSED_KEYS``, refused as unknown), and adds its own rules in ``__post_init__``.
+
+    Args:
+        task: the task this config runs.
+        seed: training seed (data order, augmentation, initialisation).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+    """
+
+    TASK: ClassVar[str] = ""
+    DEFAULTS: ClassVar[dict] = {}
+    EXTRA_SECTIONS: ClassVar[dict] = {}
+    UNUSED_KEYS: ClassVar[dict] = {}
+    # a full-precision run of this task may have no epochs: it evaluates its start checkpoint
+    EVALUATE_ONLY: ClassVar[bool] = False
+
+    task: str = ""
+    seed: int = 0
+    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    start: StartConfig = field(default_factory=lambda: StartConfig("scratch", None))
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: EpochsConfig = field(default_factory=EpochsConfig)
+
+    def __post_init__(self) -> None:
+        require(self.task == self.TASK, "task", f"must be {self.TASK!r} here, got {self.task!r}")
+        require(is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
+        dev = self.device
+        require(isinstance(dev, str) and (dev in ("auto", "cpu", "cuda")
+                                         or (dev.startswith("cuda:") and dev[5:].isdigit())),
+                "device", f"must be {DEVICES}, got {dev!r}")
+        archs, datasets = ARCHS_BY_TASK[self.TASK], DATASETS_BY_TASK[self.TASK]
+        require(self.model.arch in archs, "model.arch",
+                f"task {self.TASK} takes one of {archs}, got {self.model.arch!r}")
+        require(self.data.dataset in datasets, "data.dataset",
+                f"task {self.TASK} takes one of {datasets}, got {self.data.dataset!r}")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """The phases a run may have (Alg. 1), the same for every task."""
+        q, e = self.quant, self.epochs
+        if q.enabled:
+            require(e.total >= 1, "epochs", "at least one epoch must be set (weights, activations or joint)")
+            require(e.fp == 0, "epochs.fp", "must be 0 for a quantized run (use weights/activations/joint)")
+            require(q.weights is not None or e.weights == 0, "epochs.weights",
+                   "must be 0 when quant.weights is null (nothing to train in phase 1)")
+            require(q.activations is not None or e.activations == 0, "epochs.activations",
+                   "must be 0 when quant.activations is null (nothing to train in phase 2)")
+            require(q.activations is None or e.activations + e.joint > 0, "quant.activations",
+                   "is set but no activations or joint epochs switch the activation quantizers on")
+        else:
+            for key in ("weights", "activations", "joint"):
+                require(getattr(e, key) == 0, f"epochs.{key}",
+                       "must be 0 without quantization (set quant.weights/activations or use epochs.fp)")
+            # zero epochs = evaluate the start checkpoint (FP rows built from imported weights)
+            require(e.total >= 1 or (self.EVALUATE_ONLY and self.start.mode == "pretrained"), "epochs",
+                   "at least one epoch must be set" + (" (only a full-precision run from a checkpoint "
+                                                       "may just evaluate)" if self.EVALUATE_ONLY else ""))
+        if q.enabled and e.total:
+            t = self.temperature
+            # T grows with the epoch: the last one has the largest
+            last_T = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale).value(e.total)
+            require(last_T <= FLOAT32_MAX, "temperature",
+                   f"T reaches {last_T:.3g} by epoch {e.total}, beyond float32 ({FLOAT32_MAX:.3g}); "
+                   "lower temperature.slope / epoch_scale or set temperature.cap")
+
+    def phases(self) -> list[str]:
+        """Phase name of each epoch, 1-based epoch i -> phases()[i - 1]."""
+        return self.epochs.phases()
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain data (``config.yaml`` of the run)."""
+        out = dataclasses.asdict(self)
+        for section, keys in self.UNUSED_KEYS.items():
+            for key in keys:
+                out[section].pop(key, None)
+        return out
+
+    @classmethod
+    def sections(cls) -> dict[str, type]:
+        """Section name -> dataclass, the shared ones and the task's own."""
+        return {**SECTIONS, **cls.EXTRA_SECTIONS}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RunConfig":
+        """Build and validate from a plain dict (parsed YAML), the task's defaults underneath.
+
+        Args:
+            raw: nested config; unknown keys raise ConfigError naming them.
+        """
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config: must be a mapping, got {type(raw).__name__}")
+        sections = cls.sections()
+        top = {f.name for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in top:
+                raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top))})")
+        kwargs: dict[str, Any] = {"task": cls.TASK}
+        for key, value in {**{k: None for k in cls.DEFAULTS}, **raw}.items():
+            if key in sections:
+                section = sections[key]
+                if value is None:
+                    value = {}
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{key}: must be a mapping, got {value!r}")
+                known = {f.name for f in dataclasses.fields(section)} - set(cls.UNUSED_KEYS.get(key, ()))
+                for sub in value:
+                    if sub not in known:
+                        raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(sorted(known))})")
+                value = {**cls.DEFAULTS.get(key, {}), **value}
+                if key == "optim" and isinstance(value.get("milestones"), tuple):
+                    value = {**value, "milestones": list(value["milestones"])}
+                value = coerce_numbers(section, value)
+                try:
+                    kwargs[key] = section(**value)
+                except TypeError as e:
+                    raise ConfigError(f"{key}: {e}") from None
+            elif key == "seed" and isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+                kwargs[key] = int(value)
+            elif key in cls.DEFAULTS and value is None:
+                kwargs[key] = cls.DEFAULTS[key]
+            else:
+                kwargs[key] = value
+        if "start" not in kwargs:
+            kwargs["start"] = StartConfig("scratch", None)
+        return cls(**kwargs)
+
+
+@dataclass
+class Config(RunConfig):
     """A classification run. Every section is validated on construction.
 
     Args:
-        task: "classify" (this package) or "detect" (handled by qbench.detection).
-        seed: training seed (data order, augmentation, initialisation).
-        device: "auto", "cpu", "cuda" or "cuda:N".
+        task: "classify" (this package; "detect" runs are ``DetectRunConfig``).
         compile: train through ``torch.compile(model)`` (evaluation stays eager); off by
             default: compiling costs minutes per phase and pays only where launches dominate
             (docs/performance.md).
@@ -284,101 +448,23 @@ class Config:
             than a mini epoch; a resumed run then repeats at most this much training.
     """
 
+    TASK: ClassVar[str] = "classify"
+    EVALUATE_ONLY: ClassVar[bool] = True
+
     task: str = "classify"
-    seed: int = 0
-    device: str = "auto"
     compile: bool = False
     precision: str = "fp32"
     checkpoint_every_s: float = 0.0
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    start: StartConfig = field(default_factory=lambda: StartConfig("scratch", None))
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    epochs: EpochsConfig = field(default_factory=EpochsConfig)
 
     def __post_init__(self) -> None:
-        _check(self.task == "classify", "task", f"must be 'classify' here, got {self.task!r}")
-        _check(_is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
-        dev = self.device
-        _check(isinstance(dev, str) and (dev in ("auto", "cpu", "cuda")
-                                         or (dev.startswith("cuda:") and dev[5:].isdigit())),
-               "device", f"must be auto, cpu, cuda or cuda:N, got {dev!r}")
-        _check(isinstance(self.compile, bool), "compile", f"must be true or false, got {self.compile!r}")
-        _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
-        _check(_is_num(self.checkpoint_every_s) and self.checkpoint_every_s >= 0, "checkpoint_every_s",
-               f"must be a number of seconds >= 0, got {self.checkpoint_every_s!r}")
-        q, e = self.quant, self.epochs
-        # zero epochs = evaluate the start checkpoint (FP rows built from imported weights)
-        _check(e.total >= 1 or (not q.enabled and self.start.mode == "pretrained"), "epochs",
-               "at least one epoch must be set (only a full-precision run from a checkpoint may "
-               "just evaluate)")
-        if q.enabled:
-            _check(e.fp == 0, "epochs.fp", "must be 0 for a quantized run (use weights/activations/joint)")
-            _check(q.weights is not None or e.weights == 0, "epochs.weights",
-                   "must be 0 when quant.weights is null (nothing to train in phase 1)")
-            _check(q.activations is not None or e.activations == 0, "epochs.activations",
-                   "must be 0 when quant.activations is null (nothing to train in phase 2)")
-        else:
-            for key in ("weights", "activations", "joint"):
-                _check(getattr(e, key) == 0, f"epochs.{key}",
-                       "must be 0 without quantization (set quant.weights/activations or use epochs.fp)")
-        if q.enabled and e.total:
-            t = self.temperature
-            # T grows with the epoch: the last one has the largest
-            last_T = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale).value(e.total)
-            _check(last_T <= FLOAT32_MAX, "temperature",
-                   f"T reaches {last_T:.3g} by epoch {e.total}, beyond float32 ({FLOAT32_MAX:.3g}); "
-                   "lower temperature.slope / epoch_scale or set temperature.cap")
-
-    def phases(self) -> list[str]:
-        """Phase name of each epoch, 1-based epoch i -> phases()[i - 1]."""
-        e = self.epochs
-        return ["fp"] * e.fp + ["weights"] * e.weights + ["activations"] * e.activations + ["joint"] * e.joint
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "Config":
-        """Build and validate from a plain dict (parsed YAML).
-
-        Args:
-            raw: nested config; unknown keys raise ConfigError naming them.
-        """
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config: must be a mapping, got {type(raw).__name__}")
-        top = {f.name for f in dataclasses.fields(cls)}
-        for key in raw:
-            if key not in top:
-                raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top))})")
-        kwargs = {}
-        for key, value in raw.items():
-            if key in SECTIONS:
-                section = SECTIONS[key]
-                if value is None:
-                    value = {}
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{key}: must be a mapping, got {value!r}")
-                known = {f.name for f in dataclasses.fields(section)}
-                for sub in value:
-                    if sub not in known:
-                        raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(sorted(known))})")
-                if key == "optim" and isinstance(value.get("milestones"), tuple):
-                    value = {**value, "milestones": list(value["milestones"])}
-                value = coerce_numbers(section, value)
-                try:
-                    kwargs[key] = section(**value)
-                except TypeError as e:
-                    raise ConfigError(f"{key}: {e}") from None
-            elif key == "seed" and isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
-                kwargs[key] = int(value)
-            else:
-                kwargs[key] = value
-        if "start" not in kwargs:
-            kwargs["start"] = StartConfig("scratch", None)
-        return cls(**kwargs)
+        super().__post_init__()
+        require(isinstance(self.compile, bool), "compile", f"must be true or false, got {self.compile!r}")
+        require(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
+        require(is_number(self.checkpoint_every_s) and self.checkpoint_every_s >= 0, "checkpoint_every_s",
+                f"must be a number of seconds >= 0, got {self.checkpoint_every_s!r}")
+        require(self.model.num_classes is not None, "model.num_classes", "must be an integer >= 2, got None")
+        require(self.data.batch_size >= 2, "data.batch_size",
+                f"must be an integer >= 2 (BatchNorm needs 2), got {self.data.batch_size!r}")
 
 
 def set_dotted(raw: dict, assignment: str) -> None:

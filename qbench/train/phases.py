@@ -14,7 +14,9 @@ network, but not how they continue across phases. Our reading (docs/recipes.md):
   phase 1 while fixed in phase 2.
 
 The trainers (classification and detection) and the generated recipe tables read this module, so
-what docs/recipes.md says is what runs.
+what docs/recipes.md says is what runs: ``configure_phase`` is the one place that switches the
+quantizers and the trained parameters of a phase, for the classification trainer and the
+detection hooks alike.
 """
 
 from __future__ import annotations
@@ -44,6 +46,43 @@ def trained_groups(phase: str, weights: bool, activations: bool) -> tuple[str, .
         return ("activation quantizers",)
     return tuple(g for g, on in (("network", True), ("weight quantizers", weights),
                                  ("activation quantizers", activations)) if on)
+
+
+def configure_phase(model, phase: str) -> list:
+    """Switch the quantizers and the trained parameters of ``model`` for ``phase`` (Alg. 1).
+
+    weights: the network's parameters and the weight quantizers' train, activation quantizers
+    are off; activations: both quantizers on, only the activation quantizers' parameters train
+    (the weights are fixed); joint and fp: everything trains (an FP run has no quantizers).
+    BatchNorm layers are network parameters, and stay in training mode in every phase (the
+    trainers call ``model.train()``), so their statistics follow the quantized activations.
+
+    Args:
+        model: the model (quantized or not).
+        phase: one of PHASES.
+
+    Returns:
+        The parameters that train in this phase, in model order.
+    """
+    from qbench.quant import activation_quantizers, quant_parameters, set_enabled
+
+    w_on, a_on = SWITCHES[phase]
+    if phase != "fp":
+        set_enabled(model, weights=w_on, activations=a_on)
+    act_ids = {id(p) for q in activation_quantizers(model).values() for p in q.parameters()}
+    quantizer_ids = {id(p) for p in quant_parameters(model)}
+    trained = []
+    for p in model.parameters():
+        if phase == "weights":
+            on = id(p) not in act_ids
+        elif phase == "activations":
+            on = id(p) in act_ids and id(p) in quantizer_ids
+        else:
+            on = True
+        p.requires_grad_(on)
+        if on:
+            trained.append(p)
+    return trained
 
 
 def phase_milestones(milestones: list[int], length: int, total: int) -> list[int]:

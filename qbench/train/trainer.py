@@ -20,13 +20,12 @@ from qbench import quant as Q
 from qbench.quant.functional import NonFiniteError
 
 from ..data import build_data
-from ..io import FileFormatError, RunDirError, RunDirLock, read_json, read_yaml, remove_stale_tmp
+from .. import io
+from ..io import FileFormatError, RunDirError, RunDirLock, RunLog, read_json, read_yaml, remove_stale_tmp
 from ..models import build_model, load_pretrained
-from . import io
 from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
-from .phases import SWITCHES as PHASE_SWITCHES
-from .phases import epoch_plan, set_temperatures
+from .phases import configure_phase, epoch_plan, set_temperatures
 
 
 class TrainingError(RuntimeError):
@@ -55,46 +54,6 @@ def lr_at(config: Config, epoch: int) -> float:
     phase; a milestone m means "x gamma after m epochs", as PyTorch's MultiStepLR).
     """
     return epoch_plan(config)[epoch - 1].lr
-
-
-class Logger:
-    """Lines to train.log (every rank-0 line) and to stdout unless quiet."""
-
-    def __init__(self, path: Path | None, quiet: bool) -> None:
-        self.path, self.quiet = path, quiet
-
-    def __call__(self, msg: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(line + "\n")
-        if not self.quiet:
-            print(line, flush=True)
-
-
-def _configure_phase(model: nn.Module, phase: str, quant_params: list[nn.Parameter]) -> list[nn.Parameter]:
-    """Switch quantizers and trainable parameters for a phase; returns the trained parameters.
-
-    weights: network + weight-quantizer parameters; activations: activation-quantizer
-    parameters only (weights frozen, Alg. 1); joint and fp: everything.
-    """
-    w_on, a_on = PHASE_SWITCHES[phase]
-    if phase != "fp":
-        Q.set_enabled(model, weights=w_on, activations=a_on)
-    act_ids = {id(p) for q in Q.activation_quantizers(model).values() for p in q.parameters()}
-    qids = {id(p) for p in quant_params}
-    trained = []
-    for p in model.parameters():
-        if phase == "weights":
-            on = id(p) not in act_ids
-        elif phase == "activations":
-            on = id(p) in act_ids and id(p) in qids
-        else:
-            on = True
-        p.requires_grad_(on)
-        if on:
-            trained.append(p)
-    return trained
 
 
 @dataclass(frozen=True)
@@ -310,7 +269,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             done = {"status": "complete"}
     if done is not None:
         return done
-    log = Logger(out / "train.log" if main else None, quiet or not main)
+    log = RunLog(out / "train.log" if main else None, quiet or not main)
     if main:
         stale = remove_stale_tmp(out)  # left by killed writers; the lock says none is alive
         if stale:
@@ -354,7 +313,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         f"precision {config.precision}{', compiled' if config.compile else ''}")
     if main:
         io.write_json(out / "env.json", io.run_environment(out / "env.json", device, config.seed, info.world,
-                                                           data.files, resumed=(out / "checkpoint.pt").is_file()))
+                                                           resumed=(out / "checkpoint.pt").is_file(),
+                                                           data_files=data.files))
 
     # the compiled module shares the model's parameters; evaluation and checkpoints use the model
     train_model = torch.compile(model) if config.compile else model
@@ -422,7 +382,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     use_bar = not quiet and main and sys.stderr.isatty()
     for epoch in range(start_epoch, len(phases) + 1):
         phase = phases[epoch - 1]
-        trained = _configure_phase(model, phase, quant_params)
+        trained = configure_phase(model, phase)
         step_plan = plan[epoch - 1]
         for t in (step_plan.t_weights, step_plan.t_activations):
             _check_temperature(t, epoch, phase)

@@ -63,7 +63,7 @@ def test_paper_scale_resources_and_site_settings(tmp_path):
         "train": {"data": {"root": str(data)}}, "fp_weights": {k: str(v) for k, v in weights.items()},
         "detection": {"phases": {"fp": {"detect": {"backbone_checkpoint": str(vgg16)}}}}}))
     res = _resources(_dry_run(tmp_path, site, scale="paper"))
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     train = plan.merge_scale_file({"scale": "paper"}, ROOT / "workflows" / "config")["resources"]["train"]
     for job in res["train_fp"] + res["train_quant"]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from slurm_cluster import ROOT, slurm_jobs
-from qbench.report import plan
+from qbench.workflow import plan
 
 pytestmark = pytest.mark.slow
 

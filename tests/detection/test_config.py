@@ -7,6 +7,7 @@ import re
 import pytest
 
 from qbench.detection.config import DetectRunConfig
+from qbench.train.config import ConfigError
 from tests.detection.conftest import TINY
 
 
@@ -43,7 +44,7 @@ def test_tiny_config_resolves_defaults():
     (_cfg(quant={"activations": "ternary"}, epochs={"fp": 0, "joint": 1}), "'quant.activations'"),
     (_cfg(quant={"weights": "ternary"}), "'epochs.fp'"),
     (_cfg(quant={"weights": "ternary"}, epochs={"fp": 0, "activations": 1}), "'epochs.activations'"),
-    (_cfg(epochs={"fp": 0}), "'epochs.fp'"),
+    (_cfg(epochs={"fp": 0}), "'epochs'"),
     (_cfg(epochs={"fp": 1, "joint": 1}), "'epochs.joint'"),
     (_cfg(optim={"milestones": [3]}), "'optim.milestones'"),
     (_cfg(optim={"lr": -1}), "'optim.lr'"),
@@ -55,9 +56,10 @@ def test_tiny_config_resolves_defaults():
     (_cfg(temperature={"slope": 0}), "'temperature.slope'"),
 ])
 def test_bad_configs_name_the_key(raw, key):
-    # sections shared with classification (quant:) quote the key in the trainer's style
-    with pytest.raises(ValueError, match=re.escape(key.strip("'"))):
+    # one error type and message style with classification: "<key>: <what is wrong>", one line
+    with pytest.raises(ConfigError, match="^" + re.escape(key.strip("'")) + ": ") as err:
         DetectRunConfig.from_dict(raw)
+    assert "\n" not in str(err.value)
 
 
 def test_phases_follow_the_epoch_split():
@@ -72,7 +74,7 @@ def test_phases_follow_the_epoch_split():
 def test_run_from_config_validates_before_work(tmp_path):
     from qbench.detection.runner import run_from_config
 
-    with pytest.raises(ValueError, match="'data.bogus'"):
+    with pytest.raises(ConfigError, match="^data.bogus: unknown key"):
         run_from_config(_cfg(data={"bogus": 1}), tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
 
@@ -96,3 +98,29 @@ def test_example_configs_validate(scale):
             assert (c.optim.lr, c.detect.lr_other, c.optim.milestones, c.epochs.total,
                     c.data.batch_size, c.optim.grad_clip, c.data.image_size) == \
                 (1e-5, 1e-7, [70, 90], 100, 16, 20.0, 300)
+
+
+def test_detection_phase_hook_trains_what_the_classification_trainer_trains():
+    """One phase switcher: the hook and the trainer freeze the same parameters in every phase."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("mmengine")
+    from qbench import quant as Q
+    from qbench.detection.hooks import PhaseHook
+    from qbench.models import build_model
+    from qbench.train.phases import PHASES, configure_phase
+
+    cfg = DetectRunConfig.from_dict(_cfg(quant={"weights": "3bit_pm4", "activations": "act_linear8"},
+                                         epochs={"fp": 0, "weights": 1, "activations": 1, "joint": 1}))
+    hooked, direct = build_model("resnet18", 4, 1), build_model("resnet18", 4, 1)
+    for m in (hooked, direct):
+        Q.quantize_model(m, Q.QuantPolicy("3bit_pm4", "act_linear8"))
+    hook = PhaseHook(cfg.epochs)
+    for epoch, phase in enumerate(PHASES[1:]):
+        hook.before_train_epoch(SimpleNamespace(model=hooked, epoch=epoch))
+        assert hook.phase == phase
+        trained = {id(p) for p in configure_phase(direct, phase)}
+        expected = {n for n, p in direct.named_parameters() if id(p) in trained}
+        assert {n for n, p in hooked.named_parameters() if p.requires_grad} == expected, phase
+        assert [q.enabled for q in Q.activation_quantizers(hooked).values()] == \
+            [q.enabled for q in Q.activation_quantizers(direct).values()]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from qbench.data import DatasetError
 from qbench.detection.data import FMNIST_CLASSES, SUBSET, FmnistVocSpec, generate_fmnist_voc
 
 SPEC = FmnistVocSpec(trainval=12, test=6, seed=3)
@@ -38,7 +39,8 @@ def test_generation_is_atomic_and_reused(tmp_path):
 
 
 def test_generation_failure_leaves_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    # the classification reader's error: where it looked and how to get the data
+    with pytest.raises(DatasetError, match=r"Fashion-MNIST not found \(looked in .*missing"):
         generate_fmnist_voc(tmp_path, SPEC, source=tmp_path / "missing")
     assert list(tmp_path.iterdir()) == []
 

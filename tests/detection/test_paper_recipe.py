@@ -63,7 +63,7 @@ def test_ssd_backbone_from_imagenet_vgg16(tiny_config, tmp_path, mmdet_stack):
     with pytest.raises(ValueError, match="not a VGG16 state_dict"):
         load_vgg16_backbone(model, tmp_path / "bad.pth")
     tiny_config["detect"]["backbone_checkpoint"] = str(tmp_path / "missing.pth")
-    with pytest.raises(ValueError, match="'detect.backbone_checkpoint'"):
+    with pytest.raises(ValueError, match="^detect.backbone_checkpoint: "):
         run_from_config(tiny_config, tmp_path / "fp2", quiet=True)
 
 

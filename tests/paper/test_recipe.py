@@ -10,7 +10,7 @@ import yaml
 
 from qbench.paper import load_cells
 from qbench.paper import recipe as R
-from qbench.report import plan
+from qbench.workflow import plan
 from qbench.train.config import Config
 from qbench.train.phases import epoch_plan, phase_milestones
 

@@ -144,3 +144,50 @@ def test_placement_parse():
     assert Placement.parse("table8:binary") == Placement("table8", None, "binary")
     with pytest.raises(ValueError):
         Placement.parse("table1")
+
+
+def test_table_and_figure_lists_come_from_the_registry():
+    """The pipeline, the report and the figure writer list tables and figures from tables.yaml."""
+    import inspect
+
+    from qbench.paper import figure_names, figures, table_keys
+    from qbench.report import figures as figure_writer
+    from qbench.report import latex
+
+    assert table_keys() == tuple(f"table{i}" for i in range(1, 9))
+    assert figure_names() == ("fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap",
+                              "fig5_temperature", "summary_paper_vs_repro")
+    assert figure_writer.FIGURES == figure_names()
+    assert latex.FIGURE_NUMBERS == {"fig2_quant_function": 2, "fig3_weight_hist": 3, "fig4_soft_hard_gap": 4,
+                                    "fig5_temperature": 5}
+    # every figure the registry lists has a maker, and no maker is unlisted
+    source = inspect.getsource(figure_writer.write_all)
+    assert sorted(n for n in figure_names() if f'"{n}":' in source) == sorted(figure_names())
+    # every cell's figure tag names a registered figure
+    tags = {f.tag for f in figures() if f.tag}
+    assert {t for c in load_cells().values() for t in c.figures} == tags
+
+
+def test_bits_labels_follow_the_level_sets():
+    from qbench.paper import bits_label
+
+    labels = {name: bits_label(name) for name in (None, "binary", "ternary", "3bit_pm2", "3bit_pm4", "5bit",
+                                                  "act_binary", "act_2bit", "act_linear8", "pow2_3")}
+    assert labels == {None: "32", "binary": "1", "ternary": "2", "3bit_pm2": "3(±2)", "3bit_pm4": "3(±4)",
+                      "5bit": "5", "act_binary": "1", "act_2bit": "2", "act_linear8": "8", "pow2_3": "3"}
+
+
+def test_names_are_defined_once():
+    from qbench.data import DATASETS_BY_TASK
+    from qbench.models import ARCHS_BY_TASK
+    from qbench.paper import STARTS
+    from qbench.workflow import plan
+
+    assert plan.CLASSIFY_ARCHS is ARCHS_BY_TASK["classify"] and plan.DETECT_ARCHS is ARCHS_BY_TASK["detect"]
+    assert plan.DATASETS is DATASETS_BY_TASK
+    assert STARTS == ("pretrained", "scratch")
+    with pytest.raises(ValueError, match="model='resnet18' not in \\('ssd300_vgg16',\\)"):
+        from qbench.paper import _check_cell
+
+        _check_cell("x", {"task": "detect", "kind": "quant", "model": "resnet18", "init": "kmeans",
+                          "sharing": "layerwise", "start": "pretrained"})

@@ -78,7 +78,7 @@ def test_paper_dag_uses_torchrun_and_imported_weights(tmp_path):
     assert "results/paper/" in res.stdout
     # ResNet cells fine-tune the imported weights directly
     assert f"--out results/paper/runs/resnet18_w2a32/s0" in res.stdout
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     cfg = plan.merge_scale_file({"scale": "paper", "fp_weights": weights}, ROOT / "workflows" / "config")
     rc = plan.run_config(cfg, load_cells()["resnet18_w2a32"], 0)
@@ -102,7 +102,7 @@ def test_detection_switch_adds_table4_cells(tmp_path):
 @pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
 def test_detection_run_configs_follow_docs(scale):
     """Table 4 cells: detection base config, W3/A8 in the joint phase, W/A32 in the weights phase."""
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     cfg = plan.merge_scale_file({"scale": scale, "detection": {"enabled": True}}, ROOT / "workflows" / "config")
     cells = load_cells()
@@ -166,3 +166,14 @@ def test_scale_files_are_valid_yaml():
         assert "deviations" not in cfg, scale
         # Table 4 runs at mini and paper; smoke keeps to its few-minute budget without it
         assert cfg["detection"]["enabled"] is (scale != "smoke")
+
+
+def test_bad_trainer_key_inside_phases_stops_the_dry_run_with_exit_2(tmp_path):
+    """A trainer key error inside `phases:` fails at plan time, before any job, naming the key."""
+    res = snakemake(tmp_path, "-n", "reproduce_tables", "--config", "scale=smoke",
+                    "phases={weights: {optim: {lrr: 0.1}}}")
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.startswith("invalid pipeline config:")]
+    assert lines == ["invalid pipeline config: config key 'phases.weights.optim.lrr': unknown key (known: gamma, "
+                     "grad_clip, lr, milestones, momentum, weight_decay) (run config of cell alexnet_w2a32)"]
+    assert "Job stats" not in res.stdout + res.stderr

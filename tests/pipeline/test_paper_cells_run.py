@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT, snakemake, write_yaml
-from qbench.report import plan
+from qbench.workflow import plan
 
 # One cell per distinct run shape: each model's FP cell (trained or imported), each phase kind
 # (weights / activations only / both), k-means with a level set of each size, linear init,

@@ -63,7 +63,7 @@ def test_killed_job_resumes_through_rerun_incomplete(tmp_path, smoke_run):
 
 def test_changed_inputs_start_over(tmp_path):
     """A job that re-runs because its config changed does not resume the old run's checkpoint."""
-    from qbench.report.run_inputs import prepare_run_dir
+    from qbench.workflow.run_inputs import prepare_run_dir
 
     cfg, fp = tmp_path / "run.yaml", tmp_path / "fp.pt"
     fp.write_bytes(b"weights v1")

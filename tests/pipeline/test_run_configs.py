@@ -6,18 +6,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT
-from qbench.report import plan
+from qbench.workflow import plan
 
 
 def _validate(cell, rc):
-    if cell.task == "detect":
-        from qbench.detection.config import DetectRunConfig
-
-        DetectRunConfig.from_dict(rc)
-    else:
-        from qbench.train.config import Config
-
-        Config.from_dict(rc)
+    plan.check_run_config({}, cell, rc)  # the trainer's own Config / DetectRunConfig
 
 
 @pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
@@ -36,3 +29,30 @@ def test_imported_fp_weights_config_is_valid():
     cfg = plan.merge_scale_file({"scale": "paper"}, ROOT / "workflows" / "config")
     cell = plan.load_cells()["resnet18_fp"]
     _validate(cell, plan.run_config(cfg, cell, 0))
+
+
+@pytest.mark.parametrize("over, key, cell", [
+    ({"phases": {"weights": {"optim": {"lrr": 0.1}}}}, "phases.weights.optim.lrr", "alexnet_w2a32"),
+    ({"phases": {"both": {"epochs": {"joint": -1}}}}, "phases.both.epochs.joint", "alexnet_w1a1"),
+    ({"detection": {"enabled": True, "phases": {"fp": {"detect": {"augmnt": "light"}}}}, "cells": {"only": ["ssd_fp"]}},
+     "detection.phases.fp.detect.augmnt", "ssd_fp"),
+    ({"cell_overrides": {"alexnet_w2a32": {"quant": {"weights": "act_2bit"}}}},
+     "cell_overrides.alexnet_w2a32.quant.weights", "alexnet_w2a32"),
+])
+def test_trainer_errors_inside_phases_fail_when_planning_naming_the_key(over, key, cell):
+    """The rendered run configs are checked by the trainer's own config classes at plan time."""
+    cfg = plan.merge_scale_file({"scale": "smoke", **over}, ROOT / "workflows" / "config")
+    with pytest.raises(plan.PipelineConfigError) as err:
+        plan.validate_semantics(cfg, plan.enabled_cells(cfg))
+    msg = str(err.value)
+    assert msg.startswith(f"config key '{key}': ") and msg.endswith(f"(run config of cell {cell})"), msg
+    assert "\n" not in msg
+
+
+def test_trainer_key_sources_name_the_layer_that_set_the_value():
+    cfg = plan.merge_scale_file({"scale": "smoke", "models": {"resnet18": {"phases": {"weights": {
+        "optim": {"lr": 0.5}}}}}}, ROOT / "workflows" / "config")
+    cell = plan.load_cells()["resnet18_w3pm4a32"]
+    assert plan._trainer_key_source(cfg, cell, "optim.lr") == "models.resnet18.phases.weights.optim.lr"
+    assert plan._trainer_key_source(cfg, cell, "quant.weights") == "cells.resnet18_w3pm4a32.weights"
+    assert plan._trainer_key_source(cfg, cell, "optim.nothing") == "train.optim.nothing"

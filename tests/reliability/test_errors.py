@@ -207,7 +207,7 @@ def test_trainer_keys_are_checked_when_planning(tmp_path):
 
 
 def test_level_sets_one_rule_for_trainer_and_pipeline(smoke, merge):
-    from qbench.report import plan
+    from qbench.workflow import plan
 
     cfg = plan.merge_scale_file({"scale": "smoke", "cell_overrides": {
         "alexnet_w2a32": {"quant": {"weights": "act_2bit"}}}}, ROOT / "workflows" / "config")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qbench.io import (DiskFullError, FileFormatError, load_state_dict, load_torch, read_yaml, remove_stale_tmp,
-                       save_torch, write_bytes, write_json)
+from qbench.io import (DiskFullError, FileFormatError, RunLog, atomic_directory, load_state_dict, load_torch,
+                       read_yaml, remove_stale_tmp, run_environment, save_torch, write_bytes, write_json)
 
 MARKER_SCRIPT = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text('ran')"
 
@@ -72,11 +72,11 @@ def test_figures_command_refuses_crafted_checkpoint(tmp_path):
 
 def test_outputs_get_ordinary_file_modes(tmp_path):
     """mkstemp makes 0600; shared results must be readable (0666 minus the umask)."""
-    from qbench.report.io import save_figure_atomic, write_text_atomic
+    from qbench.io import save_figure, write_text
 
     old = os.umask(0o022)
     try:
-        write_text_atomic(tmp_path / "table.md", "x")
+        write_text(tmp_path / "table.md", "x")
         write_json(tmp_path / "a.json", {"a": 1})
         save_torch(tmp_path / "c.pt", {"w": torch.ones(1)})
         import matplotlib
@@ -85,7 +85,7 @@ def test_outputs_get_ordinary_file_modes(tmp_path):
         import matplotlib.pyplot as plt
 
         fig = plt.figure()
-        save_figure_atomic(fig, tmp_path / "f.png")
+        save_figure(fig, tmp_path / "f.png")
         plt.close(fig)
         os.umask(0o077)
         write_bytes(tmp_path / "private.bin", b"x")
@@ -122,6 +122,54 @@ def test_state_dict_files(tmp_path):
     assert set(load_state_dict(tmp_path / "wrapped.pt")) == {"a"}
     with pytest.raises(FileFormatError, match="k: .*bad.pt: not a state dict"):
         load_state_dict(tmp_path / "bad.pt", "k")
+    # a start must be full precision: quantized layers' keys (classification or detection) are refused
+    torch.save({"format": "any", "model": {"conv.parametrizations.weight.original": torch.ones(1)}},
+               tmp_path / "quantized.pt")
+    assert set(load_state_dict(tmp_path / "quantized.pt")) == {"conv.parametrizations.weight.original"}
+    with pytest.raises(FileFormatError, match="start.checkpoint: .*quantized.pt: holds a quantized model"):
+        load_state_dict(tmp_path / "quantized.pt", "start.checkpoint", full_precision=True)
+
+
+def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
+    dest = tmp_path / "set"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(dest) as tmp:
+            (tmp / "half").write_text("x")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_directory(dest) as tmp:
+        (tmp / "a").write_text("1")
+        assert not dest.exists()
+    assert sorted(p.name for p in dest.iterdir()) == ["a"]
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o755
+    # a second builder of the same directory keeps the first one's result
+    with atomic_directory(dest) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in dest.iterdir()) == ["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["set"]
+
+
+def test_run_environment_keeps_starts_and_names_packages(tmp_path):
+    env_path = tmp_path / "env.json"
+    first = run_environment(env_path, "cpu", 3, 1, resumed=False, data_files=[{"path": "x"}],
+                            packages=("numpy", "no-such-package-qbench"))
+    assert first["seed"] == 3 and first["device"] == "cpu" and first["world_size"] == 1
+    assert first["no-such-package-qbench"] is None and first["numpy"] is not None
+    assert first["data_files"] == [{"path": "x"}] and len(first["starts"]) == 1
+    write_json(env_path, first)
+    second = run_environment(env_path, "cpu", 3, 2, resumed=True)
+    assert [s["world_size"] for s in second["starts"]] == [1, 2] and "data_files" not in second
+
+
+def test_run_log_appends_lines_and_is_quiet_when_asked(tmp_path, capsys):
+    log = RunLog(tmp_path / "train.log", quiet=True)
+    log("epoch 1")
+    log("epoch 2")
+    lines = (tmp_path / "train.log").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["epoch 1", "epoch 2"]
+    assert capsys.readouterr().out == ""
+    RunLog(None, quiet=False)("to the console only")
+    assert capsys.readouterr().out.endswith(" to the console only\n")
 
 
 def test_stale_tmp_files_are_recognised(tmp_path):

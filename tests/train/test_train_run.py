@@ -101,20 +101,20 @@ def test_phases_freeze_what_the_paper_freezes(tmp_path, write_config, fp_checkpo
     """Phase 2 trains only activation quantizers: network and weight-quantizer params stay put."""
     from qbench import quant as Q
     from qbench.models import build_model, load_pretrained
-    from qbench.train.trainer import _configure_phase
+    from qbench.train.phases import configure_phase
 
     model = build_model("resnet18", 4, 1)
     load_pretrained(model, fp_checkpoint)
     Q.quantize_model(model, Q.QuantPolicy("ternary", "act_2bit"))
-    qp = Q.quant_parameters(model)
     act = {id(p) for q in Q.activation_quantizers(model).values() for p in q.parameters()}
     wq = {id(p) for q in Q.weight_quantizers(model).values() for p in q.parameters()}
-    trained = {id(p) for p in _configure_phase(model, "activations", qp)}
+    trained = {id(p) for p in configure_phase(model, "activations")}
     assert trained == act
-    trained = {id(p) for p in _configure_phase(model, "weights", qp)}
-    assert wq <= trained and not (act & trained)
+    trained = {id(p) for p in configure_phase(model, "weights")}
+    # Sec. 4.1: the weights phase trains the network's weights and the weight quantizers
+    assert trained == {id(p) for p in model.parameters()} - act and wq <= trained
     assert all(not q.enabled for q in Q.activation_quantizers(model).values())
-    trained = {id(p) for p in _configure_phase(model, "joint", qp)}
+    trained = {id(p) for p in configure_phase(model, "joint")}
     assert trained == {id(p) for p in model.parameters()}
 
 

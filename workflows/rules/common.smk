@@ -3,16 +3,16 @@
 import json
 import os
 
+from qbench.paper import figure_names, table_keys
 from qbench.paper.recipe import deviations as paper_deviations
 
 CELL_BY_ID = {c.id: c for c in CELLS}
 FP_IDS = [c.id for c in CELLS if c.kind == "fp"]
 QUANT_IDS = [c.id for c in CELLS if c.kind == "quant"]
 RUNS = [(c.id, s) for c in CELLS for s in plan.seeds_of(config, c)]
-TABLES = [f"table{i}" for i in range(1, 9)]
+TABLES = list(table_keys())  # qbench/paper/tables.yaml
 TABLE_FILES = [f"{RES}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
-FIGURES = ["fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap", "fig5_temperature",
-           "summary_paper_vs_repro"]
+FIGURES = list(figure_names())
 FIGURE_FILES = [f"{RES}/figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
 DATASETS = plan.datasets_of(config, CELLS)
 LIGHT = config["resources"]["light"]

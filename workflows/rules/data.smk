@@ -15,7 +15,7 @@ rule write_plan:
     conda:
         CONDA_ENV
     run:
-        plan.write_text_atomic(output[0], params.text)
+        plan.write_text(output[0], params.text)
 
 
 rule render_config:
@@ -57,5 +57,5 @@ rule prepare_data:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.prepare_data --spec '{params.spec}' "
+        "OMP_NUM_THREADS={threads} {params.py} -m qbench.workflow.prepare_data --spec '{params.spec}' "
         "--out {output} > {log} 2>&1"

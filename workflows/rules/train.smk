@@ -1,6 +1,6 @@
 # checkpoint.pt is deliberately not an output: snakemake deletes the outputs of a killed job
 # (--rerun-incomplete, retries), and the checkpoint is what the next attempt resumes from.
-# qbench.report.run_inputs empties the run directory when the job re-runs for changed inputs.
+# qbench.workflow.run_inputs empties the run directory when the job re-runs for changed inputs.
 
 
 rule train_fp:
@@ -28,7 +28,7 @@ rule train_fp:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
+        "{params.py} -m qbench.workflow.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
         f"{TRAIN_ENV} {TRAIN_CMD} "
         "{input.config} --out {params.outdir} {params.cache} --quiet >> {log} 2>&1"
 
@@ -55,6 +55,6 @@ rule train_quant:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m qbench.report.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
+        "{params.py} -m qbench.workflow.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
         f"{TRAIN_ENV} {TRAIN_CMD} "
         "{input.config} --out {params.outdir} --quiet >> {log} 2>&1"

@@ -1,6 +1,6 @@
 """Keep a run directory's checkpoint only for the inputs the run was started from.
 
-``python -m qbench.report.run_inputs --config CONFIG.yaml --out RUN_DIR``
+``python -m qbench.workflow.run_inputs --config CONFIG.yaml --out RUN_DIR``
 
 The training rules do not declare ``checkpoint.pt`` as an output, so that snakemake leaves it in
 place when a job is killed, pre-empted or runs out of time (``--rerun-incomplete``, ``retries``,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from qbench.report.io import read_json, write_json_atomic
+from qbench.io import read_json, write_json
 
 RECORD = "inputs.json"
 log = logging.getLogger("qbench.run_inputs")
@@ -74,7 +74,7 @@ def prepare_run_dir(config: Path, out: Path) -> bool:
         log.info("%s: same inputs; the trainer resumes from its checkpoint if there is one", out)
     out.mkdir(parents=True, exist_ok=True)
     if not kept:
-        write_json_atomic(record, current)
+        write_json(record, current)
     return kept
 
 

@@ -1,6 +1,6 @@
 """Data preparation for one dataset of a scale: make it available and record what was found.
 
-``python -m qbench.report.prepare_data --spec '{"dataset": "fashion_mnist", ...}' --out F.json``
+``python -m qbench.workflow.prepare_data --spec '{"dataset": "fashion_mnist", ...}' --out F.json``
 
 ``fake`` needs nothing. ``fashion_mnist`` is looked up with ``qbench.data.find_fashion_mnist``
 (``root``, ``$QBENCH_DATA``, or Debian's ``dataset-fashion-mnist`` package); ``imagenet`` /
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from qbench.report.io import write_json_atomic
+from qbench.io import write_json
 
 
 def prepare(spec: dict) -> dict:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="record to write (JSON)")
     args = ap.parse_args(argv)
     record = prepare(json.loads(args.spec))
-    write_json_atomic(args.out, record)
+    write_json(args.out, record)
     print(json.dumps(record, indent=1))
     return 0
 

@@ -1,6 +1,9 @@
 """From a scale config and the paper's experiment cells to the list of `qbench train` runs.
 
-The Snakefile calls these functions at parse time, so a bad config fails before any job starts.
+The Snakefile calls these functions at parse time, so a bad config fails before any job starts:
+every rendered run config is validated by the trainer's own config classes
+(``qbench.train.config.Config``, ``qbench.detection.config.DetectRunConfig``), and an error is
+reported under the pipeline key that set the value.
 """
 
 from __future__ import annotations
@@ -8,16 +11,19 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
+from qbench.io import write_text  # noqa: F401 (the config-rendering rules write through it)
 from qbench.paper import Cell, fp_cell_of, load_cells  # noqa: F401 (load_cells re-exported)
 
-CLASSIFY_ARCHS = ("alexnet_bn", "resnet18", "resnet50")
-DETECT_ARCHS = ("ssd300_vgg16",)
-DATASETS = {"classify": ("fashion_mnist", "imagenet", "fake"), "detect": ("voc", "fmnist_voc")}
+from qbench.data.registry import DATASETS_BY_TASK as DATASETS
+from qbench.models import ARCHS_BY_TASK
+
+CLASSIFY_ARCHS, DETECT_ARCHS = ARCHS_BY_TASK["classify"], ARCHS_BY_TASK["detect"]
 
 
 PHASE_KINDS = ("fp", "weights", "activations", "both")
@@ -25,6 +31,18 @@ PHASE_KINDS = ("fp", "weights", "activations", "both")
 
 class PipelineConfigError(ValueError):
     """A scale config that cannot run; the message names the offending key."""
+
+
+def stop(exc: PipelineConfigError) -> NoReturn:
+    """Stop the workflow on a bad scale config before any job: one line naming the key on
+    stderr and exit code 2, as ``qbench train`` does for a bad run config.
+
+    Args:
+        exc: the error.
+    """
+    sys.stderr.write(f"invalid pipeline config: {exc}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
 
 
 def deep_merge(base: dict, over: dict | None) -> dict:
@@ -204,35 +222,26 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
 
 
-def _source(cfg: dict, cell: Cell, dotted: str, default: str) -> str:
-    """Name the config key that set ``dotted`` of a cell's run config (for error messages)."""
-    node: Any = cfg.get("cell_overrides", {}).get(cell.id, {})
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return f"cell_overrides.{cell.id}.{dotted}"
-
-
-def _check_level_set(name: str | None, role: str, key: str) -> None:
-    from qbench.train.config import ConfigError, check_level_set
-
-    try:
-        check_level_set(name, role, key)
-    except ConfigError as exc:  # its message starts with "<key>: "
-        raise PipelineConfigError(f"config key '{key}': {str(exc)[len(key) + 2:]}") from None
-
-
 _TRAINER_ERROR = re.compile(r"^(?:config key )?'?([A-Za-z_][\w.]*)'?: (.*)$", re.S)
+
+# trainer keys a cell of experiments.yaml sets itself -> its field there
+CELL_KEYS = {"model.arch": "model", "quant.weights": "weights", "quant.activations": "activations",
+             "quant.init": "init", "quant.sharing": "sharing", "quant.learn_biases": "learn_biases",
+             "temperature.slope": "slope"}
 
 
 def _trainer_key_source(cfg: dict, cell: Cell, dotted: str) -> str:
     """The pipeline key that set trainer key ``dotted`` of a cell (the last layer holding it)."""
     det = cell.task == "detect"
     phases_key = "detection.phases" if det and cfg.get("detection", {}).get("phases") else "phases"
-    layers = [f"cell_overrides.{cell.id}", f"{phases_key}.{phase_of(cell)}", f"models.{cell.model}",
-              "detection.train" if det else "train"]
+    model_phases = f"models.{cell.model}.phases.{phase_of(cell)}"
+    layers = [f"cell_overrides.{cell.id}", f"cells.{cell.id}", model_phases, f"{phases_key}.{phase_of(cell)}",
+              f"models.{cell.model}", "detection.train" if det else "train"]
     for layer in layers:
+        if layer == f"cells.{cell.id}":
+            if dotted in CELL_KEYS:
+                return f"cells.{cell.id}.{CELL_KEYS[dotted]}"
+            continue
         node: Any = cfg
         for part in f"{layer}.{dotted}".split("."):
             if not isinstance(node, dict) or part not in node:
@@ -243,8 +252,16 @@ def _trainer_key_source(cfg: dict, cell: Cell, dotted: str) -> str:
     return f"{layers[-1]}.{dotted}"
 
 
-def _check_trainer_config(cfg: dict, cell: Cell, rc: dict) -> None:
-    """Validate a cell's run config with the trainer's own rules, at planning time."""
+def check_run_config(cfg: dict, cell: Cell, rc: dict) -> None:
+    """Validate a rendered run config with the trainer's own config class, at planning time.
+
+    Raises PipelineConfigError naming the pipeline key that set the bad value.
+
+    Args:
+        cfg: the scale config.
+        cell: the cell the config belongs to.
+        rc: its run config (``run_config``).
+    """
     if cell.task == "detect":
         from qbench.detection.config import DetectRunConfig as check
     else:
@@ -259,7 +276,8 @@ def _check_trainer_config(cfg: dict, cell: Cell, rc: dict) -> None:
 
 
 def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
-    """Check what the JSON schema cannot: models, level sets, datasets and paths.
+    """Check what the JSON schema cannot: every rendered run config (by the trainer's own
+    rules), the names the scale config uses, and the files it points to.
 
     Raises PipelineConfigError naming the key.
 
@@ -287,36 +305,20 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
             raise PipelineConfigError(f"config key 'cell_overrides.{cid}': unknown cell {cid!r}")
     checked: set = set()
     for cell in cells:
+        for seed in seeds_of(cfg, cell):
+            check_run_config(cfg, cell, run_config(cfg, cell, seed))
         rc = run_config(cfg, cell, seeds_of(cfg, cell)[0])
         task = rc.get("task", "classify")
-        arch = rc.get("model", {}).get("arch")
-        archs = CLASSIFY_ARCHS if task == "classify" else DETECT_ARCHS
-        if arch not in archs:
-            key = _source(cfg, cell, "model.arch", f"cells.{cell.id}.model")
-            raise PipelineConfigError(f"config key '{key}': unknown {task} model {arch!r}; "
-                                      f"known: {', '.join(archs)}")
-        quant = rc.get("quant", {}) or {}
-        _check_level_set(quant.get("weights"), "weights",
-                         _source(cfg, cell, "quant.weights", f"cells.{cell.id}.weights"))
-        _check_level_set(quant.get("activations"), "activations",
-                         _source(cfg, cell, "quant.activations", f"cells.{cell.id}.activations"))
         data = rc.get("data", {}) or {}
         dataset = data.get("dataset")
         data_key = "detection.train.data" if task == "detect" else "train.data"
-        if dataset not in DATASETS.get(task, ()):
-            key = _source(cfg, cell, "data.dataset", f"{data_key}.dataset")
-            raise PipelineConfigError(f"config key '{key}': unknown {task} dataset {dataset!r}; "
-                                      f"known: {', '.join(DATASETS.get(task, ()))}")
         root = data.get("root")
         if root is not None and not Path(root).exists():
-            key = _source(cfg, cell, "data.root", f"{data_key}.root")
+            key = _trainer_key_source(cfg, cell, "data.root")
             raise PipelineConfigError(f"config key '{key}': dataset path {root!r} does not exist")
         backbone = (rc.get("detect") or {}).get("backbone_checkpoint")
         if backbone is not None and not Path(backbone).is_file():
-            phase = phase_of(cell)
-            in_phase = (cfg.get("detection", {}).get("phases", {}).get(phase, {}).get("detect") or {})
-            key = (f"detection.phases.{phase}" if "backbone_checkpoint" in in_phase
-                   else "detection.train") + ".detect.backbone_checkpoint"
+            key = _trainer_key_source(cfg, cell, "detect.backbone_checkpoint")
             raise PipelineConfigError(f"config key '{key}': file {backbone!r} does not exist "
                                       "(an ImageNet VGG16 state_dict, torchvision's layout)")
         if dataset == "fashion_mnist" and (dataset, root) not in checked:
@@ -325,10 +327,9 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
             try:
                 find_fashion_mnist(root)
             except DatasetError as exc:
-                key = _source(cfg, cell, "data.root", f"{data_key}.root")
+                key = _trainer_key_source(cfg, cell, "data.root") if root is not None else f"{data_key}.root"
                 raise PipelineConfigError(f"config key '{key}': {exc}") from None
             checked.add((dataset, root))
-        _check_trainer_config(cfg, cell, rc)
         if cfg["launcher"] == "torchrun" and cfg["resources"]["train"]["gpu"] < 1:
             raise PipelineConfigError("config key 'resources.train.gpu': torchrun needs at least 1 GPU")
 
@@ -358,15 +359,3 @@ def dataset_key(data: dict) -> str:
     if data.get("train_size") is not None:
         parts.append(f"n{data['train_size']}")
     return "_".join(parts)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Atomically write ``text`` (used by the config-rendering rules).
-
-    Args:
-        path: destination.
-        text: content.
-    """
-    from qbench.report.io import write_text_atomic as _write
-
-    _write(path, text)
