@@ -120,3 +120,15 @@ def test_seeds_to_resolve_projects_training_noise_only():
     need = seeds_to_resolve(iv, 0.5)
     assert need is not None and need > 3
     assert seeds_to_resolve(iv, 0.05) is None  # test sampling alone is wider than that
+
+
+@pytest.mark.parametrize("lo, hi, paper, expect", [
+    (-0.43, 0.32, 3.1, "contradicted"),   # excludes the paper's +3.1 and any gain >= 0.5
+    (-0.43, 0.32, 0.2, "inconclusive"),   # the paper's own +0.2 is still inside
+    (-0.85, 0.88, 3.9, "inconclusive"),   # a gain of practical size (0.5-0.88) is not excluded
+    (0.05, 0.30, 3.1, "reproduced"),      # the direction holds, however small
+    (-0.43, 0.32, None, "inconclusive"),  # no paper number: only the wrong sign contradicts
+])
+def test_superiority_gain_absent_below_paper_and_margin(lo, hi, paper, expect):
+    iv = Interval((lo + hi) / 2, lo, hi, 1.0, 10.0, True, True, False)
+    assert verdict("superiority", iv, 0.5, paper) == expect

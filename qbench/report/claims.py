@@ -6,7 +6,8 @@ One row per claim and comparison: the paper's effect, ours with a 95 % interval 
 ``qbench.stats`` (paired on test images, seeds and test sampling both counted), and a verdict:
 
 - ``reproduced``: the interval lies on the paper's side (of 0, or of the margin);
-- ``contradicted``: it lies on the other side;
+- ``contradicted``: it lies on the other side; for a superiority claim also when it lies below
+  both the paper's effect and the smallest effect of interest (the claimed gain is absent);
 - ``inconclusive``: it straddles, or training noise could not be estimated (one seed);
 - ``not run``: a cell of the comparison has no results at this scale.
 
@@ -226,12 +227,29 @@ def curve_intervals(results: Results, cell_id: str, mode: str) -> list[tuple[int
     return [(e, contrast_interval({"c": stacked[:, i, :]}, {"c": 1.0})) for i, e in enumerate(epochs)]
 
 
-def verdict(test: str, iv: Interval, margin: float) -> str:
+def absent_below(paper_effect: float | None, margin: float) -> float:
+    """Upper bound under which a superiority claim's gain counts as absent.
+
+    The smaller of the paper's own effect and the smallest effect of interest (the task's
+    margin): an interval entirely below it excludes both what the paper reports and any gain of
+    practical size, so the claimed improvement is contradicted even though the interval may still
+    contain 0 (a one-sided test against the minimum effect; docs/statistics.md). Without a
+    positive paper effect or a margin it is 0: only the wrong sign contradicts.
+    """
+    if paper_effect is None or math.isnan(paper_effect) or paper_effect <= 0 or not margin:
+        return 0.0
+    return min(paper_effect, margin)
+
+
+def verdict(test: str, iv: Interval, margin: float, paper_effect: float | None = None) -> str:
     """The verdict of one comparison from its interval (never from the estimate alone)."""
     if not iv.seed_noise:
         return "inconclusive"
     lo, hi = iv.low, iv.high
-    if test in ("superiority", "gap_closes"):
+    if test == "superiority":
+        bound = absent_below(paper_effect, margin)
+        return "reproduced" if lo > 0 else "contradicted" if hi < bound else "inconclusive"
+    if test == "gap_closes":
         return "reproduced" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
     if test == "noninferiority":
         return "reproduced" if lo > -margin else "contradicted" if hi < -margin else "inconclusive"
@@ -290,7 +308,10 @@ def _row(spec: ClaimSpec, label: str, paper: float | None, margin: float | None,
     if iv is not None:
         m = margin or 0.0
         row.update(ours_effect=iv.effect, ci_low=iv.low, ci_high=iv.high, half_width=iv.half_width,
-                   verdict=verdict(spec.test, iv, m), note=(note + "; " if note else "") + _note(iv))
+                   verdict=verdict(spec.test, iv, m, paper), note=(note + "; " if note else "") + _note(iv))
+        bound = absent_below(paper, m) if spec.test == "superiority" else 0.0
+        if row["verdict"] == "contradicted" and bound > 0 and iv.low <= 0:
+            row["note"] += f"; gain absent: the interval excludes gains >= {bound:.2g}"
         if row["verdict"] == "inconclusive":
             row["decides_at"] = _decides_at(spec.test, iv, paper, m)
     return row
@@ -328,7 +349,7 @@ def evaluate_claims(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
             label = comparison_label(comp)
             task = cells[comp[0][0]].task
             margin = mg["equivalence"] if spec.test == "equivalence" else (
-                mg[task] if spec.test in ("noninferiority", "nonsuperiority") else None)
+                mg[task] if spec.test in ("noninferiority", "nonsuperiority", "superiority") else None)
             papers = [paper_value(c) for c in weights]
             paper = (sum(w * p for w, p in zip(weights.values(), papers))
                      if all(p is not None for p in papers) else None)

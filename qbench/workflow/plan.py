@@ -128,12 +128,16 @@ def enabled_cells(cfg: dict) -> list[Cell]:
 
 
 def seeds_of(cfg: dict, cell: Cell) -> list[int]:
-    """Seeds of a cell: `fp_seeds` for FP cells, `seeds` otherwise.
+    """Seeds of a cell: `cell_seeds.<cell>` when set, else `fp_seeds` for FP cells and `seeds`
+    for the others.
 
     Args:
         cfg: the scale config.
         cell: the cell.
     """
+    extra = (cfg.get("cell_seeds") or {}).get(cell.id)
+    if extra is not None:
+        return list(extra)
     return list(cfg["fp_seeds"] if cell.kind == "fp" else cfg["seeds"])
 
 
@@ -300,9 +304,16 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
             raise PipelineConfigError(f"config key 'fp_weights.{arch}': unknown model {arch!r}")
         if not Path(path).is_file():
             raise PipelineConfigError(f"config key 'fp_weights.{arch}': file {path!r} does not exist")
-    for cid in cfg.get("cell_overrides", {}):
-        if cid not in load_cells():
-            raise PipelineConfigError(f"config key 'cell_overrides.{cid}': unknown cell {cid!r}")
+    for key in ("cell_overrides", "cell_seeds"):
+        for cid in cfg.get(key) or {}:
+            if cid not in load_cells():
+                raise PipelineConfigError(f"config key '{key}.{cid}': unknown cell {cid!r}")
+    for cid, seeds in (cfg.get("cell_seeds") or {}).items():
+        if load_cells()[cid].kind == "fp":  # quantized cells start from the first FP seed
+            raise PipelineConfigError(f"config key 'cell_seeds.{cid}': FP cells take fp_seeds")
+        if not set(cfg["seeds"]) <= set(seeds):  # pairing on seeds needs the common ones
+            raise PipelineConfigError(f"config key 'cell_seeds.{cid}': must include every seed of "
+                                      f"'seeds' {cfg['seeds']}, got {seeds}")
     checked: set = set()
     for cell in cells:
         for seed in seeds_of(cfg, cell):
