@@ -132,3 +132,19 @@ def test_seeds_to_resolve_projects_training_noise_only():
 def test_superiority_gain_absent_below_paper_and_margin(lo, hi, paper, expect):
     iv = Interval((lo + hi) / 2, lo, hi, 1.0, 10.0, True, True, False)
     assert verdict("superiority", iv, 0.5, paper) == expect
+
+
+def test_cells_with_extra_seeds_pair_on_the_common_ones():
+    from qbench.report.claims import _common_seeds
+
+    rng = np.random.default_rng(0)
+    six, three = rng.random((6, 4)), rng.random((3, 4))
+    fp = rng.random((1, 4))
+    got = {"a": ((0, 1, 2, 3, 4, 5), six), "b": ((0, 1, 2), three), "fp": ((0,), fp)}
+    out = _common_seeds(got, fixed={"fp"})
+    assert out["a"][0] == (0, 1, 2) and np.array_equal(out["a"][1], six[:3])
+    assert out["b"] is got["b"] or np.array_equal(out["b"][1], three)
+    assert out["fp"] is got["fp"]  # the fixed reference keeps its seed
+    # same seed lists, or fewer than two in common: unchanged
+    assert _common_seeds({"a": got["a"], "c": ((0, 1, 2, 3, 4, 5), six)}, set())["a"] is got["a"]
+    assert _common_seeds({"a": ((0, 1), six[:2]), "c": ((1, 2), six[:2])}, set())["a"][0] == (0, 1)

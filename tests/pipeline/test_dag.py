@@ -118,6 +118,17 @@ def test_detection_run_configs_follow_docs(scale):
     assert fp["epochs"]["fp"] >= 1 and fp["quant"]["weights"] is None
 
 
+def test_cell_seeds_add_runs_for_that_cell_only():
+    from qbench.workflow import plan
+
+    cfg = plan.merge_scale_file({"scale": "mini"}, ROOT / "workflows" / "config")
+    cells = load_cells()
+    cfg = {**cfg, "cell_seeds": {"resnet18_w1a32": list(cfg["seeds"]) + [7]}}
+    assert plan.seeds_of(cfg, cells["resnet18_w1a32"]) == list(cfg["seeds"]) + [7]
+    assert plan.seeds_of(cfg, cells["resnet18_w2a32"]) == list(cfg["seeds"])
+    assert plan.seeds_of(cfg, cells["resnet18_fp"]) == list(cfg["fp_seeds"])
+
+
 def test_lint(tmp_path):
     res = snakemake(tmp_path, "--lint", "--config", "scale=smoke")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -138,6 +149,8 @@ def test_lint(tmp_path):
     ({"train": {"data": {"dataset": "cifar10"}}}, "train.data.dataset"),
     ({"fp_weights": {"resnet18": "/nonexistent/resnet18.pth"}}, "fp_weights.resnet18"),
     ({"cells": {"only": ["alexnet_w9a9"]}}, "cells.only"),
+    ({"cell_seeds": {"resnet18_w9a32": [0, 1, 2]}}, "cell_seeds.resnet18_w9a32"),
+    ({"cell_seeds": {"resnet18_w1a32": [5, 6]}}, "cell_seeds.resnet18_w1a32"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, override, key):
     cfg = write_yaml(tmp_path / "bad.yaml", override)
