@@ -166,8 +166,11 @@ def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None =
              "ours with a 95 % interval that counts both test-image sampling and seed-to-seed training "
              "noise (crossed random-effects variance, Student-t with Welch-Satterthwaite df; "
              "docs/statistics.md). A claim is reproduced when every comparison's interval lies on the "
-             "paper's side, contradicted when one lies on the other side, inconclusive otherwise: never "
-             f"from the sign of a mean. Seeds {plan.get('seeds')}, test images per run: "
+             "paper's side, contradicted when one lies on the other side (or, for a claimed gain, below both "
+             "the paper's effect and the margin: the gain is absent), inconclusive otherwise: never "
+             f"from the sign of a mean. Seeds {plan.get('seeds')}"
+             + "".join(f", {c}: {v}" for c, v in (plan.get("config", {}).get("cell_seeds") or {}).items())
+             + "; test images per run: "
              f"{', '.join(map(str, images)) or 'n/a'}; quantized cells fine-tune one FP model per "
              f"architecture (seed {plan.get('fp_seeds', [0])[0]}), the fixed reference of the comparisons "
              "with FP.")]

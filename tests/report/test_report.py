@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from qbench.paper import load_cells
-from qbench.report import aggregate, claims, figures, latex, plan, tables
+from qbench.report import aggregate, claims, figures, latex, tables
+from qbench.workflow import plan
 from qbench.report.collect import RunError, collect
 
 ROOT = Path(__file__).resolve().parents[2]
