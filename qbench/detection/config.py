@@ -392,4 +392,4 @@ class DetectRunConfig:
 
     def to_dict(self) -> dict:
         """Resolved config as plain data (for ``config.yaml``)."""
-        return {"task": "detect", **asdict(self)}
+        return {"task": "detect", **asdict(self), "quant": self.quant.to_dict()}

@@ -14,7 +14,8 @@ network, but not how they continue across phases. Our reading (docs/recipes.md):
   phase 1 while fixed in phase 2.
 
 The trainers (classification and detection) and the generated recipe tables read this module, so
-what docs/recipes.md says is what runs.
+what docs/recipes.md says is what runs. Temperatures exist only for methods that use one
+(``QuantMethod.uses_temperature``); the method's ``on_epoch`` applies them.
 """
 
 from __future__ import annotations
@@ -91,9 +92,11 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
     Args:
         config: a validated run config.
     """
-    from qbench.quant import TemperatureSchedule
+    from qbench.quant import DEFAULT_METHOD, TemperatureSchedule, get_method
 
     e, o, t, q = config.epochs, config.optim, config.temperature, config.quant
+    # a method without a temperature (quant.method) gets no T in its plan
+    tempered = get_method(getattr(q, "method", DEFAULT_METHOD)).uses_temperature
     lengths = {p: int(getattr(e, p)) for p in PHASES}
     total = sum(lengths.values())
     schedule = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=getattr(t, "epoch_scale", 1.0))
@@ -111,25 +114,21 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
                 w_epochs += 1
             if a_quant and phase in ("activations", "joint"):
                 a_epochs += 1
-            t_w = schedule.value(w_epochs) if w_quant and w_on and w_epochs else None
-            t_a = schedule.value(a_epochs) if a_quant and a_on and a_epochs else None
+            t_w = schedule.value(w_epochs) if tempered and w_quant and w_on and w_epochs else None
+            t_a = schedule.value(a_epochs) if tempered and a_quant and a_on and a_epochs else None
             plan.append(EpochPlan(epoch, phase, k, lr, t_w, t_a,
                                   trained_groups(phase, w_quant, a_quant)))
     return plan
 
 
 def set_temperatures(model, step: EpochPlan) -> None:
-    """Give the weight and activation quantizers of ``model`` the temperatures of ``step``.
+    """Give the weight and activation quantizers of ``model`` (the paper's method) the
+    temperatures of ``step``; the trainers call ``method.on_epoch`` instead.
 
     Args:
         model: a quantized model.
         step: the epoch's plan.
     """
-    from qbench.quant import activation_quantizers, weight_quantizers
+    from qbench.quant.methods.qn import set_quantizer_temperatures
 
-    for quantizers, T in ((weight_quantizers(model), step.t_weights),
-                          (activation_quantizers(model), step.t_activations)):
-        if T is None:
-            continue
-        for q in {id(q): q for q in quantizers.values()}.values():
-            q.state.set_temperature(T)
+    set_quantizer_temperatures(model, step.t_weights, step.t_activations)

@@ -105,16 +105,15 @@ def test_phases_freeze_what_the_paper_freezes(tmp_path, write_config, fp_checkpo
 
     model = build_model("resnet18", 4, 1)
     load_pretrained(model, fp_checkpoint)
-    Q.quantize_model(model, Q.QuantPolicy("ternary", "act_2bit"))
-    qp = Q.quant_parameters(model)
+    method = Q.quantize_(model, Q.QuantPolicy("ternary", "act_2bit"))
     act = {id(p) for q in Q.activation_quantizers(model).values() for p in q.parameters()}
     wq = {id(p) for q in Q.weight_quantizers(model).values() for p in q.parameters()}
-    trained = {id(p) for p in _configure_phase(model, "activations", qp)}
+    trained = {id(p) for p in _configure_phase(model, "activations", method)}
     assert trained == act
-    trained = {id(p) for p in _configure_phase(model, "weights", qp)}
+    trained = {id(p) for p in _configure_phase(model, "weights", method)}
     assert wq <= trained and not (act & trained)
     assert all(not q.enabled for q in Q.activation_quantizers(model).values())
-    trained = {id(p) for p in _configure_phase(model, "joint", qp)}
+    trained = {id(p) for p in _configure_phase(model, "joint", method)}
     assert trained == {id(p) for p in model.parameters()}
 
 
