@@ -212,6 +212,12 @@ class QuantMethod:
         except (TypeError, ValueError) as e:
             raise ValueError(f"quant.options: {e}") from None
 
+    @classmethod
+    def example_config(cls) -> Any:
+        """A small valid config that quantizes weights and inputs (binary weights, binary
+        activations by default), for the tests that every registered method must pass."""
+        return cls.config_from_section("binary", "act_binary", {})
+
     def weight_quantizer(self, name: str, layer: nn.Module) -> nn.Module | None:
         """A module quantizing ``layer``'s weight, initialised from its FP weight; None: keep FP."""
         return None
@@ -362,9 +368,11 @@ class QuantMethod:
         return None
 
     # -- export and size --------------------------------------------------------------------
-    def _codes(self, model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _codes(self, model: nn.Module, skip: set[str] = frozenset()) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         out = {}
         for name, slot in self.weight_modules(model).items():
+            if name in skip:
+                continue
             codes = getattr(slot.quantizer, "codes", None)
             if codes is None:
                 raise NotImplementedError(f"method {self.name!r}: the weight quantizer of {name!r} "
@@ -376,7 +384,8 @@ class QuantMethod:
 
     @property
     def exports_codes(self) -> bool:
-        """The method stores weights as integer codes (export / load_export work)."""
+        """The method stores weights as integer codes (export / load_export work); a method
+        whose weight quantizers have no ``codes`` sets it False (no model_hard.pt then)."""
         return True
 
     @torch.no_grad()
@@ -418,11 +427,24 @@ class QuantMethod:
     def weight_storage_bits(self, model: nn.Module) -> dict[str, int]:
         """Layer name -> bits to store its quantized weight (codes plus the method's numbers
         per quantizer, each shared quantizer counted once). Default: ``ceil(log2 |codebook|)``
-        bits per weight plus 32 bits per codebook entry."""
+        bits per weight plus 32 bits per codebook entry when the weight quantizer has
+        ``codes``; else its ``bits`` attribute per weight plus 32 bits per element of its
+        parameters."""
         out = {}
-        for name, (index, codebook) in self._codes(model).items():
-            n = codebook.numel()
-            out[name] = index.numel() * max(1, math.ceil(math.log2(n))) + n * PARAM_BITS
+        for name, slot in self.weight_modules(model).items():
+            quantizer = slot.quantizer
+            numel = model.get_submodule(name).parametrizations.weight.original.numel()
+            if hasattr(quantizer, "codes"):
+                continue
+            bits = getattr(quantizer, "bits", None)
+            if not isinstance(bits, int) or bits < 1:
+                raise NotImplementedError(f"method {self.name!r}: the weight quantizer of {name!r} has "
+                                          "neither codes(weight) nor an integer bits attribute")
+            out[name] = numel * bits + sum(p.numel() for p in quantizer.parameters()) * PARAM_BITS
+        if len(out) < len(self.weight_modules(model)):
+            for name, (index, codebook) in self._codes(model, skip=set(out)).items():
+                n = codebook.numel()
+                out[name] = index.numel() * max(1, math.ceil(math.log2(n))) + n * PARAM_BITS
         return out
 
     def size_bits(self, model: nn.Module) -> dict:
