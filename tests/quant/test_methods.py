@@ -284,3 +284,30 @@ def test_size_of_a_method_without_codes_comes_from_its_bits():
     assert method.weight_storage_bits(model) == {"conv2": 8 * 4 * 9 * 2 + 3 * 32, "fc1": 6 * 8 * 2 + 3 * 32}
     with pytest.raises(NotImplementedError, match="has no codes"):
         method.export(model)
+
+
+def test_detection_hooks_drive_any_method():
+    """The mmengine hooks switch phases and run the per-epoch step through the interface."""
+    pytest.importorskip("mmengine")
+    from types import SimpleNamespace
+
+    from qbench.detection.config import EpochsConfig
+    from qbench.detection.hooks import MethodEpochHook, PhaseHook
+
+    model = _tiny()
+    method = quantize_(model, toy_sign_method.SignConfig(activations="act_binary"))
+    phases = ["weights", "activations", "joint"]
+    plan = [EpochPlan(e + 1, p, 1, 0.1, None, None, ()) for e, p in enumerate(phases)]
+    phase_hook, epoch_hook = PhaseHook(EpochsConfig(weights=1, activations=1, joint=1), method), \
+        MethodEpochHook(method, plan)
+    act = {id(p) for p in method.parameters(model, "activations")}
+    assert act and not act & {id(p) for p in method.parameters(model, "weights")}
+    for epoch, phase in enumerate(phases):
+        runner = SimpleNamespace(model=model, epoch=epoch)
+        phase_hook.before_train_epoch(runner)
+        epoch_hook.before_train_epoch(runner)
+        assert phase_hook.phase == phase and epoch_hook.current is None
+        assert all(m.enabled for m in method.weight_modules(model).values())
+        assert all(m.enabled == (phase != "weights") for m in method.input_modules(model).values())
+        trained = {id(p) for p in model.parameters() if p.requires_grad}
+        assert trained == (act if phase == "activations" else {id(p) for p in model.parameters()})

@@ -187,7 +187,7 @@ class QuantMethod:
             raise TypeError(f"quantization method {self.name!r} takes a {self.config_class.__name__}, "
                             f"got {type(config).__name__}")
         self.config = config
-        self.report: QuantReport | None = None  # set by quantize_
+        self.report: QuantReport | None = None  # set by quantize
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -255,6 +255,7 @@ class QuantMethod:
         if not report.weight_layers and not report.activation_layers:
             raise ValueError(f"method {self.name!r} put no quantizer on the model (no layer selected, "
                              "or neither weights nor activations quantized)")
+        self.report = report
         return report
 
     # -- finding the method's modules -----------------------------------------------------
@@ -531,5 +532,5 @@ def quantize_(model: nn.Module, config: Any, include: Iterable[str] | None = Non
         include: explicit layer names (detection quantizes a chosen subset).
     """
     method = method_for(config)
-    method.report = method.quantize(model, include)
+    method.quantize(model, include)
     return method

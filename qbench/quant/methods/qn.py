@@ -56,7 +56,8 @@ class QuantizationNetworks(QuantMethod):
         policy = self.config
         if include is not None:
             policy = dataclasses.replace(policy, include=tuple(include))
-        return qmodel.quantize_model(model, policy)
+        self.report = qmodel.quantize_model(model, policy)
+        return self.report
 
     def parameters(self, model: nn.Module, kind: str | None = None) -> list[nn.Parameter]:
         if kind is None:
