@@ -6,12 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbench.quant import set_mode
 
 
 @torch.no_grad()
 def voc_map(model: nn.Module, dataloader, classes: tuple[str, ...], eval_mode: str = "11points",
-            quant_mode: str | None = None, iou_thr: float = 0.5) -> dict:
+            quant_mode: str | None = None, iou_thr: float = 0.5, method=None) -> dict:
     """Pascal VOC mAP (IoU 0.5) of ``model`` on ``dataloader``, in percent.
 
     Uses mmdet's ``VOCMetric`` to collect detections and ground truth (difficult boxes are
@@ -23,9 +22,11 @@ def voc_map(model: nn.Module, dataloader, classes: tuple[str, ...], eval_mode: s
         dataloader: test dataloader built from an mmdet VOC-style dataset.
         classes: class names, in label order.
         eval_mode: "11points" (VOC2007) or "area".
-        quant_mode: "hard", "soft" or "off" for the quantizers during evaluation; None leaves
-            the current mode.
+        quant_mode: one of ``method.modes`` (the paper's: "hard", "soft" or "off") for the
+            quantizers during evaluation; None leaves the current mode.
         iou_thr: IoU for a true positive.
+        method: the model's quantization method (``qbench.quant.QuantMethod``); needed with
+            ``quant_mode``.
 
     Returns:
         ``{"map": float, "ap": {class: float}, "num_images": int}``, AP values in percent.
@@ -35,11 +36,12 @@ def voc_map(model: nn.Module, dataloader, classes: tuple[str, ...], eval_mode: s
 
     was_training = model.training
     model.eval()
-    states = {}
+    previous = None
     if quant_mode is not None:
-        states = {id(m.state): (m.state, m.state.mode) for m in model.modules() if hasattr(m, "state")
-                  and hasattr(m.state, "mode")}
-        set_mode(model, quant_mode)
+        if method is None:
+            raise ValueError("voc_map: quant_mode needs the model's quantization method")
+        previous = method.current_mode(model)
+        method.set_mode(model, quant_mode)
     metric = VOCMetric(metric="mAP", eval_mode=eval_mode, iou_thrs=iou_thr)
     metric.dataset_meta = {"classes": classes}
     try:
@@ -49,8 +51,8 @@ def voc_map(model: nn.Module, dataloader, classes: tuple[str, ...], eval_mode: s
             metric.process(batch, [o.to_dict() for o in outputs])
             n += len(outputs)
     finally:
-        for st, mode in states.values():
-            st.set_mode(mode)
+        if previous is not None:
+            method.set_mode(model, previous)
         model.train(was_training)
     if n == 0:
         raise ValueError("empty test set")

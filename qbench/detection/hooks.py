@@ -1,5 +1,6 @@
-"""mmengine hooks of a detection run: temperature schedule, training phases, and the
-per-epoch bookkeeping (evaluation, history, atomic checkpoints, resume)."""
+"""mmengine hooks of a detection run: the quantization method's per-epoch step (the paper's
+temperature schedule), training phases, and the per-epoch bookkeeping (evaluation, history,
+atomic checkpoints, resume)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import torch
 from mmengine.hooks import Hook
 
 from qbench.io import FileFormatError, RunDirError, load_torch, save_torch
-from qbench.quant import quant_parameters
-from qbench.train.phases import configure_phase, set_temperatures
+from qbench.quant import QuantMethod
+from qbench.train.phases import configure_phase
 
 from qbench.train.config import EpochsConfig
 
@@ -25,24 +26,30 @@ def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
-class TemperatureHook(Hook):
-    """Sets T of the weight and activation quantizers before each training epoch from the
-    run's epoch plan (qbench.train.phases: T = k x the epochs each quantizer has trained,
-    times ``temperature.epoch_scale``; SSD: T = 10 x epoch).
+class MethodEpochHook(Hook):
+    """Runs the quantization method's ``on_epoch`` before each training epoch with the run's
+    epoch plan (the paper's method sets T from it: T = k x the epochs each quantizer has
+    trained, times ``temperature.epoch_scale``; SSD: T = 10 x epoch), then puts the
+    quantizers in the method's training mode.
 
     Args:
+        method: the model's quantization method.
         plan: ``epoch_plan(config)``, one entry per epoch.
     """
 
     priority = "NORMAL"
 
-    def __init__(self, plan: list) -> None:
+    def __init__(self, method: QuantMethod, plan: list) -> None:
+        self.method = method
         self.plan = plan
-        self.current: float | None = None
+        self.current: float | None = None  # the history's T (None for a method without one)
 
     def before_train_epoch(self, runner) -> None:
         step = self.plan[runner.epoch]
-        set_temperatures(_unwrap(runner.model), step)
+        model = _unwrap(runner.model)
+        self.method.on_epoch(model, step)
+        if self.method.train_mode is not None:
+            self.method.set_mode(model, self.method.train_mode)
         self.current = step.t_weights if step.t_weights is not None else step.t_activations
 
 
@@ -89,18 +96,20 @@ class PhaseHook(Hook):
 
     Args:
         epochs: the run's epoch split.
+        method: the model's quantization method (None: a full-precision run).
     """
 
     priority = "HIGH"
 
-    def __init__(self, epochs: EpochsConfig) -> None:
+    def __init__(self, epochs: EpochsConfig, method: QuantMethod | None = None) -> None:
         self.epochs = epochs
+        self.method = method
         self.phase: str | None = None
 
     def before_train_epoch(self, runner) -> None:
         model = _unwrap(runner.model)
         self.phase = self.epochs.phase_of(runner.epoch + 1)
-        configure_phase(model, self.phase)
+        configure_phase(model, self.phase, self.method)
 
 
 class RunStateHook(Hook):
@@ -118,7 +127,8 @@ class RunStateHook(Hook):
         evaluate: ``evaluate(model) -> {"hard_map", "soft_map"}``.
         eval_interval: evaluate every this many epochs (and at the last epoch).
         max_epochs: the run's number of epochs.
-        phase_hook, temperature_hook: read for the history rows.
+        phase_hook, temperature_hook: read for the history rows (``temperature_hook``: the
+            ``MethodEpochHook``, None in a full-precision run).
         log: ``log(message)`` for one line per epoch.
         lr_param: the history's ``lr`` is the lr of this parameter's group (a quantized
             parameter in quantized runs); None = the first group.
@@ -130,7 +140,7 @@ class RunStateHook(Hook):
 
     def __init__(self, checkpoint_path: Path, config_json: str, seed: int,
                  evaluate: Callable, eval_interval: int, max_epochs: int,
-                 phase_hook: PhaseHook, temperature_hook: TemperatureHook | None,
+                 phase_hook: PhaseHook, temperature_hook: MethodEpochHook | None,
                  log: Callable[[str], None], lr_param: torch.nn.Parameter | None = None,
                  main: bool = True, world: int = 1) -> None:
         self.main, self.world = main, world
@@ -245,7 +255,8 @@ class RunStateHook(Hook):
         save_torch(self.checkpoint_path, ckpt)
 
 
-def quantizer_param_ids(model) -> set[int]:
-    """ids of all quantizer parameters (alpha, beta, learnable biases)."""
-    return {id(p) for p in quant_parameters(model)}
+def quantizer_param_ids(model, method: QuantMethod) -> set[int]:
+    """ids of all parameters of the model's quantization method (the paper's: alpha, beta,
+    learnable biases)."""
+    return {id(p) for p in method.parameters(model)}
 

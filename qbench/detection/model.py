@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import Iterable
 
 from torch import nn
 
@@ -241,7 +242,8 @@ def ssd_quant_layers(model: nn.Module) -> list[str]:
             if name != first and tuple(m.kernel_size) != (1, 1)]
 
 
-def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, lr_other: float) -> dict:
+def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, lr_other: float,
+                     quantizer_params: Iterable[nn.Parameter] | None = None) -> dict:
     """mmengine ``paramwise_cfg`` giving the paper's parameter-wise learning rates.
 
     "Quantized parameters" (lr ``lr``) are everything that defines a quantized layer: its
@@ -255,15 +257,22 @@ def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, l
         quantized_layers: module names of the quantized layers.
         lr: learning rate of quantized parameters (the optimizer's base lr).
         lr_other: learning rate of the others.
+        quantizer_params: the quantization method's parameters (``method.parameters(model)``);
+            None: those of the paper's method.
 
     Returns:
         ``dict(custom_keys=...)`` keyed by full parameter names.
     """
+    if quantizer_params is None:
+        from qbench.quant import DEFAULT_METHOD, QuantPolicy, get_method
+
+        quantizer_params = get_method(DEFAULT_METHOD)(QuantPolicy()).parameters(model)
+    own = {id(p) for p in quantizer_params}
     prefixes = tuple(f"{name}." for name in quantized_layers)
     custom: dict[str, dict] = {}
-    for name, _ in model.named_parameters():
+    for name, p in model.named_parameters():
         if not name.startswith(prefixes):
             custom[name] = dict(lr_mult=lr_other / lr)
-        elif ".input_quantizer." in name or ".parametrizations.weight.0." in name:
+        elif id(p) in own:
             custom[name] = dict(decay_mult=0.0)
     return dict(custom_keys=custom)

@@ -12,13 +12,7 @@ from unittest import mock
 
 import torch
 
-from qbench.quant import (
-    QuantPolicy,
-    calibrate_activations,
-    export_hard_model,
-    model_size_bits,
-    quantize_model,
-)
+from qbench.quant import QuantMethod, model_size_bits, quantize_
 
 from qbench.io import (
     FileFormatError,
@@ -213,7 +207,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     # mmengine-based pieces load only here, so validation works without the detection stack
     from qbench.train.phases import epoch_plan
 
-    from .hooks import LearningRateHook, PhaseHook, RunStateHook, TemperatureHook
+    from .hooks import LearningRateHook, MethodEpochHook, PhaseHook, RunStateHook
 
     t_start = time.perf_counter()
     if main:
@@ -235,17 +229,18 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     resuming = (out_dir / "checkpoint.pt").exists()
 
     report = None
+    method: QuantMethod | None = None  # None: a full-precision run
     q_layers: list[str] = []
     if cfg.quant.enabled:
         q_layers = ssd_quant_layers(model)
-        policy = cfg.quant.policy(include=q_layers)
-        report = quantize_model(model, policy)
+        method = quantize_(model, cfg.quant.method_config(), include=q_layers)
+        report = method.report
         log(f"quantized {len(report.weight_layers)} weight / {len(report.activation_layers)} "
             f"activation layers: {q_layers}")
         if cfg.quant.activations is not None and not resuming:
             calib_ds = dict(train_ds if train_ds.get("type") == "VOCDataset" else train_ds["datasets"][0])
             calib_ds = dict(calib_ds, pipeline=test_pipeline(cfg.data.image_size))
-            maxima = calibrate_activations(
+            maxima = method.calibrate(
                 model, _calibration_batches(model, calib_ds, cfg.data.batch_size), cfg.quant.calib_samples)
             log("activation maxima: " + ", ".join(f"{k}={v:.3g}" for k, v in maxima.items()))
 
@@ -254,8 +249,9 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     optim_wrapper = dict(type="OptimWrapper", optimizer=optimizer)
     if optim.grad_clip is not None:
         optim_wrapper["clip_grad"] = dict(max_norm=optim.grad_clip, norm_type=2)
-    if cfg.quant.enabled:
-        optim_wrapper["paramwise_cfg"] = param_groups_cfg(model, q_layers, optim.lr, cfg.detect.lr_other)
+    if method is not None:
+        optim_wrapper["paramwise_cfg"] = param_groups_cfg(model, q_layers, optim.lr, cfg.detect.lr_other,
+                                                          method.parameters(model))
     total = cfg.epochs.total
     plan = epoch_plan(cfg)  # lr and T of every epoch, as qbench.train.phases (docs/recipes.md)
 
@@ -264,17 +260,23 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
             dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
 
     def evaluate(m) -> dict:
-        if not cfg.quant.enabled:
+        # "hard": the method's deployed mode, "soft": its training mode; a model without two
+        # such modes (FP, or a method that computes one way) is evaluated once for both
+        if method is None or method.eval_mode is None:
             r = voc_map(m, test_loader, classes, cfg.detect.eval_mode)
             return {"hard_map": r["map"], "soft_map": r["map"], "ap": r["ap"]}
-        hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode="hard")
-        soft = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode="soft")
+        hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.eval_mode,
+                       method=method)
+        if method.train_mode is None or method.train_mode == method.eval_mode:
+            return {"hard_map": hard["map"], "soft_map": hard["map"], "ap": hard["ap"]}
+        soft = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.train_mode,
+                       method=method)
         return {"hard_map": hard["map"], "soft_map": soft["map"], "ap": hard["ap"]}
 
-    phase_hook = PhaseHook(cfg.epochs)
+    phase_hook = PhaseHook(cfg.epochs, method)
     temp_hook = None
-    if cfg.quant.enabled:
-        temp_hook = TemperatureHook(plan)
+    if method is not None:
+        temp_hook = MethodEpochHook(method, plan)
     state_hook = RunStateHook(out_dir / "checkpoint.pt", config_json, cfg.seed, evaluate,
                               cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
                               lr_param=_reference_param(model, q_layers), main=main, world=world)
@@ -319,8 +321,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         return {"task": "detect", "status": "complete", "rank": int(os.environ.get("RANK", "0"))}
     history = state_hook.history
     last = history[-1]
-    if cfg.quant.enabled:
-        save_torch(out_dir / "model_hard.pt", export_hard_model(model))
+    if method is not None and method.exports_codes:
+        save_torch(out_dir / "model_hard.pt", method.export(model))
     if device.startswith("cuda"):
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -335,7 +337,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         "peak_memory_mb": peak_mb,
         "quant_report": {"weight_layers": report.weight_layers if report else [],
                          "activation_layers": report.activation_layers if report else []},
-        "model_bits": model_size_bits(model),
+        "model_bits": method.size_bits(model) if method is not None else model_size_bits(model),
         "ap_per_class": last.get("ap", {}),
         "resumed_from_epoch": state_hook.resumed_from,
         "process_time_s": time.perf_counter() - t_start,

@@ -7,15 +7,26 @@ Layers, from the bottom up:
 - ``modules``: learnable quantizers sharing one temperature/mode state.
 - ``model``: ``quantize_model`` with a ``QuantPolicy``, calibration, global switches.
 - ``schedule``: temperature schedules; ``export``: integer codes and model size.
+- ``methods``: the method interface and registry; the paper's method is ``"qn"``, callers
+  (trainers, detection hooks, export, model size) go through ``get_method`` / ``quantize_``.
 """
 
+# first: the method modules import the layers below, which import methods.base
+from .methods import (
+    DEFAULT_METHOD,
+    QuantMethod,
+    available_methods,
+    get_method,
+    method_for,
+    quantize_,
+    register_method,
+)
 from .export import dequantize, export_hard_model, load_hard_model, model_size_bits
 from .functional import hard_quantize, hard_quantize_reference, soft_quantize, soft_quantize_reference
 from .init import ALPHA_INITS, initial_beta, kmeans_1d, kmeans_biases, least_squares_alpha, linear_biases
 from .levels import PAPER_ACTIVATION_SETS, PAPER_WEIGHT_SETS, LevelSet, as_level_set
 from .model import (
     QuantPolicy,
-    QuantReport,
     activation_quantizers,
     calibrate_activations,
     quant_parameters,
@@ -26,9 +37,12 @@ from .model import (
     weight_quantizers,
 )
 from .modules import ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
+from .methods.base import QuantReport
 from .schedule import TemperatureSchedule
 
 __all__ = [
+    "DEFAULT_METHOD", "QuantMethod", "available_methods", "get_method", "method_for", "quantize_",
+    "register_method",
     "ALPHA_INITS", "ActivationQuantizer", "LevelSet", "PAPER_ACTIVATION_SETS", "PAPER_WEIGHT_SETS", "QuantPolicy",
     "QuantReport", "QuantState", "Quantizer", "TemperatureSchedule", "WeightQuantizer",
     "activation_quantizers", "as_level_set", "calibrate_activations", "dequantize",

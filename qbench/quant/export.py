@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .levels import LevelSet
-from .model import activation_quantizers, weight_quantizers
+from .model import QuantPolicy, activation_quantizers, weight_quantizers
 from .modules import Quantizer
 
 FORMAT = "qbench-hard-v1"
@@ -90,28 +90,6 @@ def model_size_bits(model: nn.Module) -> dict:
     Returns:
         ``{"fp_bits", "quantized_bits", "ratio", "weight_bits", "quantized_weight_bits"}``.
     """
-    wq = weight_quantizers(model)
-    fp_bits = quant_bits = weight_bits = quant_weight_bits = 0
-    counted = set()
-    for name, p in model.named_parameters():
-        if _is_quantizer_param(name):
-            continue
-        fp_bits += p.numel() * PARAM_BITS
-    for name, q in wq.items():
-        numel = model.get_submodule(name).parametrizations.weight.original.numel()
-        weight_bits += numel * PARAM_BITS
-        quant_weight_bits += numel * q.levels.bits
-        if id(q) not in counted:
-            counted.add(id(q))
-            quant_weight_bits += (2 + q.levels.n) * PARAM_BITS
-    quant_bits = fp_bits - weight_bits + quant_weight_bits
-    return {"fp_bits": fp_bits, "quantized_bits": quant_bits,
-            "ratio": fp_bits / quant_bits if quant_bits else 0.0,
-            "weight_bits": weight_bits, "quantized_weight_bits": quant_weight_bits}
+    from .methods.qn import QuantizationNetworks  # the method modules import this one
 
-
-def _is_quantizer_param(name: str) -> bool:
-    """Parameters that belong to quantizers rather than to the network."""
-    parts = name.split(".")
-    return parts[-1] in ("alpha", "beta", "biases") and (
-        "input_quantizer" in parts or "parametrizations" in parts and parts[-2].isdigit())
+    return QuantizationNetworks(QuantPolicy()).size_bits(model)

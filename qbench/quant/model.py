@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -11,10 +11,10 @@ from torch.nn.utils import parametrize
 
 from .levels import LevelSet
 from .init import ALPHA_INITS
+from .methods.base import QUANTIZABLE, QuantReport, quantize_input, select_layers, unique
 from .modules import INITS, ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
 
 SHARINGS = ("layerwise", "shared")
-QUANTIZABLE = (nn.Conv2d, nn.Linear)
 
 
 @dataclass(frozen=True)
@@ -79,52 +79,6 @@ class QuantPolicy:
                 object.__setattr__(self, key, tuple(names))
 
 
-@dataclass
-class QuantReport:
-    """What ``quantize_model`` did."""
-
-    weight_layers: list[str] = field(default_factory=list)
-    activation_layers: list[str] = field(default_factory=list)
-    skipped_layers: list[str] = field(default_factory=list)
-    weight_levels: str | None = None
-    act_levels: str | None = None
-    sharing: str = "layerwise"
-    init: str = "kmeans"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _select_layers(model: nn.Module, policy: QuantPolicy) -> tuple[list[str], list[str]]:
-    modules = dict(model.named_modules())
-    candidates = [n for n, m in modules.items() if isinstance(m, QUANTIZABLE)]
-    for key in ("include", "exclude"):
-        for name in getattr(policy, key) or ():
-            if name not in modules:
-                raise ValueError(f"QuantPolicy.{key}: no module named {name!r} in the model")
-            if not isinstance(modules[name], QUANTIZABLE):
-                raise ValueError(f"QuantPolicy.{key}: module {name!r} is a "
-                                 f"{type(modules[name]).__name__}, not Conv2d/Linear")
-    if policy.include is not None:
-        chosen = list(policy.include)
-        exclude = set(policy.exclude or ())
-    else:
-        chosen = candidates
-        if policy.exclude is not None:
-            exclude = set(policy.exclude)
-        else:
-            convs = [n for n in candidates if isinstance(modules[n], nn.Conv2d)]
-            linears = [n for n in candidates if isinstance(modules[n], nn.Linear)]
-            exclude = set(convs[:1] + linears[-1:])
-    selected = [n for n in chosen if n not in exclude]
-    skipped = [n for n in candidates if n not in selected]
-    return selected, skipped
-
-
-def _quantize_input(module: nn.Module, args: tuple) -> tuple:
-    return (module.input_quantizer(args[0]),) + tuple(args[1:])
-
-
 def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
     """Attach the paper's quantizers to ``model`` in place and initialise the weight quantizers.
 
@@ -142,7 +96,7 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
     """
     if any(isinstance(m, Quantizer) for m in model.modules()):
         raise ValueError("model already has quantizers; quantize a fresh model")
-    selected, skipped = _select_layers(model, policy)
+    selected, skipped = select_layers(model, policy.include, policy.exclude)
     if not selected and (policy.weight_levels or policy.act_levels):
         raise ValueError("QuantPolicy selects no layer to quantize")
     modules = dict(model.named_modules())
@@ -180,18 +134,9 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
         for name in selected:
             layer = modules[name]
             layer.input_quantizer = shared or new_act_quantizer(layer.weight.device)
-            layer.register_forward_pre_hook(_quantize_input)
+            layer.register_forward_pre_hook(quantize_input)
             report.activation_layers.append(name)
     return report
-
-
-def _unique(quantizers: Iterable[Quantizer]) -> list[Quantizer]:
-    seen, out = set(), []
-    for q in quantizers:
-        if id(q) not in seen:
-            seen.add(id(q))
-            out.append(q)
-    return out
 
 
 def weight_quantizers(model: nn.Module) -> dict[str, WeightQuantizer]:
@@ -212,7 +157,7 @@ def activation_quantizers(model: nn.Module) -> dict[str, ActivationQuantizer]:
 
 
 def _all_quantizers(model: nn.Module) -> Iterator[Quantizer]:
-    return iter(_unique(m for m in model.modules() if isinstance(m, Quantizer)))
+    return iter(unique(m for m in model.modules() if isinstance(m, Quantizer)))
 
 
 def set_temperature(model: nn.Module, T: float) -> None:
@@ -278,7 +223,7 @@ def calibrate_activations(model: nn.Module, batches: Iterable, num_samples: int 
     if not acts:
         return {}
     forward = forward or _default_forward
-    quantizers = _unique(acts.values())
+    quantizers = unique(acts.values())
     states = {id(q.state): (q.state, q.state.mode) for q in quantizers}
     was_training = model.training
     model.eval()

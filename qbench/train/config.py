@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qbench.io import FileFormatError, parse_yaml, read_yaml
-from qbench.quant import ALPHA_INITS, LevelSet, QuantPolicy
+from qbench.quant import ALPHA_INITS, DEFAULT_METHOD, LevelSet, QuantPolicy, available_methods, get_method
+from qbench.quant.methods.qn import SECTION_KEYS as QN_SECTION_KEYS
 from qbench.quant.model import SHARINGS
 from qbench.quant.modules import INITS
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedule
@@ -179,6 +180,10 @@ class StartConfig:
 
 @dataclass
 class QuantConfig:
+    # the quantization method (qbench.quant.methods); its own keys go in options, except the
+    # paper's method ("qn"), whose keys are the ones below
+    method: str = DEFAULT_METHOD
+    options: dict = field(default_factory=dict)
     weights: str | None = None
     activations: str | None = None
     init: str = "kmeans"
@@ -191,6 +196,11 @@ class QuantConfig:
     act_init: str | None = None  # bias init of activation quantizers; null = same as init
 
     def __post_init__(self) -> None:
+        require(self.method in available_methods(), "quant.method",
+                f"must be one of {available_methods()}, got {self.method!r}")
+        require(isinstance(self.options, dict), "quant.options", f"must be a mapping, got {self.options!r}")
+        require(self.method != DEFAULT_METHOD or not self.options, "quant.options",
+                f"method {DEFAULT_METHOD!r} takes its keys directly under quant:")
         require(self.act_init is None or self.act_init in INITS, "quant.act_init",
                 f"must be null or one of {INITS}, got {self.act_init!r}")
         for key in ("weight_alpha_init", "act_alpha_init"):
@@ -209,10 +219,37 @@ class QuantConfig:
         require(isinstance(self.learn_biases, bool), "quant.learn_biases", "must be true or false")
         require(is_int(self.calib_samples) and self.calib_samples >= 1, "quant.calib_samples",
                 f"must be an integer >= 1, got {self.calib_samples!r}")
+        if self.method != DEFAULT_METHOD:
+            defaults = QuantConfig()
+            for key in QN_SECTION_KEYS:
+                require(getattr(self, key) == getattr(defaults, key), f"quant.{key}",
+                        f"is a key of method {DEFAULT_METHOD!r}; method {self.method!r} takes quant.options")
+        if self.enabled:
+            try:
+                self.method_config()
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
     @property
     def enabled(self) -> bool:
         return self.weights is not None or self.activations is not None
+
+    def method_config(self):
+        """The config of ``method`` (for "qn" the ``QuantPolicy``)."""
+        if self.method == DEFAULT_METHOD:
+            return self.policy()
+        return get_method(self.method).config_from_section(self.weights, self.activations, dict(self.options))
+
+    def to_dict(self) -> dict:
+        """Plain data; the default method and empty options are left out, so the resolved
+        config (config.yaml, cache keys) of a run of the paper's method is what it was before
+        there were methods."""
+        out = dataclasses.asdict(self)
+        if out["method"] == DEFAULT_METHOD:
+            del out["method"]
+        if not out["options"]:
+            del out["options"]
+        return out
 
     def policy(self, include: list[str] | None = None) -> QuantPolicy:
         """The ``QuantPolicy`` of this section (``include``: explicit layer names)."""
@@ -374,8 +411,9 @@ class RunConfig:
         return self.epochs.phases()
 
     def to_dict(self) -> dict:
-        """The resolved config as plain data (``config.yaml`` of the run)."""
-        out = dataclasses.asdict(self)
+        """The resolved config as plain data (``config.yaml`` of the run); the quant section
+        leaves out the default method and empty options (``QuantConfig.to_dict``)."""
+        out = {**dataclasses.asdict(self), "quant": self.quant.to_dict()}
         for section, keys in self.UNUSED_KEYS.items():
             for key in keys:
                 out[section].pop(key, None)

@@ -16,7 +16,9 @@ network, but not how they continue across phases. Our reading (docs/recipes.md):
 The trainers (classification and detection) and the generated recipe tables read this module, so
 what docs/recipes.md says is what runs: ``configure_phase`` is the one place that switches the
 quantizers and the trained parameters of a phase, for the classification trainer and the
-detection hooks alike.
+detection hooks alike, through the run's quantization method (``qbench.quant.QuantMethod``).
+Temperatures exist only for methods that use one (``QuantMethod.uses_temperature``); the
+method's ``on_epoch`` applies them.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def trained_groups(phase: str, weights: bool, activations: bool) -> tuple[str, .
                                  ("activation quantizers", activations)) if on)
 
 
-def configure_phase(model, phase: str) -> list:
+def configure_phase(model, phase: str, method) -> list:
     """Switch the quantizers and the trained parameters of ``model`` for ``phase`` (Alg. 1).
 
     weights: the network's parameters and the weight quantizers' train, activation quantizers
@@ -60,23 +62,29 @@ def configure_phase(model, phase: str) -> list:
     Args:
         model: the model (quantized or not).
         phase: one of PHASES.
+        method: the model's quantization method (``qbench.quant.QuantMethod``, as returned by
+            ``quantize_``); None for a full-precision model, which only has "fp" epochs.
 
     Returns:
         The parameters that train in this phase, in model order.
     """
-    from qbench.quant import activation_quantizers, quant_parameters, set_enabled
-
+    if phase not in SWITCHES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    if method is None and phase != "fp":
+        raise ValueError(f"phase {phase!r} needs the model's quantization method (a full-precision "
+                         "model has only fp epochs)")
     w_on, a_on = SWITCHES[phase]
-    if phase != "fp":
-        set_enabled(model, weights=w_on, activations=a_on)
-    act_ids = {id(p) for q in activation_quantizers(model).values() for p in q.parameters()}
-    quantizer_ids = {id(p) for p in quant_parameters(model)}
+    act_ids: set[int] = set()
+    if method is not None:
+        if phase != "fp":
+            method.set_enabled(model, weights=w_on, activations=a_on)
+        act_ids = {id(p) for p in method.parameters(model, "activations")}
     trained = []
     for p in model.parameters():
         if phase == "weights":
             on = id(p) not in act_ids
         elif phase == "activations":
-            on = id(p) in act_ids and id(p) in quantizer_ids
+            on = id(p) in act_ids
         else:
             on = True
         p.requires_grad_(on)
@@ -130,9 +138,11 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
     Args:
         config: a validated run config.
     """
-    from qbench.quant import TemperatureSchedule
+    from qbench.quant import DEFAULT_METHOD, TemperatureSchedule, get_method
 
     e, o, t, q = config.epochs, config.optim, config.temperature, config.quant
+    # a method without a temperature (quant.method) gets no T in its plan
+    tempered = get_method(getattr(q, "method", DEFAULT_METHOD)).uses_temperature
     lengths = {p: int(getattr(e, p)) for p in PHASES}
     total = sum(lengths.values())
     schedule = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=getattr(t, "epoch_scale", 1.0))
@@ -150,25 +160,21 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
                 w_epochs += 1
             if a_quant and phase in ("activations", "joint"):
                 a_epochs += 1
-            t_w = schedule.value(w_epochs) if w_quant and w_on and w_epochs else None
-            t_a = schedule.value(a_epochs) if a_quant and a_on and a_epochs else None
+            t_w = schedule.value(w_epochs) if tempered and w_quant and w_on and w_epochs else None
+            t_a = schedule.value(a_epochs) if tempered and a_quant and a_on and a_epochs else None
             plan.append(EpochPlan(epoch, phase, k, lr, t_w, t_a,
                                   trained_groups(phase, w_quant, a_quant)))
     return plan
 
 
 def set_temperatures(model, step: EpochPlan) -> None:
-    """Give the weight and activation quantizers of ``model`` the temperatures of ``step``.
+    """Give the weight and activation quantizers of ``model`` (the paper's method) the
+    temperatures of ``step``; the trainers call ``method.on_epoch`` instead.
 
     Args:
         model: a quantized model.
         step: the epoch's plan.
     """
-    from qbench.quant import activation_quantizers, weight_quantizers
+    from qbench.quant.methods.qn import set_quantizer_temperatures
 
-    for quantizers, T in ((weight_quantizers(model), step.t_weights),
-                          (activation_quantizers(model), step.t_activations)):
-        if T is None:
-            continue
-        for q in {id(q): q for q in quantizers.values()}.values():
-            q.state.set_temperature(T)
+    set_quantizer_temperatures(model, step.t_weights, step.t_activations)

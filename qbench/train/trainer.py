@@ -25,7 +25,7 @@ from ..io import FileFormatError, RunDirError, RunDirLock, RunLog, read_json, re
 from ..models import build_model, load_pretrained
 from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
-from .phases import configure_phase, epoch_plan, set_temperatures
+from .phases import configure_phase, epoch_plan
 
 
 class TrainingError(RuntimeError):
@@ -288,10 +288,12 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         model = convert_batchnorm(model, device.type)
     report = Q.QuantReport()
     q = config.quant
+    method: Q.QuantMethod | None = None  # None: a full-precision run
     if q.enabled:
-        report = Q.quantize_model(model, q.policy())
+        method = Q.quantize_(model, q.method_config())
+        report = method.report
     model.to(device)
-    quant_params = Q.quant_parameters(model)
+    quant_params = method.parameters(model) if method is not None else []
     qids = {id(p) for p in quant_params}
     net_params = [p for p in model.parameters() if id(p) not in qids]
     # Quantizer alpha/beta/biases are scales and thresholds, not weights: no decay on them.
@@ -345,7 +347,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         log(f"resumed from {ckpt_path} after epoch {ckpt['epoch']}")
     else:
         if q.activations is not None:
-            maxima = Q.calibrate_activations(
+            maxima = method.calibrate(
                 model, (x.to(device) for x in data.calib_batches(d.batch_size, config.seed)), q.calib_samples)
             log(f"calibrated {len(maxima)} activation quantizers on {q.calib_samples} samples")
 
@@ -367,30 +369,36 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     last_save[0] = time.perf_counter()
 
     def evaluate_modes(every: int) -> tuple[Evaluation, Evaluation]:
-        """Hard (Eq. 12) and soft (Eq. 7) evaluations; one pass for an FP model."""
+        """The "hard" evaluation (the method's deployed mode, Eq. 12 for the paper's) and the
+        "soft" one (its training mode, Eq. 7). A model without two such modes (FP, or a method
+        that computes one way) is evaluated once and "soft" repeats "hard", so metrics.json and
+        predictions.npz keep their fields."""
         def batches():
             return data.test_batches(d.batch_size, info.rank, info.world)
-        if not q.enabled:
+        if method is None or method.eval_mode is None:
             both = evaluate(model, batches, device, info, config.model.num_classes, every)
             return both, both
-        Q.set_mode(model, "hard")
+        method.set_mode(model, method.eval_mode)
         hard = evaluate(model, batches, device, info, config.model.num_classes, every)
-        Q.set_mode(model, "soft")
+        if method.train_mode is None or method.train_mode == method.eval_mode:
+            return hard, hard
+        method.set_mode(model, method.train_mode)
         soft = evaluate(model, batches, device, info, config.model.num_classes, every)
         return hard, soft
 
     use_bar = not quiet and main and sys.stderr.isatty()
     for epoch in range(start_epoch, len(phases) + 1):
         phase = phases[epoch - 1]
-        trained = configure_phase(model, phase)
+        trained = configure_phase(model, phase, method)
         step_plan = plan[epoch - 1]
         for t in (step_plan.t_weights, step_plan.t_activations):
             _check_temperature(t, epoch, phase)
         # history's T: the weight quantizers' when there are any (docs/recipes.md has both)
         T = step_plan.t_weights if step_plan.t_weights is not None else step_plan.t_activations
-        if q.enabled:
-            set_temperatures(model, step_plan)
-            Q.set_mode(model, "soft")
+        if method is not None:
+            method.on_epoch(model, step_plan)
+            if method.train_mode is not None:
+                method.set_mode(model, method.train_mode)
         lr = step_plan.lr
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -466,9 +474,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     labels = curves["labels"] if hard is None else hard.labels
     final["test_images"] = int(labels.numel())
     wall = wall_done + time.perf_counter() - start_wall
-    if q.enabled:
-        Q.set_mode(model, "hard")
-    bits = Q.model_size_bits(model)
+    if method is not None and method.eval_mode is not None:
+        method.set_mode(model, method.eval_mode)
+    bits = method.size_bits(model) if method is not None else Q.model_size_bits(model)
     metrics = {
         "task": "classify", "status": "complete", "final": final, "history": history,
         "wall_time_s": wall, "images_per_s": train_images / max(train_time, 1e-9),
@@ -480,8 +488,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         "data_files": data.files,
     }
     if main:
-        if q.enabled:
-            io.save_torch(out / "model_hard.pt", Q.export_hard_model(model))
+        if method is not None and method.exports_codes:
+            io.save_torch(out / "model_hard.pt", method.export(model))
         write_predictions(out / PREDICTIONS_FILE, final_pred, labels, curves, history,
                           d.epoch_test_stride)
         io.write_json(out / "metrics.json", metrics)

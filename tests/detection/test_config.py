@@ -113,13 +113,12 @@ def test_detection_phase_hook_trains_what_the_classification_trainer_trains():
     cfg = DetectRunConfig.from_dict(_cfg(quant={"weights": "3bit_pm4", "activations": "act_linear8"},
                                          epochs={"fp": 0, "weights": 1, "activations": 1, "joint": 1}))
     hooked, direct = build_model("resnet18", 4, 1), build_model("resnet18", 4, 1)
-    for m in (hooked, direct):
-        Q.quantize_model(m, Q.QuantPolicy("3bit_pm4", "act_linear8"))
-    hook = PhaseHook(cfg.epochs)
+    hooked_method, direct_method = (Q.quantize_(m, cfg.quant.method_config()) for m in (hooked, direct))
+    hook = PhaseHook(cfg.epochs, hooked_method)
     for epoch, phase in enumerate(PHASES[1:]):
         hook.before_train_epoch(SimpleNamespace(model=hooked, epoch=epoch))
         assert hook.phase == phase
-        trained = {id(p) for p in configure_phase(direct, phase)}
+        trained = {id(p) for p in configure_phase(direct, phase, direct_method)}
         expected = {n for n, p in direct.named_parameters() if id(p) in trained}
         assert {n for n, p in hooked.named_parameters() if p.requires_grad} == expected, phase
         assert [q.enabled for q in Q.activation_quantizers(hooked).values()] == \

@@ -105,16 +105,16 @@ def test_phases_freeze_what_the_paper_freezes(tmp_path, write_config, fp_checkpo
 
     model = build_model("resnet18", 4, 1)
     load_pretrained(model, fp_checkpoint)
-    Q.quantize_model(model, Q.QuantPolicy("ternary", "act_2bit"))
+    method = Q.quantize_(model, Q.QuantPolicy("ternary", "act_2bit"))
     act = {id(p) for q in Q.activation_quantizers(model).values() for p in q.parameters()}
     wq = {id(p) for q in Q.weight_quantizers(model).values() for p in q.parameters()}
-    trained = {id(p) for p in configure_phase(model, "activations")}
+    trained = {id(p) for p in configure_phase(model, "activations", method)}
     assert trained == act
-    trained = {id(p) for p in configure_phase(model, "weights")}
+    trained = {id(p) for p in configure_phase(model, "weights", method)}
     # Sec. 4.1: the weights phase trains the network's weights and the weight quantizers
     assert trained == {id(p) for p in model.parameters()} - act and wq <= trained
     assert all(not q.enabled for q in Q.activation_quantizers(model).values())
-    trained = {id(p) for p in configure_phase(model, "joint")}
+    trained = {id(p) for p in configure_phase(model, "joint", method)}
     assert trained == {id(p) for p in model.parameters()}
 
 

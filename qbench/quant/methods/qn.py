@@ -1,0 +1,106 @@
+"""The paper's method, *Quantization Networks*: soft (Eq. 7) / hard (Eq. 12) quantizers with
+learnable alpha/beta, k-means biases and a temperature that grows with the epoch.
+
+The config is ``QuantPolicy``; the modules, calibration, export and size are those of
+``qbench.quant.{modules,model,export}``, which this class only routes the interface to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable
+
+from torch import nn
+
+from .. import export as qexport
+from .. import model as qmodel
+from ..model import QuantPolicy
+from ..modules import MODES, ActivationQuantizer, WeightQuantizer
+from .base import QuantMethod, QuantReport, register_method, unique
+
+# the keys of the YAML quant: section that configure this method (QuantPolicy fields)
+SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init")
+
+
+def set_quantizer_temperatures(model: nn.Module, t_weights: float | None, t_activations: float | None) -> None:
+    """T of the weight quantizers and of the activation quantizers (None: leave it)."""
+    for quantizers, T in ((qmodel.weight_quantizers(model), t_weights),
+                          (qmodel.activation_quantizers(model), t_activations)):
+        if T is None:
+            continue
+        for q in unique(quantizers.values()):
+            q.state.set_temperature(T)
+
+
+@register_method("qn")
+class QuantizationNetworks(QuantMethod):
+    """Quantization Networks (Yang et al., CVPR 2019). Modes: "soft" (training), "hard"
+    (the deployed network) and "off"."""
+
+    config_class = QuantPolicy
+    modes = MODES
+    train_mode = "soft"
+    eval_mode = "hard"
+    uses_temperature = True
+    weight_types = (WeightQuantizer,)
+    input_types = (ActivationQuantizer,)
+
+    @classmethod
+    def config_from_section(cls, weights: str | None, activations: str | None, options: dict) -> QuantPolicy:
+        for key in options:
+            if key not in SECTION_KEYS:
+                raise ValueError(f"quant.{key}: unknown key of method 'qn' (known: {', '.join(SECTION_KEYS)})")
+        return QuantPolicy(weights, activations, **options)
+
+    def quantize(self, model: nn.Module, include: Iterable[str] | None = None) -> QuantReport:
+        policy = self.config
+        if include is not None:
+            policy = dataclasses.replace(policy, include=tuple(include))
+        self.report = qmodel.quantize_model(model, policy)
+        return self.report
+
+    def parameters(self, model: nn.Module, kind: str | None = None) -> list[nn.Parameter]:
+        if kind is None:
+            # model order, as optimizers of existing checkpoints hold them
+            return qmodel.quant_parameters(model)
+        return super().parameters(model, kind)
+
+    def calibrate(self, model: nn.Module, batches: Iterable, num_samples: int = 1000,
+                  forward: Callable[[nn.Module, object], int] | None = None) -> dict[str, float]:
+        return qmodel.calibrate_activations(model, batches, num_samples, forward=forward)
+
+    def on_epoch(self, model: nn.Module, step: Any) -> None:
+        """T of each kind of quantizer from the epoch plan (T = k x the epochs it has trained)."""
+        set_quantizer_temperatures(model, step.t_weights, step.t_activations)
+
+    def set_enabled(self, model: nn.Module, weights: bool | None = None,
+                    activations: bool | None = None) -> None:
+        qmodel.set_enabled(model, weights=weights, activations=activations)
+
+    def set_mode(self, model: nn.Module, mode: str) -> None:
+        super().set_mode(model, mode)
+        qmodel.set_mode(model, mode)
+
+    def current_mode(self, model: nn.Module) -> str | None:
+        for m in model.modules():
+            if isinstance(m, (WeightQuantizer, ActivationQuantizer)):
+                return m.state.mode
+        return None
+
+    def export(self, model: nn.Module) -> dict:
+        return qexport.export_hard_model(model)
+
+    def load_export(self, model: nn.Module, exported: dict) -> None:
+        qexport.load_hard_model(model, exported)
+
+    def weight_storage_bits(self, model: nn.Module) -> dict[str, int]:
+        """``ceil(log2 |Y|)`` bits per weight plus 32 bits per alpha, beta and bias of each
+        quantizer (a shared quantizer once, with its first layer)."""
+        out, counted = {}, set()
+        for name, q in qmodel.weight_quantizers(model).items():
+            numel = model.get_submodule(name).parametrizations.weight.original.numel()
+            out[name] = numel * q.levels.bits
+            if id(q) not in counted:
+                counted.add(id(q))
+                out[name] += (2 + q.levels.n) * qexport.PARAM_BITS
+        return out
