@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 
 from .levels import LevelSet
 from .init import ALPHA_INITS
-from .methods.base import QUANTIZABLE, QuantReport, quantize_input, select_layers, unique
+from .methods.base import QUANTIZABLE, QuantReport, feed, quantize_input, select_layers, unique
 from .modules import INITS, ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
 
 SHARINGS = ("layerwise", "shared")
@@ -232,13 +232,7 @@ def calibrate_activations(model: nn.Module, batches: Iterable, num_samples: int 
     for st, _ in states.values():
         st.set_mode("off")
     try:
-        seen = 0
-        for batch in batches:
-            seen += forward(model, batch)
-            if seen >= num_samples:
-                break
-        if seen == 0:
-            raise ValueError("calibrate_activations got no data")
+        feed(model, batches, forward, num_samples, "calibrate_activations")
     finally:
         for st, mode in states.values():
             st.set_mode(mode)

@@ -93,6 +93,20 @@ def quantize_input(module: nn.Module, args: tuple) -> tuple:
     return (module.input_quantizer(args[0]),) + tuple(args[1:])
 
 
+def feed(model: nn.Module, batches: Iterable, forward: Callable, num_samples: int, what: str) -> int:
+    """Run ``forward(model, batch)`` over ``batches`` until ``num_samples`` samples were seen
+    (the last batch whole), for calibration; returns the count. ``what`` names the caller in
+    the error when there was no data."""
+    seen = 0
+    for batch in batches:
+        seen += forward(model, batch)
+        if seen >= num_samples:
+            break
+    if seen == 0:
+        raise ValueError(f"{what} got no data")
+    return seen
+
+
 def unique(items: Iterable) -> list:
     """Items in order, each object once (shared quantizers appear under several layers)."""
     seen, out = set(), []
@@ -324,13 +338,7 @@ class QuantMethod:
         for s in slots:
             s.observing = True
         try:
-            seen = 0
-            for batch in batches:
-                seen += forward(model, batch)
-                if seen >= num_samples:
-                    break
-            if seen == 0:
-                raise ValueError("calibrate got no data")
+            feed(model, batches, forward, num_samples, "calibrate")
         finally:
             for h in hooks:
                 h.remove()
