@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .levels import LevelSet
+from .methods.base import write_plain_weight
 from .model import QuantPolicy, activation_quantizers, weight_quantizers
 from .modules import Quantizer
 
@@ -60,17 +60,7 @@ def load_hard_model(model: nn.Module, exported: dict) -> None:
     if exported.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} export (format={exported.get('format')!r})")
     for name, entry in exported["weights"].items():
-        try:
-            layer = model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"exported layer {name!r} is not in the model") from None
-        if parametrize.is_parametrized(layer, "weight"):
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
-        w = dequantize(entry)
-        if tuple(w.shape) != tuple(layer.weight.shape):
-            raise ValueError(f"layer {name!r}: exported shape {tuple(w.shape)} != model "
-                             f"{tuple(layer.weight.shape)}")
-        layer.weight.copy_(w.to(layer.weight.dtype))
+        write_plain_weight(model, name, dequantize(entry))
     acts = activation_quantizers(model)
     for name, entry in exported["activations"].items():
         if name in acts:

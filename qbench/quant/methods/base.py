@@ -107,6 +107,22 @@ def feed(model: nn.Module, batches: Iterable, forward: Callable, num_samples: in
     return seen
 
 
+@torch.no_grad()
+def write_plain_weight(model: nn.Module, name: str, weight: torch.Tensor) -> None:
+    """Replace layer ``name``'s (parametrized) weight by the plain tensor ``weight`` of the same
+    shape: how every export is loaded back."""
+    try:
+        layer = model.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"exported layer {name!r} is not in the model") from None
+    if parametrize.is_parametrized(layer, "weight"):
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+    if tuple(weight.shape) != tuple(layer.weight.shape):
+        raise ValueError(f"layer {name!r}: exported shape {tuple(weight.shape)} != model "
+                         f"{tuple(layer.weight.shape)}")
+    layer.weight.copy_(weight.to(layer.weight.dtype))
+
+
 def unique(items: Iterable) -> list:
     """Items in order, each object once (shared quantizers appear under several layers)."""
     seen, out = set(), []
@@ -417,17 +433,7 @@ class QuantMethod:
             raise ValueError(f"not a {CODES_FORMAT} export of method {self.name!r} "
                              f"(format={exported.get('format')!r}, method={exported.get('method')!r})")
         for name, entry in exported["weights"].items():
-            try:
-                layer = model.get_submodule(name)
-            except AttributeError:
-                raise ValueError(f"exported layer {name!r} is not in the model") from None
-            if parametrize.is_parametrized(layer, "weight"):
-                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
-            w = entry["codebook"][entry["codes"].long()]
-            if tuple(w.shape) != tuple(layer.weight.shape):
-                raise ValueError(f"layer {name!r}: exported shape {tuple(w.shape)} != model "
-                                 f"{tuple(layer.weight.shape)}")
-            layer.weight.copy_(w.to(layer.weight.dtype))
+            write_plain_weight(model, name, entry["codebook"][entry["codes"].long()])
         inputs = self.input_modules(model)
         for name, state in exported["activations"].items():
             if name in inputs:
