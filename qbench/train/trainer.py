@@ -292,6 +292,10 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     if q.enabled:
         method = Q.quantize_(model, q.method_config())
         report = method.report
+        if "activations" in config.phases() and not method.parameters(model, "activations"):
+            # that phase trains only the input quantizers' parameters (configure_phase)
+            raise TrainingError(f"epochs.activations: method {q.method!r} learns no input-quantizer "
+                                "parameters, so that phase would train nothing; use joint epochs")
     model.to(device)
     quant_params = method.parameters(model) if method is not None else []
     qids = {id(p) for p in quant_params}
