@@ -235,6 +235,10 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         q_layers = ssd_quant_layers(model)
         method = quantize_(model, cfg.quant.method_config(), include=q_layers)
         report = method.report
+        from qbench.train.phases import phase_problem
+        problem = phase_problem(model, cfg.epochs.phases(), method)
+        if problem:
+            raise ConfigError(problem)
         log(f"quantized {len(report.weight_layers)} weight / {len(report.activation_layers)} "
             f"activation layers: {q_layers}")
         if cfg.quant.activations is not None and not resuming:

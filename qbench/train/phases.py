@@ -50,6 +50,18 @@ def trained_groups(phase: str, weights: bool, activations: bool) -> tuple[str, .
                                  ("activation quantizers", activations)) if on)
 
 
+def phase_problem(model, phases: list[str], method) -> str | None:
+    """Why ``phases`` cannot train ``model`` quantized by ``method``, or None.
+
+    The activations phase trains only the input quantizers' parameters; a method whose input
+    quantizers learn nothing (DoReFa, HWGQ) would train no parameter there.
+    """
+    if method is not None and "activations" in phases and not method.parameters(model, "activations"):
+        return (f"epochs.activations: method {method.name!r} learns no input-quantizer parameters, "
+                "so that phase would train nothing; use joint epochs")
+    return None
+
+
 def configure_phase(model, phase: str, method) -> list:
     """Switch the quantizers and the trained parameters of ``model`` for ``phase`` (Alg. 1).
 

@@ -25,7 +25,7 @@ from ..io import FileFormatError, RunDirError, RunDirLock, RunLog, read_json, re
 from ..models import build_model, load_pretrained
 from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
-from .phases import configure_phase, epoch_plan
+from .phases import configure_phase, epoch_plan, phase_problem
 
 
 class TrainingError(RuntimeError):
@@ -292,6 +292,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     if q.enabled:
         method = Q.quantize_(model, q.method_config())
         report = method.report
+        problem = phase_problem(model, config.phases(), method)
+        if problem:
+            raise TrainingError(problem)
     model.to(device)
     quant_params = method.parameters(model) if method is not None else []
     qids = {id(p) for p in quant_params}

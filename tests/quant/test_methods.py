@@ -105,21 +105,25 @@ def test_every_method_keeps_the_contract(name):
     model = _tiny()
     method = quantize_(model, config)
     assert isinstance(method, cls) and method.config is config
-    assert method.report.weight_layers == ["conv2", "fc1"]
-    assert method.report.activation_layers == ["conv2", "fc1"]
+    # a method may quantize weights only (BWN) or inputs only (PACT), as its example config says
+    weights, inputs = method.report.weight_levels is not None, method.report.act_levels is not None
+    assert weights or inputs
+    assert method.report.weight_layers == (["conv2", "fc1"] if weights else [])
+    assert method.report.activation_layers == (["conv2", "fc1"] if inputs else [])
     assert method.report.skipped_layers == ["conv1", "fc2"]
-    assert sorted(method.weight_modules(model)) == sorted(method.input_modules(model)) == ["conv2", "fc1"]
+    assert sorted(method.weight_modules(model)) == method.report.weight_layers
+    assert sorted(method.input_modules(model)) == method.report.activation_layers
     with pytest.raises(ValueError, match="already has quantizers"):
         quantize_(model, config)
 
     torch.manual_seed(1)
     calib = [torch.rand(4, 1, 6, 6) for _ in range(2)]
     maxima = method.calibrate(model, calib, num_samples=8)
-    assert sorted(maxima) == ["conv2", "fc1"] and all(v > 0 for v in maxima.values())
+    assert sorted(maxima) == method.report.activation_layers and all(v > 0 for v in maxima.values())
 
-    # training step: finite gradients for the network and the method's own parameters
+    # training step: finite gradients for the network and the method's own parameters (a
+    # method may have none: BWN's and DoReFa's scales are computed, not learned)
     own = method.parameters(model)
-    assert own, "every example config has learnable quantizer parameters"
     assert {id(p) for p in own} == {id(p) for p in method.parameters(model, "weights")} | {
         id(p) for p in method.parameters(model, "activations")}
     method.on_epoch(model, EpochPlan(1, "joint", 1, 0.1, 5.0 if cls.uses_temperature else None,
@@ -132,14 +136,16 @@ def test_every_method_keeps_the_contract(name):
     loss.backward()
     for p in list(model.parameters()):
         assert p.grad is not None and torch.isfinite(p.grad).all()
-    assert any(float(p.grad.abs().sum()) > 0 for p in own)
-    assert model.conv2.parametrizations.weight.original.grad.abs().sum() > 0
+    assert not own or any(float(p.grad.abs().sum()) > 0 for p in own)
+    if weights:
+        assert model.conv2.parametrizations.weight.original.grad.abs().sum() > 0
 
     # phase switches: weight quantization off gives the FP weight back exactly
-    method.set_enabled(model, weights=False)
-    assert torch.equal(model.conv2.weight, model.conv2.parametrizations.weight.original)
-    method.set_enabled(model, weights=True)
-    assert not torch.equal(model.conv2.weight, model.conv2.parametrizations.weight.original)
+    if weights:
+        method.set_enabled(model, weights=False)
+        assert torch.equal(model.conv2.weight, model.conv2.parametrizations.weight.original)
+        method.set_enabled(model, weights=True)
+        assert not torch.equal(model.conv2.weight, model.conv2.parametrizations.weight.original)
     with pytest.raises(ValueError, match="has no mode 'nope'"):
         method.set_mode(model, "nope")
 
@@ -153,10 +159,13 @@ def test_every_method_keeps_the_contract(name):
     size = method.size_bits(model)
     own_ids = {id(p) for p in own}
     assert size["fp_bits"] == 32 * sum(p.numel() for p in model.parameters() if id(p) not in own_ids)
-    assert size["weight_bits"] == 32 * (8 * 4 * 9 + 6 * 8)
-    assert 0 < size["quantized_weight_bits"] < size["weight_bits"]
+    assert size["weight_bits"] == (32 * (8 * 4 * 9 + 6 * 8) if weights else 0)
     assert size["quantized_bits"] == size["fp_bits"] - size["weight_bits"] + size["quantized_weight_bits"]
-    assert size["ratio"] == size["fp_bits"] / size["quantized_bits"] > 1
+    if weights:
+        assert 0 < size["quantized_weight_bits"] < size["weight_bits"]
+        assert size["ratio"] == size["fp_bits"] / size["quantized_bits"] > 1
+    else:
+        assert size["quantized_weight_bits"] == 0 and size["ratio"] == 1
 
     if not method.exports_codes:
         return
@@ -168,7 +177,8 @@ def test_every_method_keeps_the_contract(name):
     other_method = quantize_(other, config)
     other.load_state_dict(model.state_dict())
     other_method.load_export(other, exported)
-    assert not hasattr(other.conv2, "parametrizations")  # plain float weights now
+    if weights:
+        assert not hasattr(other.conv2, "parametrizations")  # plain float weights now
     other.eval()
     if cls.eval_mode is not None:
         other_method.set_mode(other, cls.eval_mode)
@@ -314,3 +324,79 @@ def test_detection_hooks_drive_any_method():
         trained = {id(p) for p in model.parameters() if p.requires_grad}
         everything = {id(p) for p in model.parameters()}
         assert trained == {"weights": everything - act, "activations": act, "joint": everything}[phase]
+
+
+@pytest.mark.parametrize("name", ["lsq", "dorefa"])
+def test_baseline_method_trains_w2a2_through_the_trainer(tmp_path, name):
+    """A baseline named in the YAML quant: section at W2/A2 runs the trainer's phases,
+    calibration, evaluation, export and model size."""
+    from qbench.train import Config, run
+
+    cfg = Config.from_dict(_run_config(tmp_path, {"method": name, "weights": "linear2", "activations": "act_2bit",
+                                                  "calib_samples": 16}, {"weights": 1, "joint": 1}))
+    out = tmp_path / "run"
+    metrics = run(cfg, out, quiet=True)
+    assert [r["phase"] for r in metrics["history"]] == ["weights", "joint"]
+    assert all(math.isfinite(r["train_loss"]) for r in metrics["history"])
+    exported = torch.load(out / "model_hard.pt", weights_only=True)
+    assert exported["format"] == CODES_FORMAT and exported["method"] == name
+    # 2-bit codes: four levels per layer
+    assert all(int(e["codes"].max()) < 4 and e["codebook"].shape == (4,) for e in exported["weights"].values())
+    assert metrics["model_bits"]["ratio"] > 1
+    layers = metrics["quant_report"]["weight_layers"]
+    assert layers == metrics["quant_report"]["activation_layers"] and len(layers) > 10
+    # the exported model, loaded back, predicts what the trained model did in evaluation
+    from qbench.models import build_model
+    model = build_model(cfg.model.arch, cfg.model.num_classes, cfg.model.in_channels)
+    method = quantize_(model, cfg.quant.method_config())
+    model.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=False)["model"])
+    model.eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        method.load_export(model, exported)
+        assert torch.equal(model(x), expected)
+
+
+def test_activations_phase_needs_learned_input_parameters(tmp_path):
+    """DoReFa's input quantizer learns nothing: an activations phase would train no parameter."""
+    from qbench.train import Config, run
+    from qbench.train.trainer import TrainingError
+
+    cfg = Config.from_dict(_run_config(tmp_path, {"method": "dorefa", "weights": "linear2", "activations": "act_2bit",
+                                                  "calib_samples": 16}, {"weights": 1, "activations": 1}))
+    with pytest.raises(TrainingError, match=r"^epochs\.activations: method 'dorefa' learns no input-quantizer"):
+        run(cfg, tmp_path / "run", quiet=True)
+
+
+@pytest.mark.parametrize("quant,needle", [
+    ({"method": "lsq", "weights": "binary"}, "quant.weights: method 'lsq' has 2..8-bit weights, got 'binary'"),
+    ({"method": "bwn", "weights": "ternary"}, "quant.weights: method 'bwn' has 1-bit weights"),
+    ({"method": "twn", "weights": "ternary", "activations": "act_2bit"},
+     "quant.activations: method 'twn' does not quantize activations"),
+    ({"method": "dorefa", "weights": "3bit_pm4"}, "quant.weights: '3bit_pm4' is no bit width"),
+    ({"method": "lqnet", "activations": "act_linear5"}, "quant.activations: method 'lqnet' has 1..4-bit"),
+    ({"method": "ttq", "weights": "ternary", "options": {"threshold": 2}}, "quant.options: threshold must be"),
+    ({"method": "hwgq", "activations": "act_2bit", "options": {"alpha": 1}}, "quant.options.alpha: unknown option"),
+])
+def test_baseline_settings_are_refused_naming_the_key(tmp_path, quant, needle):
+    from qbench.train.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")) as info:
+        Config.from_dict(_run_config(tmp_path, quant, {"weights": 1}))
+    assert "\n" not in str(info.value)
+
+
+def test_baseline_level_set_names_give_bit_widths():
+    from qbench.quant.methods.baselines import bits_of
+
+    assert [bits_of(n, "weights") for n in ("binary", "ternary", "linear3", "5bit")] == [1, 2, 3, 5]
+    assert [bits_of(n, "activations") for n in ("act_binary", "act_2bit", "act_linear4")] == [1, 2, 4]
+    assert bits_of(None, "weights") is None
+    for name, key in (("act_2bit", "weights"), ("ternary", "activations"), ("pow2_3", "weights")):
+        with pytest.raises(ValueError, match=f"^{key}: "):
+            bits_of(name, key)
+    cfg = get_method("hwgq").config_from_section(None, "act_binary", {"uniform": False})
+    model = _tiny()
+    method = quantize_(model, cfg)
+    assert method.input_modules(model)["conv2"].quantizer.quantizer.uniform is False

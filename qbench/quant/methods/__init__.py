@@ -18,6 +18,7 @@ from .base import (
     select_layers,
 )
 from . import qn  # noqa: F401  (registers "qn", the paper's method)
+from . import baselines  # noqa: F401  (registers the baselines of Tables 1-3: bwn, twn, dorefa, lsq, ...)
 
 DEFAULT_METHOD = "qn"
 

@@ -1,0 +1,269 @@
+"""The baselines of Tables 1-3 (``qbench.quant.baselines``) as quantization methods.
+
+One adapter class (``BaselineMethod``) and one table (``SPECS``): each row is one registered
+method, its weight and/or input quantizer, the bit widths it supports and its own options.
+A run names one in YAML::
+
+    quant: {method: lsq, weights: linear2, activations: act_2bit}
+
+Bit width. ``quant.weights`` / ``quant.activations`` give the bit width b of the method's own
+b-bit quantizer; the level values are the method's (2-bit LSQ weights take the four values
+{-2, -1, 0, 1} * s, not the three of the paper's ``ternary``):
+
+- weights: ``binary`` (1), ``ternary`` (2), ``linear<b>`` (b), ``5bit`` (5);
+- activations: ``act_binary`` (1), ``act_2bit`` (2), ``act_linear<b>`` (b).
+
+``3bit_pm2``, ``3bit_pm4`` and ``pow2_<b>`` name level sets of their own (not a bit width of
+a uniform quantizer) and are refused, as is a bit width outside a method's range; the error
+is one line naming ``quant.weights`` / ``quant.activations``.
+
+Initialisation: a weight quantizer is initialised from its layer's full-precision weight when
+it is built; an input quantizer from the first calibration batch its layer sees (the trainer
+calibrates before training when activations are quantized).
+
+Export stores each layer's codes and its level table as the baseline gives them (``codebook``
+of shape (L,), or (C, L) with one row per output channel for BWN and LQ-Net); model size counts
+``bits`` per weight plus 32 bits per level-table entry.
+
+Not registered: INQ and ADMM need the trainer's cooperation beyond ``on_epoch``. INQ freezes
+a share of the weights at each stage boundary (``advance``) and can only export once every
+weight is frozen, so its stages would have to be tied to a number of epochs the method does
+not see (``on_epoch`` gets the current epoch, not the run's length). ADMM adds its penalty
+``(rho/2) ||W - G + mu||^2`` to every step's loss and runs ``admm_step`` every few iterations;
+neither is an epoch-level action, and its training-mode forward is the full-precision weight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .. import baselines as B
+from .base import CODES_FORMAT, QuantMethod, register_method, write_plain_weight
+
+WEIGHT_BITS = {"binary": 1, "ternary": 2, "5bit": 5}
+ACTIVATION_BITS = {"act_binary": 1, "act_2bit": 2}
+
+
+def bits_of(name: str | None, key: str) -> int | None:
+    """The bit width a level-set name gives a baseline method (None: full precision).
+
+    Args:
+        name: ``quant.weights`` or ``quant.activations``.
+        key: "weights" or "activations", named in the error.
+    """
+    if name is None:
+        return None
+    table, prefix = (WEIGHT_BITS, "linear") if key == "weights" else (ACTIVATION_BITS, "act_linear")
+    if name in table:
+        return table[name]
+    match = re.fullmatch(prefix + r"([0-9]+)", str(name))
+    if match:
+        return int(match.group(1))
+    raise ValueError(f"{key}: {name!r} is no bit width for a baseline method; use "
+                     f"{', '.join(table)} or {prefix}<b>")
+
+
+class CalibratedInput(nn.Module):
+    """A baseline activation quantizer initialised from the first batch it observes in
+    calibration (``InputSlot`` shows it each calibration input)."""
+
+    def __init__(self, quantizer: B.BaselineQuantizer) -> None:
+        super().__init__()
+        self.quantizer = quantizer
+        self._seen = False
+
+    @property
+    def bits(self) -> int:
+        return self.quantizer.bits
+
+    def observe(self, x: torch.Tensor) -> None:
+        if not self._seen:
+            self.quantizer.initialize(x)
+            self._seen = True
+
+    def finish_observing(self) -> None:
+        self._seen = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quantizer(x)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One baseline method.
+
+    Attributes:
+        weight: ``weight(bits, layer, options) -> quantizer`` or None (weights stay FP).
+        activation: ``activation(bits, options) -> quantizer`` or None (inputs stay FP).
+        weight_bits / activation_bits: the supported bit widths (low, high).
+        options: the method's own options and their defaults (``quant.options``).
+        example: (weights, activations) of the method's example config (the contract test).
+    """
+
+    weight: Callable[[int, nn.Module, dict], nn.Module] | None
+    activation: Callable[[int, dict], nn.Module] | None
+    weight_bits: tuple[int, int] = (1, 8)
+    activation_bits: tuple[int, int] = (1, 8)
+    options: dict = dataclasses.field(default_factory=dict)
+    example: tuple[str | None, str | None] = ("linear2", "act_2bit")
+
+
+def _channels(layer: nn.Module) -> int:
+    return layer.weight.shape[0]
+
+
+SPECS: dict[str, Spec] = {
+    "bwn": Spec(lambda b, layer, o: B.BWNQuantizer(), None, weight_bits=(1, 1), example=("binary", None)),
+    "twn": Spec(lambda b, layer, o: B.TWNQuantizer(), None, weight_bits=(2, 2), example=("ternary", None)),
+    "dorefa": Spec(lambda b, layer, o: B.DoReFaWeightQuantizer(b), lambda b, o: B.DoReFaActivationQuantizer(b),
+                   weight_bits=(1, B.dorefa.MAX_BITS), activation_bits=(1, B.dorefa.MAX_BITS)),
+    "lsq": Spec(lambda b, layer, o: B.LSQQuantizer(b, signed=True), lambda b, o: B.LSQQuantizer(b, signed=False),
+                weight_bits=(2, B.lsq.MAX_BITS), activation_bits=(1, B.lsq.MAX_BITS)),
+    "pact": Spec(None, lambda b, o: B.PACTQuantizer(b), activation_bits=(1, B.pact.MAX_BITS),
+                 example=(None, "act_2bit")),
+    "hwgq": Spec(None, lambda b, o: B.HWGQuantizer(b, uniform=o["uniform"]), activation_bits=(1, B.hwgq.MAX_BITS),
+                 options={"uniform": True}, example=(None, "act_2bit")),
+    "ttq": Spec(lambda b, layer, o: B.TTQQuantizer(o["threshold"]), None, weight_bits=(2, 2),
+                options={"threshold": B.ttq.THRESHOLD_FACTOR}, example=("ternary", None)),
+    "lqnet": Spec(lambda b, layer, o: B.LQNetQuantizer(b, signed=True, channels=_channels(layer),
+                                                       momentum=o["momentum"]),
+                  lambda b, o: B.LQNetQuantizer(b, signed=False, momentum=o["momentum"]),
+                  weight_bits=(1, B.lqnet.MAX_BITS), activation_bits=(1, B.lqnet.MAX_BITS),
+                  options={"momentum": B.lqnet.MOMENTUM}),
+    "abcnet": Spec(lambda b, layer, o: B.ABCWeightQuantizer(b), lambda b, o: B.ABCActivationQuantizer(b),
+                   weight_bits=(1, B.abcnet.MAX_BASES), activation_bits=(1, B.abcnet.MAX_BASES)),
+}
+
+
+# the names as the papers write them, for the config and method class names
+TITLES = {"bwn": "BWN", "twn": "TWN", "dorefa": "DoReFa", "lsq": "LSQ", "pact": "PACT", "hwgq": "HWGQ",
+          "ttq": "TTQ", "lqnet": "LQNet", "abcnet": "ABCNet"}
+
+
+def _check_config(self) -> None:
+    """``__post_init__`` of every baseline config: bit widths in range, options valid."""
+    spec = SPECS[self.method_name]
+    for key, build, (low, high) in (("weights", spec.weight, spec.weight_bits),
+                                    ("activations", spec.activation, spec.activation_bits)):
+        name = getattr(self, key)
+        if name is None:
+            continue
+        if build is None:
+            raise ValueError(f"{key}: method {self.method_name!r} does not quantize {key}, got {name!r}")
+        bits = bits_of(name, key)
+        if not low <= bits <= high:
+            width = f"{low}-bit" if low == high else f"{low}..{high}-bit"
+            raise ValueError(f"{key}: method {self.method_name!r} has {width} {key}, got {name!r} ({bits}-bit)")
+    if self.weights is None and self.activations is None:
+        return
+    # the baselines validate their own options; build one quantizer of each kind to run them
+    options = self.options()
+    probe = nn.Linear(1, 1)
+    if self.weights is not None:
+        spec.weight(bits_of(self.weights, "weights"), probe, options)
+    if self.activations is not None:
+        spec.activation(bits_of(self.activations, "activations"), options)
+
+
+def _options(self) -> dict:
+    return {key: getattr(self, key) for key in SPECS[self.method_name].options}
+
+
+def _config_class(name: str, spec: Spec) -> type:
+    fields = [("weights", str | None, dataclasses.field(default=spec.example[0])),
+              ("activations", str | None, dataclasses.field(default=spec.example[1])),
+              ("include", tuple[str, ...] | None, dataclasses.field(default=None)),
+              ("exclude", tuple[str, ...] | None, dataclasses.field(default=None))]
+    fields += [(key, type(value), dataclasses.field(default=value)) for key, value in spec.options.items()]
+    cls = dataclasses.make_dataclass(
+        f"{TITLES[name]}Config", fields, frozen=True,
+        namespace={"method_name": name, "__post_init__": _check_config, "options": _options,
+                   "__doc__": f"Config of the baseline method {name!r} (qbench.quant.methods.baselines)."})
+    cls.__module__ = __name__
+    return cls
+
+
+class BaselineMethod(QuantMethod):
+    """A method made of one baseline weight quantizer and/or one baseline input quantizer
+    (its row of ``SPECS``); no modes: the quantizers compute one way in training and eval."""
+
+    spec: Spec
+
+    @classmethod
+    def config_from_section(cls, weights: str | None, activations: str | None, options: dict) -> Any:
+        known = set(cls.spec.options)
+        for key in options:
+            if key not in known:
+                raise ValueError(f"quant.options.{key}: unknown option of method {cls.name!r} "
+                                 f"(known: {', '.join(sorted(known)) or 'none'})")
+        try:
+            return cls.config_class(weights=weights, activations=activations, **options)
+        except (TypeError, ValueError) as e:
+            message = str(e)
+            prefix = "quant." if message.startswith(("weights:", "activations:")) else "quant.options: "
+            raise ValueError(prefix + message) from None
+
+    @classmethod
+    def example_config(cls) -> Any:
+        return cls.config_class()
+
+    def weight_quantizer(self, name: str, layer: nn.Module) -> nn.Module | None:
+        if self.config.weights is None:
+            return None
+        quantizer = self.spec.weight(bits_of(self.config.weights, "weights"), layer, self.config.options())
+        quantizer.to(layer.weight.device)
+        quantizer.initialize(layer.weight.detach())
+        return quantizer
+
+    def input_quantizer(self, name: str, layer: nn.Module) -> nn.Module | None:
+        if self.config.activations is None:
+            return None
+        return CalibratedInput(self.spec.activation(bits_of(self.config.activations, "activations"),
+                                                    self.config.options()))
+
+    def _exports(self, model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {name: slot.quantizer.export(model.get_submodule(name).parametrizations.weight.original.detach())
+                for name, slot in self.weight_modules(model).items()}
+
+    @torch.no_grad()
+    def export(self, model: nn.Module) -> dict:
+        """Codes and level table (``codebook``: (L,) or (C, L) per output channel) of every
+        quantized weight, and each input quantizer's state."""
+        weights = {name: {"codes": codes.cpu(), "codebook": levels.detach().cpu().clone()}
+                   for name, (codes, levels) in self._exports(model).items()}
+        inputs = {name: {k: v.detach().cpu().clone() for k, v in s.quantizer.state_dict().items()}
+                  for name, s in self.input_modules(model).items()}
+        return {"format": CODES_FORMAT, "method": self.name, "weights": weights, "activations": inputs}
+
+    @torch.no_grad()
+    def load_export(self, model: nn.Module, exported: dict) -> None:
+        if exported.get("format") != CODES_FORMAT or exported.get("method") != self.name:
+            raise ValueError(f"not a {CODES_FORMAT} export of method {self.name!r} "
+                             f"(format={exported.get('format')!r}, method={exported.get('method')!r})")
+        for name, entry in exported["weights"].items():
+            write_plain_weight(model, name, B.dequantize(entry["codes"], entry["codebook"]))
+        inputs = self.input_modules(model)
+        for name, state in exported["activations"].items():
+            if name in inputs:
+                inputs[name].quantizer.load_state_dict(state)
+
+    def weight_storage_bits(self, model: nn.Module) -> dict[str, int]:
+        """``bits`` per weight plus 32 bits per entry of the layer's level table."""
+        return {name: codes.numel() * self.weight_modules(model)[name].quantizer.bits + levels.numel() * 32
+                for name, (codes, levels) in self._exports(model).items()}
+
+
+def _register(name: str, spec: Spec) -> type[BaselineMethod]:
+    cls = type(f"{TITLES[name]}Method", (BaselineMethod,),
+               {"config_class": _config_class(name, spec), "spec": spec, "__module__": __name__,
+                "__doc__": f"The baseline {name!r} (qbench.quant.baselines) as a quantization method."})
+    return register_method(name)(cls)
+
+
+METHODS = {name: _register(name, spec) for name, spec in SPECS.items()}
