@@ -13,6 +13,7 @@ Both files are plain YAML read with ``yaml.safe_load``:
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -21,11 +22,11 @@ from typing import Any
 import yaml
 
 from qbench.models import ARCHS_BY_TASK, TASKS
-from qbench.quant import PAPER_WEIGHT_SETS, LevelSet
+from qbench.quant import DEFAULT_METHOD, PAPER_WEIGHT_SETS, LevelSet, available_methods
 from qbench.quant.model import SHARINGS
 from qbench.quant.modules import INITS
 
-CELL_FIELDS = ("task", "kind", "model", "weights", "activations", "init", "sharing", "start",
+CELL_FIELDS = ("task", "kind", "model", "method", "weights", "activations", "init", "sharing", "start",
                "slope", "learn_biases", "figures", "tables")
 KINDS = ("fp", "quant")
 STARTS = ("pretrained", "scratch")
@@ -117,6 +118,8 @@ class Cell:
         model: architecture name understood by ``qbench train`` (``model.arch``).
         kind: ``fp`` (full precision) or ``quant``.
         task: ``classify`` or ``detect``.
+        method: the quantization method (``qbench.quant.available_methods()``): ``qn`` for the
+            paper's, a baseline's name for a cell that reruns it under the same recipe.
         weights: weight level-set name, or None for 32-bit weights.
         activations: activation level-set name, or None for 32-bit activations.
         init: ``kmeans`` or ``linear`` bias initialisation.
@@ -133,6 +136,7 @@ class Cell:
     model: str
     kind: str = "quant"
     task: str = "classify"
+    method: str = DEFAULT_METHOD
     weights: str | None = None
     activations: str | None = None
     init: str = "kmeans"
@@ -147,6 +151,31 @@ class Cell:
     def wa_label(self) -> str:
         """The paper's W/A notation, e.g. ``3(±4)/32``."""
         return f"{bits_label(self.weights)}/{bits_label(self.activations)}"
+
+    @property
+    def is_baseline(self) -> bool:
+        """A quantized cell of another method than the paper's."""
+        return self.method != DEFAULT_METHOD
+
+    @property
+    def setting(self) -> str:
+        """The W/A column key of Tables 1-4 this cell belongs to (``w2a32``, ``w3pm4a32`` ...):
+        its first wide-table placement, else ``w<bits>a<bits>`` from its level sets."""
+        for place in self.tables:
+            if place.row is not None and _tables_cached()[place.table].get("layout") == "wide":
+                return place.column
+        return f"w{_bits_key(self.weights)}a{_bits_key(self.activations)}"
+
+
+def _bits_key(level_set: str | None) -> str:
+    if level_set is None:
+        return "32"
+    if level_set in ("3bit_pm2", "3bit_pm4"):
+        return level_set.replace("bit_", "")
+    match = re.fullmatch(r"(?:act_)?linear([0-9]+)", level_set)
+    if match:  # a baseline's b-bit uniform quantizer (qbench.quant.methods.baselines)
+        return match.group(1)
+    return str(LevelSet.from_name(level_set).bits)
 
 
 def bits_label(level_set: str | None) -> str:
@@ -177,6 +206,12 @@ def _check_cell(cid: str, raw: dict) -> None:
                          ("task", TASKS)):
         if raw[key] not in allowed:
             raise ValueError(f"experiments.yaml: cell {cid!r}: {key}={raw[key]!r} not in {allowed}")
+    if raw.get("method", DEFAULT_METHOD) not in available_methods():
+        raise ValueError(f"experiments.yaml: cell {cid!r}: method={raw['method']!r} not in "
+                         f"{available_methods()} (qbench.quant.methods)")
+    if raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD and raw["kind"] != "quant":
+        raise ValueError(f"experiments.yaml: cell {cid!r}: a method other than "
+                         f"{DEFAULT_METHOD!r} needs kind: quant")
     if raw["model"] not in ARCHS_BY_TASK[raw["task"]]:
         raise ValueError(f"experiments.yaml: cell {cid!r}: model={raw['model']!r} not in "
                          f"{ARCHS_BY_TASK[raw['task']]} (qbench.models)")

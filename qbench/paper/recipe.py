@@ -77,6 +77,15 @@ def expected(cell) -> dict[str, Any]:
     # the init of a kind of quantizer the cell does not have is no part of its recipe
     skip = (() if cell.weights else ("quant.weight_alpha_init",)) + \
         (() if cell.activations else ("quant.act_alpha_init", "quant.act_init"))
+    if cell.is_baseline:
+        from qbench.quant.methods.qn import SECTION_KEYS
+
+        # another method's cell: the paper's quantizer keys are no recipe of it, and with
+        # activations it trains jointly for the phases' epochs (deviations.yaml: baselines_joint)
+        skip += tuple(f"quant.{k}" for k in SECTION_KEYS) + ("quant.learn_biases",)
+        if cell.activations:
+            total = sum(int(out.get(f"epochs.{p}", 0)) for p in ("weights", "activations", "joint"))
+            out.update({"epochs.weights": 0, "epochs.activations": 0, "epochs.joint": total})
     return {k: v for k, v in out.items() if k not in skip}
 
 

@@ -116,6 +116,7 @@ def enabled_cells(cfg: dict) -> list[Cell]:
             if cid not in cells:
                 raise PipelineConfigError(f"config key '{key}': unknown cell {cid!r}")
     chosen = [c for c in cells.values() if (only is None or c.id in only) and c.id not in skip]
+    chosen = [c for c in chosen if not c.is_baseline or baseline_selected(cfg, c, explicit=only is not None)]
     if not cfg.get("detection", {}).get("enabled", False):
         chosen = [c for c in chosen if c.task != "detect"]
     ids = {c.id for c in chosen}
@@ -125,6 +126,30 @@ def enabled_cells(cfg: dict) -> list[Cell]:
             if fp.id not in ids:
                 ids.add(fp.id)
     return [c for c in cells.values() if c.id in ids]
+
+
+def baseline_selected(cfg: dict, cell: Cell, explicit: bool = False) -> bool:
+    """Whether the scale runs baseline cell ``cell``: `baselines.enabled`, and its model and
+    setting in `baselines.models` / `baselines.settings` where those are given.
+
+    Raises PipelineConfigError when `cells.only` names a baseline that `baselines` leaves out.
+
+    Args:
+        cfg: the scale config.
+        cell: a cell of another method than the paper's.
+        explicit: the cell was named in `cells.only`.
+    """
+    sel = cfg.get("baselines") or {}
+    reasons = []
+    if not sel.get("enabled", True):
+        reasons.append("baselines.enabled is false")
+    for key, value in (("models", cell.model), ("settings", cell.setting)):
+        if sel.get(key) is not None and value not in sel[key]:
+            reasons.append(f"{value!r} is not in baselines.{key}")
+    if reasons and explicit:
+        raise PipelineConfigError(f"config key 'cells.only': baseline cell {cell.id!r} is left out: "
+                                  + "; ".join(reasons))
+    return not reasons
 
 
 def seeds_of(cfg: dict, cell: Cell) -> list[int]:
@@ -201,10 +226,19 @@ def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
         "task": cell.task,
         "seed": int(seed),
         "model": {"arch": cell.model},
-        "quant": {"weights": cell.weights, "activations": cell.activations, "init": cell.init,
-                  "sharing": cell.sharing, "learn_biases": cell.learn_biases},
+        "quant": {"weights": cell.weights, "activations": cell.activations},
         "temperature": {"slope": cell.slope},
     }
+    if cell.is_baseline:
+        own["quant"]["method"] = cell.method
+        if phase_of(cell) in ("activations", "both"):
+            # the baselines train weights and inputs together (their papers); the same epochs
+            # and lr schedule as the paper's phased recipe, all of them joint
+            epochs = {**base.get("epochs", {})}
+            total = sum(int(epochs.get(p, 0)) for p in ("weights", "activations", "joint"))
+            own["epochs"] = {"weights": 0, "activations": 0, "joint": total}
+    else:
+        own["quant"].update({"init": cell.init, "sharing": cell.sharing, "learn_biases": cell.learn_biases})
     if cell.kind == "fp":
         weights = cfg.get("fp_weights", {}).get(cell.model)
         if weights:
@@ -229,7 +263,7 @@ def dump_yaml(data: Any) -> str:
 _TRAINER_ERROR = re.compile(r"^(?:config key )?'?([A-Za-z_][\w.]*)'?: (.*)$", re.S)
 
 # trainer keys a cell of experiments.yaml sets itself -> its field there
-CELL_KEYS = {"model.arch": "model", "quant.weights": "weights", "quant.activations": "activations",
+CELL_KEYS = {"model.arch": "model", "quant.method": "method", "quant.weights": "weights", "quant.activations": "activations",
              "quant.init": "init", "quant.sharing": "sharing", "quant.learn_biases": "learn_biases",
              "temperature.slope": "slope"}
 

@@ -127,7 +127,9 @@ SPECS: dict[str, Spec] = {
                 weight_bits=(2, B.lsq.MAX_BITS), activation_bits=(1, B.lsq.MAX_BITS)),
     "pact": Spec(None, lambda b, o: B.PACTQuantizer(b), activation_bits=(1, B.pact.MAX_BITS),
                  example=(None, "act_2bit")),
-    "hwgq": Spec(None, lambda b, o: B.HWGQuantizer(b, uniform=o["uniform"]), activation_bits=(1, B.hwgq.MAX_BITS),
+    # HWGQ-Net binarises the weights as BWN does (Cai et al. 2017 pair HWGQ activations with BW weights)
+    "hwgq": Spec(lambda b, layer, o: B.BWNQuantizer(), lambda b, o: B.HWGQuantizer(b, uniform=o["uniform"]),
+                 weight_bits=(1, 1), activation_bits=(1, B.hwgq.MAX_BITS),
                  options={"uniform": True}, example=(None, "act_2bit")),
     "ttq": Spec(lambda b, layer, o: B.TTQQuantizer(o["threshold"]), None, weight_bits=(2, 2),
                 options={"threshold": B.ttq.THRESHOLD_FACTOR}, example=("ternary", None)),
