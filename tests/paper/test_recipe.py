@@ -57,14 +57,30 @@ def test_activation_only_cells_train_the_network_in_the_joint_phase(scales):
         for cell in cells:
             steps = epoch_plan(Config.from_dict(plan.run_config(cfg, cell, 0)))
             assert "network" in steps[-1].trained, (scale, cell.id)
-            assert steps[0].phase == "activations" and steps[-1].phase == "joint", (scale, cell.id)
+            first = "joint" if cell.is_baseline else "activations"
+            assert steps[0].phase == first and steps[-1].phase == "joint", (scale, cell.id)
+
+
+def test_baselines_with_activations_train_jointly_for_the_epochs_of_the_phased_recipe(scales):
+    """Same epochs and lr schedule as the paper's cell of that setting, all joint."""
+    cells = load_cells()
+    for scale, cfg in scales.items():
+        for cell in cells.values():
+            if not (cell.is_baseline and cell.activations):
+                continue
+            ours = next(c for c in cells.values() if not c.is_baseline and c.kind == "quant"
+                        and plan.phase_of(c) == plan.phase_of(cell) and c.model == cell.model)
+            mine, theirs = (plan.run_config(cfg, c, 0) for c in (cell, ours))
+            total = sum(theirs["epochs"].get(p, 0) for p in ("weights", "activations", "joint"))
+            assert mine["epochs"] == {"weights": 0, "activations": 0, "joint": total}, (scale, cell.id)
+            assert mine["optim"] == theirs["optim"] and mine["start"] == theirs["start"], (scale, cell.id)
 
 
 def test_one_phase_split_at_paper_scale(scales):
     cfg = scales["paper"]
     splits = {}
     for cell in plan.enabled_cells(cfg):
-        if cell.kind == "quant" and cell.task == "classify":
+        if cell.kind == "quant" and cell.task == "classify" and not cell.is_baseline:
             e = plan.run_config(cfg, cell, 0)["epochs"]
             splits.setdefault(plan.phase_of(cell), set()).add(
                 (e.get("weights", 0), e.get("activations", 0), e.get("joint", 0)))
@@ -97,7 +113,7 @@ def test_paper_example_configs_match_the_pipeline(path, scales):
     task = raw.get("task", "classify")
     q = raw.get("quant", {}) or {}
     matches = [c for c in plan.enabled_cells(scales["paper"])
-               if c.task == task and c.model == raw["model"]["arch"] and c.weights == q.get("weights")
+               if c.task == task and c.method == q.get("method", "qn") and c.model == raw["model"]["arch"] and c.weights == q.get("weights")
                and c.activations == q.get("activations") and c.init == q.get("init", "kmeans")
                and c.learn_biases == q.get("learn_biases", False)
                and c.start == (raw["start"]["mode"] if c.kind == "quant" else c.start)

@@ -15,11 +15,13 @@ def _validate(cell, rc):
 
 @pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
 def test_rendered_configs_are_valid_trainer_configs(scale):
-    cfg = plan.merge_scale_file({"scale": scale, "detection": {"enabled": True}, "cells": {"only": None}},
+    cfg = plan.merge_scale_file({"scale": scale, "detection": {"enabled": True}, "cells": {"only": None},
+                                 "baselines": {"enabled": True, "models": None, "settings": None}},
                                 ROOT / "workflows" / "config")
     cfg["fp_weights"] = {}  # imported FP weights: see the test below
     cells = plan.enabled_cells(cfg)
-    assert len(cells) == len(plan.load_cells()) == 34
+    assert len(cells) == len(plan.load_cells()) == 60
+    assert sum(c.is_baseline for c in cells) == 26
     for cell in cells:
         for seed in plan.seeds_of(cfg, cell):
             _validate(cell, plan.run_config(cfg, cell, seed))
@@ -56,3 +58,38 @@ def test_trainer_key_sources_name_the_layer_that_set_the_value():
     assert plan._trainer_key_source(cfg, cell, "optim.lr") == "models.resnet18.phases.weights.optim.lr"
     assert plan._trainer_key_source(cfg, cell, "quant.weights") == "cells.resnet18_w3pm4a32.weights"
     assert plan._trainer_key_source(cfg, cell, "optim.nothing") == "train.optim.nothing"
+
+
+def _baselines(over: dict, scale: str = "mini") -> list[str]:
+    cfg = plan.merge_scale_file({"scale": scale, **over}, ROOT / "workflows" / "config")
+    return [c.id for c in plan.enabled_cells(cfg) if c.is_baseline]
+
+
+def test_the_baselines_key_selects_other_methods_cells_by_model_and_setting():
+    mini = _baselines({})
+    cells = plan.load_cells()
+    assert len(mini) == 18 and {cells[c].model for c in mini} == {"alexnet_bn", "resnet18"}
+    assert {cells[c].setting for c in mini} == {"w1a32", "w2a32", "w1a1", "w1a2"}
+    assert _baselines({"baselines": {"enabled": False}}) == []
+    assert _baselines({"baselines": {"models": ["resnet18"], "settings": ["w1a2"]}}) == \
+        ["resnet18_w1a2_hwgq", "resnet18_w1a2_lqnet"]
+    # the paper's own cells do not depend on it
+    assert len(plan.enabled_cells(plan.merge_scale_file({"scale": "mini", "baselines": {"enabled": False}},
+                                                        ROOT / "workflows" / "config"))) == 52 - 18
+
+
+def test_naming_a_left_out_baseline_in_cells_only_is_an_error_naming_the_key():
+    with pytest.raises(plan.PipelineConfigError, match=r"^config key 'cells.only': baseline cell "
+                       r"'resnet50_w2a32_twn' is left out: 'resnet50' is not in baselines.models$"):
+        _baselines({"cells": {"only": ["resnet50_w2a32_twn"]}})
+
+
+def test_a_baseline_cell_renders_its_method_and_no_keys_of_the_papers_method():
+    cfg = plan.merge_scale_file({"scale": "mini"}, ROOT / "workflows" / "config")
+    cells = plan.load_cells()
+    rc = plan.run_config(cfg, cells["alexnet_w2a32_ttq"], 1)
+    ours = plan.run_config(cfg, cells["alexnet_w2a32"], 1)
+    assert rc["quant"]["method"] == "ttq" and "init" not in rc["quant"] and "method" not in ours["quant"]
+    # same recipe as the paper's cell of the same setting: start, epochs, optimiser, data, seed
+    for key in ("start", "epochs", "optim", "data", "seed", "temperature"):
+        assert rc[key] == ours[key], key
