@@ -119,6 +119,19 @@ def paper_value(cell_id: str) -> float | None:
     return None
 
 
+def paper_effect(weights: dict[str, float]) -> float | None:
+    """The paper's effect of a contrast (cell -> weight) from its tables; None where it prints
+    no number for one of the cells.
+
+    Args:
+        weights: the comparison.
+    """
+    papers = [paper_value(c) for c in weights]
+    if any(p is None for p in papers):
+        return None
+    return sum(w * p for w, p in zip(weights.values(), papers))
+
+
 def comparison_label(comp: tuple[tuple[str, float], ...]) -> str:
     """``a - b`` for a pair, ``+a -b -c +d`` for a longer contrast."""
     if len(comp) == 2 and comp[0][1] == 1.0 and comp[1][1] == -1.0:
@@ -370,9 +383,7 @@ def evaluate_claims(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
             task = cells[comp[0][0]].task
             margin = mg["equivalence"] if spec.test == "equivalence" else (
                 mg[task] if spec.test in ("noninferiority", "nonsuperiority", "superiority") else None)
-            papers = [paper_value(c) for c in weights]
-            paper = (sum(w * p for w, p in zip(weights.values(), papers))
-                     if all(p is not None for p in papers) else None)
+            paper = paper_effect(weights)
             got = {c: res.matrix(c) for c in weights}
             missing = [c for c, g in got.items() if g is None]
             if missing:
