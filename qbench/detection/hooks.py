@@ -52,6 +52,10 @@ class MethodEpochHook(Hook):
             self.method.set_mode(model, self.method.train_mode)
         self.current = step.t_weights if step.t_weights is not None else step.t_activations
 
+    def after_train_epoch(self, runner) -> None:
+        # mmengine counts the epoch up after this hook: runner.epoch is still the one that ran
+        self.method.on_epoch_end(_unwrap(runner.model), self.plan[runner.epoch])
+
 
 class LearningRateHook(Hook):
     """Sets the lr of every parameter group from the run's epoch plan (qbench.train.phases: the

@@ -132,6 +132,8 @@ class EpochPlan:
         t_weights: T of the weight quantizers (None: no weight quantizers, or off).
         t_activations: T of the activation quantizers (None: none, or off in this phase).
         trained: parameter groups that train.
+        run_epochs: epochs of the whole run (a method whose schedule spans the run, INQ's
+            stages, reads it).
     """
 
     epoch: int
@@ -141,6 +143,7 @@ class EpochPlan:
     t_weights: float | None
     t_activations: float | None
     trained: tuple[str, ...]
+    run_epochs: int = 1
 
 
 def epoch_plan(config: Any) -> list[EpochPlan]:
@@ -175,7 +178,7 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
             t_w = schedule.value(w_epochs) if tempered and w_quant and w_on and w_epochs else None
             t_a = schedule.value(a_epochs) if tempered and a_quant and a_on and a_epochs else None
             plan.append(EpochPlan(epoch, phase, k, lr, t_w, t_a,
-                                  trained_groups(phase, w_quant, a_quant)))
+                                  trained_groups(phase, w_quant, a_quant), total))
     return plan
 
 

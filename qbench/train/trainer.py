@@ -437,6 +437,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if bar is not None:
             bar.close()
+        if method is not None:
+            method.on_epoch_end(model, step_plan)
         broken = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
         if broken:  # no loss has seen the last step's weights; evaluation would hide them
             raise TrainingError(f"non-finite weights ({', '.join(broken[:3])}) after epoch {epoch}, "

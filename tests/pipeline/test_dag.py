@@ -42,7 +42,7 @@ def test_mini_is_the_default_and_has_every_cell(tmp_path):
     n_fp = sum(c.kind == "fp" for c in CLASSIFY)
     n_quant = sum(c.kind == "quant" and not c.is_baseline for c in CLASSIFY)
     assert n_fp == 3 and n_quant >= 26
-    n_quant += 18  # the baselines mini selects (workflows/config/mini.yaml, baselines)
+    n_quant += 19  # the baselines mini selects (workflows/config/mini.yaml, baselines)
     # detection (Table 4) is on at mini: its FP model and three quantized cells
     assert counts["train_fp"] == n_fp + 1          # one FP seed
     import yaml

@@ -126,8 +126,9 @@ def test_every_method_keeps_the_contract(name):
     own = method.parameters(model)
     assert {id(p) for p in own} == {id(p) for p in method.parameters(model, "weights")} | {
         id(p) for p in method.parameters(model, "activations")}
-    method.on_epoch(model, EpochPlan(1, "joint", 1, 0.1, 5.0 if cls.uses_temperature else None,
-                                     5.0 if cls.uses_temperature else None, ("network",)))
+    step = EpochPlan(1, "joint", 1, 0.1, 5.0 if cls.uses_temperature else None,
+                     5.0 if cls.uses_temperature else None, ("network",), run_epochs=1)
+    method.on_epoch(model, step)
     if cls.train_mode is not None:
         method.set_mode(model, cls.train_mode)
     model.train()
@@ -139,6 +140,7 @@ def test_every_method_keeps_the_contract(name):
     assert not own or any(float(p.grad.abs().sum()) > 0 for p in own)
     if weights:
         assert model.conv2.parametrizations.weight.original.grad.abs().sum() > 0
+    method.on_epoch_end(model, step)  # the run's last epoch: INQ freezes its last portion
 
     # phase switches: weight quantization off gives the FP weight back exactly
     if weights:
@@ -400,3 +402,27 @@ def test_baseline_level_set_names_give_bit_widths():
     model = _tiny()
     method = quantize_(model, cfg)
     assert method.input_modules(model)["conv2"].quantizer.quantizer.uniform is False
+
+
+@pytest.mark.parametrize("run_epochs, starts", [(1, [1, 1, 1]), (3, [1, 2, 3]), (4, [1, 2, 3]),
+                                                (55, [1, 19, 37])])
+def test_inq_freezes_its_portions_on_the_runs_epoch_schedule(run_epochs, starts):
+    """Portions 50/75/87.5 % at the starts of evenly spaced epochs, 100 % after the last one."""
+    from qbench.quant.methods.baselines import inq_stages_due
+
+    due = [inq_stages_due(e, run_epochs, 4) for e in range(1, run_epochs + 1)]
+    assert due == [sum(1 for s in starts if s <= e) for e in range(1, run_epochs + 1)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3), nn.Flatten(), nn.Linear(8 * 2 * 2, 3))
+    method = quantize_(model, get_method("inq").config_from_section("ternary", None, {}))
+    quantizer = method.weight_modules(model)["1"].quantizer
+    shares = []
+    for epoch in range(1, run_epochs + 1):
+        step = EpochPlan(epoch, "weights", epoch, 0.1, None, None, ("network",), run_epochs=run_epochs)
+        method.on_epoch(model, step)
+        shares.append(float(quantizer.frozen.float().mean()))
+        method.on_epoch_end(model, step)
+    assert shares == [(0.0, 0.5, 0.75, 0.875)[d] for d in due]
+    assert bool(quantizer.frozen.all())  # after the last epoch: every weight quantized, exportable
+    codes = method.export(model)["weights"]["1"]
+    assert codes["codebook"].numel() == 3  # INQ's 2 bits: 0 and +-2^n1

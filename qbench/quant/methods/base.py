@@ -374,6 +374,10 @@ class QuantMethod:
         ``qbench.train.phases.EpochPlan``: phase, epoch in phase, lr, temperatures). Nothing by
         default."""
 
+    def on_epoch_end(self, model: nn.Module, step: Any) -> None:
+        """What the method does after each epoch's training steps, before that epoch's
+        evaluation and checkpoint (``step`` as in ``on_epoch``). Nothing by default."""
+
     def set_enabled(self, model: nn.Module, weights: bool | None = None,
                     activations: bool | None = None) -> None:
         """Switch weight and/or input quantization on or off (the training phases)."""

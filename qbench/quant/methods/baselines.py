@@ -25,12 +25,14 @@ Export stores each layer's codes and its level table as the baseline gives them 
 of shape (L,), or (C, L) with one row per output channel for BWN and LQ-Net); model size counts
 ``bits`` per weight plus 32 bits per level-table entry.
 
-Not registered: INQ and ADMM need the trainer's cooperation beyond ``on_epoch``. INQ freezes
-a share of the weights at each stage boundary (``advance``) and can only export once every
-weight is frozen, so its stages would have to be tied to a number of epochs the method does
-not see (``on_epoch`` gets the current epoch, not the run's length). ADMM adds its penalty
-``(rho/2) ||W - G + mu||^2`` to every step's loss and runs ``admm_step`` every few iterations;
-neither is an epoch-level action, and its training-mode forward is the full-precision weight.
+INQ's stages span the run (``INQMethod``): of its accumulated portions (50, 75, 87.5, 100 %),
+the first three are frozen at the starts of evenly spaced epochs (the first at epoch 1), each
+followed by re-training of the rest, and the last after the final epoch's training steps, so
+the run ends with every weight quantized and its last evaluation and export are INQ's model.
+
+Not registered: ADMM adds its penalty ``(rho/2) ||W - G + mu||^2`` to every step's loss and runs
+``admm_step`` every few iterations; neither is an epoch-level action, and its training-mode
+forward is the full-precision weight.
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ SPECS: dict[str, Spec] = {
                   lambda b, o: B.LQNetQuantizer(b, signed=False, momentum=o["momentum"]),
                   weight_bits=(1, B.lqnet.MAX_BITS), activation_bits=(1, B.lqnet.MAX_BITS),
                   options={"momentum": B.lqnet.MOMENTUM}),
+    "inq": Spec(lambda b, layer, o: B.INQQuantizer(b), None, weight_bits=(2, B.inq.MAX_BITS),
+                example=("ternary", None)),
     "abcnet": Spec(lambda b, layer, o: B.ABCWeightQuantizer(b), lambda b, o: B.ABCActivationQuantizer(b),
                    weight_bits=(1, B.abcnet.MAX_BASES), activation_bits=(1, B.abcnet.MAX_BASES)),
 }
@@ -145,7 +149,7 @@ SPECS: dict[str, Spec] = {
 
 # the names as the papers write them, for the config and method class names
 TITLES = {"bwn": "BWN", "twn": "TWN", "dorefa": "DoReFa", "lsq": "LSQ", "pact": "PACT", "hwgq": "HWGQ",
-          "ttq": "TTQ", "lqnet": "LQNet", "abcnet": "ABCNet"}
+          "ttq": "TTQ", "lqnet": "LQNet", "abcnet": "ABCNet", "inq": "INQ"}
 
 
 def _check_config(self) -> None:
@@ -261,8 +265,48 @@ class BaselineMethod(QuantMethod):
                 for name, (codes, levels) in self._exports(model).items()}
 
 
+def inq_stages_due(epoch: int, run_epochs: int, stages: int) -> int:
+    """How many of INQ's ``stages`` portions are frozen once ``epoch`` (1-based) of a
+    ``run_epochs``-epoch run starts: the first ``stages - 1`` at the starts of epochs
+    ``1 + floor(k * run_epochs / (stages - 1))``, k = 0, 1, ...; the last only after the final
+    epoch (``INQMethod.on_epoch_end``).
+
+    Args:
+        epoch: the epoch about to train.
+        run_epochs: epochs of the run.
+        stages: INQ's number of portions.
+    """
+    starts = [1 + (k * run_epochs) // max(stages - 1, 1) for k in range(stages - 1)]
+    return sum(1 for s in starts if s <= epoch)
+
+
+class INQMethod(BaselineMethod):
+    """INQ (``qbench.quant.baselines.inq``): its weight quantizers freeze their portions on the
+    run's epoch schedule (``inq_stages_due``)."""
+
+    def _advance_to(self, model: nn.Module, stages: int | None) -> None:
+        for name, slot in self.weight_modules(model).items():
+            quantizer = slot.quantizer
+            target = len(quantizer.portions) if stages is None else stages
+            weight = model.get_submodule(name).parametrizations.weight.original
+            while quantizer.stage < target:
+                quantizer.advance(weight.detach())
+
+    def on_epoch(self, model: nn.Module, step: Any) -> None:
+        stages = {len(s.quantizer.portions) for s in self.weight_modules(model).values()}
+        for n in stages:
+            self._advance_to(model, inq_stages_due(step.epoch, step.run_epochs, n))
+
+    def on_epoch_end(self, model: nn.Module, step: Any) -> None:
+        if step.epoch >= step.run_epochs:  # the last portion: nothing is left to re-train
+            self._advance_to(model, None)
+
+
+BASES = {"inq": INQMethod}
+
+
 def _register(name: str, spec: Spec) -> type[BaselineMethod]:
-    cls = type(f"{TITLES[name]}Method", (BaselineMethod,),
+    cls = type(f"{TITLES[name]}Method", (BASES.get(name, BaselineMethod),),
                {"config_class": _config_class(name, spec), "spec": spec, "__module__": __name__,
                 "__doc__": f"The baseline {name!r} (qbench.quant.baselines) as a quantization method."})
     return register_method(name)(cls)
