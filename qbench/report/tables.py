@@ -146,11 +146,12 @@ class CellIntervals:
         if metric in ("top1", "map"):
             got = self.results.matrix(cell_id)
             return None if got is None else got[1]
+        column = METRIC_COLUMN[metric]
         rows = self.runs[self.runs["cell"] == cell_id].sort_values("seed")
-        values = pd.to_numeric(rows.get(METRIC_COLUMN[metric]), errors="coerce")
-        if not len(rows) or values is None or not np.isfinite(values.to_numpy(dtype=float)).all():
+        if column not in rows or not len(rows):
             return None
-        return values.to_numpy(dtype=float)[:, None]
+        values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+        return values[:, None] if np.isfinite(values).all() else None
 
     def mean(self, cell_id: str, metric: str) -> Interval | None:
         """The interval of the cell's mean, None when it has no runs."""
