@@ -2,9 +2,10 @@
 
 Both files are plain YAML read with ``yaml.safe_load``:
 
-- ``tables.yaml``: every number of every table, keyed by table / row / column / metric, and the
-  figures the report draws (``table_keys`` and ``figures`` are the lists the pipeline, the
-  tables, the figures and the report read).
+- ``tables.yaml``: every number of every table, keyed by table / row / column / metric, the
+  tables of this suite that are not in the paper (``summary_tables``) and the figures the report
+  draws (``table_keys``, ``table_names`` and ``figures`` are the lists the pipeline, the tables,
+  the figures and the report read).
 - ``experiments.yaml``: every experiment cell (model, level sets, init, sharing, start, T slope)
   once, with the table cells it fills (``table:row:column``). The pipeline expands the cells,
   the table writer reads the same file back.
@@ -50,6 +51,50 @@ def load_tables() -> dict:
 def table_keys() -> tuple[str, ...]:
     """The paper's tables in order (``table1`` ...): every table the pipeline writes."""
     return tuple(_tables_cached())
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """A table of the report that is not in the paper.
+
+    Args:
+        name: file base name (``<name>.{csv,md,tex}``).
+        label: what numbers it in the report (``Table A``), apart from the paper's numbers.
+        title: caption title.
+        after: the paper table it is printed after.
+        sources: the paper tables whose models and W/A settings it covers.
+    """
+
+    name: str
+    label: str
+    title: str
+    after: str
+    sources: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        keys = tuple(_tables_cached())
+        if not self.name or self.name in keys:
+            raise ValueError(f"tables.yaml: summary_tables: name {self.name!r} is empty or a paper table's key")
+        for key in (self.after, *self.sources):
+            if key not in keys:
+                raise ValueError(f"tables.yaml: summary_tables: {self.name}: {key!r} is not a table of the paper")
+
+
+@lru_cache(maxsize=None)
+def summary_tables() -> tuple[SummaryTable, ...]:
+    """The report's tables that are not in the paper (``tables.yaml``, ``summary_tables:``)."""
+    return tuple(SummaryTable(t["name"], str(t["label"]), t["title"], t["after"], tuple(t["sources"]))
+                 for t in _read("tables.yaml").get("summary_tables", []))
+
+
+def table_names() -> tuple[str, ...]:
+    """Every table file the pipeline writes, in the report's order: the paper's tables, each
+    summary table right after the paper table it follows."""
+    names: list[str] = []
+    for key in table_keys():
+        names.append(key)
+        names += [t.name for t in summary_tables() if t.after == key]
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -272,5 +317,6 @@ def cells_for_figure(tag: str) -> list[Cell]:
     return [c for c in _cells_cached() if tag in c.figures]
 
 
-__all__ = ["Cell", "Figure", "Placement", "bits_label", "cells_for_figure", "cells_for_table", "figure_names",
-           "figures", "fp_cell_of", "load_cells", "load_tables", "table_keys"]
+__all__ = ["Cell", "Figure", "Placement", "SummaryTable", "bits_label", "cells_for_figure", "cells_for_table",
+           "figure_names", "figures", "fp_cell_of", "load_cells", "load_tables", "summary_tables", "table_keys",
+           "table_names"]

@@ -144,12 +144,13 @@ class Results:
 
     Args:
         runs: runs.csv (cell, seed, task, run_dir, hard_map, ...).
-        fp_seed: the FP seed the quantized cells fine-tune from (the fixed reference).
+        fp_seed: the FP seed the quantized cells fine-tune from (the fixed reference); None keeps
+            every seed of an FP cell (a table's FP row reports the cell over all its runs).
     """
 
-    def __init__(self, runs: pd.DataFrame, fp_seed: int) -> None:
+    def __init__(self, runs: pd.DataFrame, fp_seed: int | None) -> None:
         self.runs = runs
-        self.fp_seed = int(fp_seed)
+        self.fp_seed = None if fp_seed is None else int(fp_seed)
         self.cells = load_cells()
         self._cache: dict[str, tuple[tuple[int, ...], np.ndarray] | None] = {}
         self.labels: np.ndarray | None = None
@@ -158,7 +159,7 @@ class Results:
         if self.runs.empty:
             return self.runs
         rows = self.runs[self.runs["cell"] == cell_id].sort_values("seed")
-        if self.cells[cell_id].kind == "fp":
+        if self.cells[cell_id].kind == "fp" and self.fp_seed is not None:
             rows = rows[rows["seed"] == self.fp_seed]
         return rows
 
@@ -350,6 +351,28 @@ def _common_seeds(got: dict, fixed: set) -> dict:
     return out
 
 
+def comparison_interval(results: Results, weights: dict[str, float]
+                        ) -> tuple[Interval, dict[str, tuple[tuple[int, ...], np.ndarray]]] | None:
+    """The interval of a contrast of cells as every claim computes it: FP cells are the fixed
+    reference, fine-tuned cells are restricted to their common seeds and paired on them.
+
+    Returns the interval and the (seeds, matrix) of each cell it used, or None when a cell of the
+    contrast has no results.
+
+    Args:
+        results: the scale's per-image results.
+        weights: cell -> contrast weight, e.g. ``{qn_cell: 1, baseline_cell: -1}``.
+    """
+    got = {c: results.matrix(c) for c in weights}
+    if any(g is None for g in got.values()):
+        return None
+    fixed = {c for c in weights if results.cells[c].kind == "fp"}
+    got = _common_seeds(got, fixed)
+    iv = contrast_interval({c: g[1] for c, g in got.items()}, weights,
+                           seeds={c: g[0] for c, g in got.items()}, fixed=fixed)
+    return iv, got
+
+
 def evaluate_claims(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
     """Every comparison of every claim on these runs (the rows of claims.csv).
 
@@ -384,16 +407,14 @@ def evaluate_claims(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
             margin = mg["equivalence"] if spec.test == "equivalence" else (
                 mg[task] if spec.test in ("noninferiority", "nonsuperiority", "superiority") else None)
             paper = paper_effect(weights)
-            got = {c: res.matrix(c) for c in weights}
-            missing = [c for c, g in got.items() if g is None]
-            if missing:
+            computed = comparison_interval(res, weights)
+            if computed is None:
+                missing = [c for c in weights if res.matrix(c) is None]
                 rows.append(_row(spec, label, paper, margin, None, "", None,
                                  "no results: " + ", ".join(missing)))
                 continue
+            iv, got = computed
             fixed = {c for c in weights if cells[c].kind == "fp"}
-            got = _common_seeds(got, fixed)
-            iv = contrast_interval({c: g[1] for c, g in got.items()}, weights,
-                                   seeds={c: g[0] for c, g in got.items()}, fixed=fixed)
             seeds_txt = "; ".join(f"{c}: {' '.join(map(str, g[0]))}" for c, g in got.items())
             images = next(iter(got.values()))[1].shape[1] if task == "classify" else None
             rows.append(_row(spec, label, paper, margin, iv, seeds_txt, images,

@@ -199,7 +199,7 @@ def summary_paper_vs_repro(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame |
     results = Results(runs if runs is not None else pd.DataFrame(), plan.get("fp_seeds", [0])[0])
     fig, ax = plt.subplots(figsize=(5.5, 5))
     points = 0
-    for i, (key, (_, entries, _)) in enumerate(build(plan, cells).items()):
+    for i, (key, (_, entries, _)) in enumerate(build(plan, cells, runs).items()):
         es = [e for e in entries if e.status == "reproduced" and e.metric in ("top1", "map")]
         if not es:
             continue

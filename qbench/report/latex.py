@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from qbench.report.claims import PLATEAU_GAIN, fp_checks, read_claims, summarize
-from qbench.paper import figure_names, table_keys
+from qbench.paper import figure_names, summary_tables, table_names
 from qbench.paper import figures as paper_figures
 from qbench.io import read_json, write_bytes, write_text
 from qbench.report.tables import latex_escape as esc
@@ -259,12 +259,19 @@ def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: P
           r"\subsection*{Deviations from the paper}"]
     L += _deviation_items(plan.get("deviations") or [])
 
-    L += [r"\section{Tables}",
+    summaries = ", ".join(f"Table {t.label} ({t.title.split(':')[0]}, after "
+                          f"{t.after.replace('table', 'Table ')})" for t in summary_tables())
+    intro = [r"\section{Tables}",
           esc("Each table keeps the paper's layout. Other methods' rows are shown as cited; for the "
-              "paper's own rows, 'paper' is the published number, 'reproduced' the mean ± sample std "
-              "over seeds of this run (hard quantization, Eq. 12), Δ their difference. 'not run' "
-              "marks a cell without results at this scale.")]
-    for key in table_keys():
+              "paper's own rows, 'paper' is the published number, 'reproduced' the mean ± the half-width "
+              "of its 95 % interval (seeds and test images, the estimator of the claims; "
+              "docs/statistics.md) of this run (hard quantization, Eq. 12), Δ their difference; one seed "
+              "prints the mean with (n=1). A cited row whose method this scale reruns under the same "
+              "recipe prints 'cited', 'rerun here' (mean ± half-width, as reproduced) and Δ. 'not run' "
+              "marks a cell without results at this scale."
+              + (f" Not in the paper: {summaries}." if summaries else ""))]
+    L += intro
+    for key in table_names():
         path = tables_dir / f"{key}.tex"
         L.append(_table_page(path.read_text(encoding="utf-8")) if path.is_file()
                  else esc(f"{key}: missing"))

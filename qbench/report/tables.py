@@ -1,11 +1,15 @@
-"""The paper's Tables 1-8 with the paper's numbers beside the reproduced ones.
+"""The paper's Tables 1-8 with the paper's numbers beside the reproduced ones, and the suite's
+summary tables (``summary_tables`` of ``qbench/paper/tables.yaml``).
 
 ``python -m qbench.report.tables --plan plan.json --cells cells.csv --runs runs.csv --outdir DIR``
 
-Writes ``table{1..8}.{csv,md,tex}`` in the paper's layout and ``all_cells.csv`` (one line per
-table / row / column / metric). Other methods' rows are shown as cited. A reproduced cell shows
-mean ± std over seeds and the difference to the paper; a cell without runs says why it is
-"not run" and never shows a number.
+Writes ``table{1..8}.{csv,md,tex}`` in the paper's layout, every summary table (e.g.
+``methods_one_recipe``: all methods run at one W/A setting, ranked) and ``all_cells.csv`` (one line
+per table / row / column / metric). Other methods' rows are shown as cited; where this scale reruns
+a method (a baseline cell placed in its row) the row shows cited / rerun here / Δ. A reproduced or
+rerun cell shows its mean ± the half-width of its 95 % interval (``qbench.stats``, the estimator of
+the claims: seeds x test images, read from the runs' predictions.npz) and the difference to the
+paper; a cell without runs says why it is "not run" and never shows a number.
 """
 
 from __future__ import annotations
@@ -13,20 +17,31 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from qbench.paper import cells_for_table, load_cells, load_tables
-from qbench.quant import LevelSet
 from qbench.io import read_json, write_text
+from qbench.paper import Cell, SummaryTable, cells_for_table, load_cells, load_tables, summary_tables
+from qbench.quant import LevelSet
+from qbench.report.claims import Results, comparison_interval
+from qbench.stats import Interval, contrast_interval
+
+log = logging.getLogger("qbench.tables")
 
 METRIC_COLUMN = {"top1": "hard_top1", "top5": "hard_top5", "map": "hard_map"}
 METRIC_LABEL = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "ratio": "ratio"}
 NOT_RUN = "not run"
+INTERVAL_METHOD = ("95 % interval of the cell mean from qbench.stats, the claims' estimator: seeds and "
+                   "test images as crossed random effects, Student-t with Welch-Satterthwaite df "
+                   "(docs/statistics.md); top-5 and mAP from per-run values (seed-to-seed only); "
+                   "one seed: mean (n=1), no interval")
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -51,8 +66,11 @@ class Entry:
         table, row, column, metric: registry keys.
         paper: the paper's value (None where it prints "-").
         mean, std, n: reproduced mean, sample std (None for n < 2) and number of seeds.
-        status: "cited", "reproduced", "not run (...)" or "measured"/"analytic" (Table 8).
+        status: "cited", "reproduced" (the paper's method), "rerun" (a cited method rerun here),
+            "not run (...)" or "measured"/"analytic" (Table 8).
         cell: the experiment cell that produced it, if any.
+        ci_low, ci_high, half_width: its 95 % interval (qbench.stats); None without per-run
+            results or with one seed.
     """
 
     table: str
@@ -67,6 +85,9 @@ class Entry:
     n: int = 0
     status: str = "cited"
     cell: str | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    half_width: float | None = None
 
     @property
     def diff(self) -> float | None:
@@ -102,17 +123,84 @@ def not_run_reason(cell_id: str | None, plan: dict, task: str) -> str:
     return f"{NOT_RUN} (no completed run)"
 
 
-def table_entries(key: str, table: dict, cells: pd.DataFrame, plan: dict) -> list[Entry]:
+class CellIntervals:
+    """95 % intervals of cell means from the scale's runs, with the estimator of the claims.
+
+    A cell's mean is the contrast ``{cell: 1}`` of ``qbench.stats.contrast_interval``: top-1 over
+    the seeds x test-images matrix of predictions.npz, mAP (detection) and top-5 over the per-run
+    values (no per-image top-5 is kept), i.e. seed-to-seed noise only. Every seed of a cell counts,
+    FP cells included.
+
+    Args:
+        runs: runs.csv of the scale (None or empty: no intervals).
+    """
+
+    def __init__(self, runs: pd.DataFrame | None) -> None:
+        self.runs = runs if runs is not None else pd.DataFrame()
+        self.results = Results(self.runs, fp_seed=None)
+
+    def matrix(self, cell_id: str, metric: str) -> np.ndarray | None:
+        """(seeds x images) values of a cell's metric in percent, None when it has no runs."""
+        if self.runs.empty:
+            return None
+        if metric in ("top1", "map"):
+            got = self.results.matrix(cell_id)
+            return None if got is None else got[1]
+        column = METRIC_COLUMN[metric]
+        rows = self.runs[self.runs["cell"] == cell_id].sort_values("seed")
+        if column not in rows or not len(rows):
+            return None
+        values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+        return values[:, None] if np.isfinite(values).all() else None
+
+    def mean(self, cell_id: str, metric: str) -> Interval | None:
+        """The interval of the cell's mean, None when it has no runs."""
+        mat = self.matrix(cell_id, metric)
+        return None if mat is None else contrast_interval({cell_id: mat}, {cell_id: 1.0})
+
+    def difference(self, cell_a: str, cell_b: str) -> Interval | None:
+        """Top-1 of ``cell_a`` minus ``cell_b`` as a claim compares them (paired on images and
+        common seeds; qbench.report.claims.comparison_interval), None when either has no runs."""
+        if self.runs.empty:
+            return None
+        got = comparison_interval(self.results, {cell_a: 1.0, cell_b: -1.0})
+        return None if got is None else got[0]
+
+
+def _fill_result(e: Entry, rec: dict | None, intervals: CellIntervals, status: str, plan: dict,
+                 task: str) -> None:
+    """Set an entry's mean, interval and seed count from its cell's results, or why it has none."""
+    mean = _num(rec.get(f"{METRIC_COLUMN[e.metric]}_mean")) if rec else None
+    if rec is None or mean is None:
+        e.status = not_run_reason(e.cell, plan, task)
+        return
+    e.mean, e.std = mean, _num(rec.get(f"{METRIC_COLUMN[e.metric]}_std"))
+    e.n, e.status = int(rec["n_seeds"]), status
+    iv = intervals.mean(e.cell, e.metric)
+    if iv is not None:
+        e.mean = iv.effect
+        if iv.seed_noise:
+            e.ci_low, e.ci_high, e.half_width = iv.low, iv.high, iv.half_width
+
+
+def table_entries(key: str, table: dict, cells: pd.DataFrame, plan: dict,
+                  intervals: CellIntervals | None = None) -> list[Entry]:
     """All entries of one classification/detection table (layouts ``wide`` and ``long``).
+
+    The paper's own rows (``ours``) are reproduced; a cited row's number is also rerun where a
+    baseline cell of this scale's plan is placed in it (status ``rerun``).
 
     Args:
         key: table key.
         table: the registry table.
         cells: aggregated per-cell results (cells.csv).
         plan: plan.json of the scale.
+        intervals: the scale's runs for the 95 % intervals (None: means only).
     """
+    intervals = intervals or CellIntervals(None)
     by_cell = {r["cell"]: r for r in cells.to_dict("records")} if len(cells) else {}
     where = {(p.row, p.column): c.id for c, p in cells_for_table(key)}
+    planned = set(plan.get("cells", []))
     cols = {c["key"]: c["label"] for c in table["columns"]}
     out = []
     for row in table["rows"]:
@@ -121,16 +209,14 @@ def table_entries(key: str, table: dict, cells: pd.DataFrame, plan: dict) -> lis
                 continue
             for metric in table["metrics"]:
                 e = Entry(key, row["key"], row["label"], col, cols[col], metric, _num(value.get(metric)))
+                cid = where.get((row["key"], col))
                 if row.get("ours"):
-                    cid = where.get((row["key"], col))
                     e.cell = cid
-                    rec = by_cell.get(cid)
-                    mean = _num(rec.get(f"{METRIC_COLUMN[metric]}_mean")) if rec else None
-                    if rec is not None and mean is not None:
-                        e.mean, e.std = mean, _num(rec.get(f"{METRIC_COLUMN[metric]}_std"))
-                        e.n, e.status = int(rec["n_seeds"]), "reproduced"
-                    else:
-                        e.status = not_run_reason(cid, plan, table["task"])
+                    _fill_result(e, by_cell.get(cid), intervals, "reproduced", plan, table["task"])
+                elif cid is not None:
+                    e.cell = cid
+                    if cid in planned:
+                        _fill_result(e, by_cell.get(cid), intervals, "rerun", plan, table["task"])
                 out.append(e)
     return out
 
@@ -268,7 +354,8 @@ def fmt_value(v: float | None, digits: int = 1) -> str:
 
 
 def fmt_repro(e: Entry, digits: int = 1) -> str:
-    """Reproduced value: "mean ± std" (n >= 2), "mean (n=1)", or the not-run reason.
+    """Reproduced value: "mean ± half-width of the 95 % interval" (n >= 2), "mean (n=1)", or the
+    not-run reason.
 
     Args:
         e: the entry.
@@ -278,8 +365,8 @@ def fmt_repro(e: Entry, digits: int = 1) -> str:
         return e.status if e.status.startswith(NOT_RUN) else "-"
     if e.status == "analytic":
         return f"{e.mean:.{digits}f}"
-    if e.std is not None:
-        return f"{e.mean:.{digits}f} ± {e.std:.{digits}f}"
+    if e.half_width is not None:
+        return f"{e.mean:.{digits}f} ± {e.half_width:.{digits}f}"
     return f"{e.mean:.{digits}f} (n={e.n})"
 
 
@@ -300,24 +387,39 @@ def _short(e: Entry) -> str:
 
 
 def _pair_repro(es: list[Entry]) -> str:
-    """"mean±std/mean±std" of the metrics of one table cell, one seed count for all."""
+    """"mean±h/mean±h" of the metrics of one table cell (h: half-width of the 95 % interval),
+    "mean/mean (n=1)" without an interval; one seed count for all."""
     if es[0].mean is None:
         return _short(es[0])
     parts = []
     for x in es:
         if x.mean is None:
             parts.append("-")
-        elif x.std is not None:
-            parts.append(f"{x.mean:.1f}±{x.std:.1f}")
+        elif x.half_width is not None:
+            parts.append(f"{x.mean:.1f}±{x.half_width:.1f}")
         else:
             parts.append(f"{x.mean:.1f}")
     text = "/".join(parts)
-    return text if es[0].std is not None else f"{text} (n={es[0].n})"
+    return text if es[0].half_width is not None else f"{text} (n={es[0].n})"
+
+
+def rerun_rows(table: dict, entries: list[Entry]) -> set[str]:
+    """Keys of the cited rows that this scale reruns: a baseline cell of its plan is placed there
+    (status "rerun", or "not run (...)" while it has no results).
+
+    Args:
+        table: registry table.
+        entries: its entries.
+    """
+    cited_rows = {r["key"] for r in table["rows"] if not r.get("ours")}
+    return {e.row for e in entries
+            if e.row in cited_rows and (e.status == "rerun" or e.status.startswith(NOT_RUN))}
 
 
 def wide_grid(table: dict, entries: list[Entry]) -> list[list[str]]:
     """Paper layout of Tables 1-4: methods x W/A; reproduced rows get three lines
-    (paper / reproduced / difference). Values are metric1/metric2 (e.g. Top-1/Top-5).
+    (paper / reproduced / difference), cited rows that this scale reruns three too (cited /
+    rerun here / difference). Values are metric1/metric2 (e.g. Top-1/Top-5).
 
     Args:
         table: registry table.
@@ -327,6 +429,7 @@ def wide_grid(table: dict, entries: list[Entry]) -> list[list[str]]:
     cols = table["columns"]
     grid = [["Method"] + [c["label"] for c in cols]]
     idx = {(e.row, e.column, e.metric): e for e in entries}
+    rerun = rerun_rows(table, entries)
 
     def cited(es):
         return "/".join(fmt_value(x.paper, 2 if x.paper is not None and round(x.paper, 1) != x.paper else 1)
@@ -344,7 +447,12 @@ def wide_grid(table: dict, entries: list[Entry]) -> list[list[str]]:
             return out
 
         if not row.get("ours"):
-            grid.append(line(row["label"], cited))
+            if row["key"] not in rerun:
+                grid.append(line(row["label"], cited))
+                continue
+            grid.append(line(f"{row['label']}: cited", cited))
+            grid.append(line(f"{row['label']}: rerun here", _pair_repro))
+            grid.append(line(f"{row['label']}: Δ", diff))
             continue
         grid.append(line(f"{row['label']}: paper", cited))
         grid.append(line(f"{row['label']}: reproduced", _pair_repro))
@@ -450,7 +558,7 @@ def to_csv(grid: list[list[str]]) -> str:
 
 
 def to_latex(grid: list[list[str]], title: str, label: str, number: int | None = None,
-             note_lines: list[str] = ()) -> str:
+             note_lines: list[str] = (), number_text: str | None = None) -> str:
     """A booktabs ``table`` float (scaled to the text width when wider).
 
     Args:
@@ -459,10 +567,12 @@ def to_latex(grid: list[list[str]], title: str, label: str, number: int | None =
         label: LaTeX label.
         number: table number to print (the paper's), if given.
         note_lines: footnotes ("not run" reasons).
+        number_text: what to print instead of a number (``A`` for a table not in the paper).
     """
     ncol = len(grid[0])
     counter = [rf"\setcounter{{table}}{{{number - 1}}}"] if number else []
-    lines = counter + [r"\begin{table}[htbp]", r"\centering", r"\footnotesize",
+    own_number = [rf"\renewcommand{{\thetable}}{{{latex_escape(number_text)}}}"] if number_text else []
+    lines = counter + [r"\begin{table}[htbp]", *own_number, r"\centering", r"\footnotesize",
              rf"\caption{{{latex_escape(title)}}}", rf"\label{{{label}}}",
              r"\resizebox{\ifdim\width>\textwidth\textwidth\else\width\fi}{!}{%",
              r"\begin{tabular}{l" + "c" * (ncol - 1) + "}", r"\toprule",
@@ -476,20 +586,236 @@ def to_latex(grid: list[list[str]], title: str, label: str, number: int | None =
     return "\n".join(lines) + "\n"
 
 
-def build(plan: dict, cells: pd.DataFrame) -> dict[str, tuple[dict, list[Entry], list[list[str]]]]:
-    """All tables: ``{key: (registry table, entries, paper-layout grid)}``.
+def to_longtable(grid: list[list[str]], title: str, label: str, number_text: str, spec: str,
+                 note_lines: list[str] = ()) -> str:
+    """A booktabs ``longtable`` (a table that may run over a page), numbered ``number_text``.
+
+    Args:
+        grid: header row then body rows.
+        title: caption.
+        label: LaTeX label.
+        number_text: what numbers it (``A``).
+        spec: the column specification (array package), e.g. ``lp{3cm}c``.
+        note_lines: lines printed below it.
+    """
+    head = " & ".join(rf"\textbf{{{latex_escape(h)}}}" for h in grid[0]) + r" \\"
+    lines = [r"\begingroup", rf"\renewcommand{{\thetable}}{{{latex_escape(number_text)}}}", r"\footnotesize",
+             r"\setlength{\tabcolsep}{3pt}", r"\begin{longtable}{" + spec + "}",
+             rf"\caption{{{latex_escape(title)}}}\label{{{label}}}\\", r"\toprule", head, r"\midrule",
+             r"\endfirsthead", r"\toprule", head, r"\midrule", r"\endhead"]
+    lines += [" & ".join(latex_escape(x) for x in row) + r" \\" for row in grid[1:]]
+    lines += [r"\bottomrule", r"\end{longtable}"]
+    if note_lines:
+        lines += [r"\par\raggedright\scriptsize"] + [latex_escape(n) + r"\\" for n in note_lines]
+    lines += [r"\endgroup"]
+    return "\n".join(lines) + "\n"
+
+
+# --- the suite's summary tables -----------------------------------------------------------------
+
+@dataclass
+class MethodResult:
+    """One method at one W/A setting of one model, as the methods table lists it.
+
+    Args:
+        source: the paper table of the model (``table1``).
+        model: architecture.
+        setting, setting_label: W/A column key and label.
+        cell: the experiment cell.
+        method_label: the method's row label in the paper table, or its name when the paper does
+            not cite it.
+        cited: the paper's top-1 for that method and setting (None: not cited).
+        status: "rerun" / "reproduced" (the paper's method) or the not-run reason.
+        mean: the cell mean's interval (None when not run).
+        to_paper_method: its top-1 minus the paper's method's cell at that setting, subtracted as
+            ``{qn: 1, method: -1}``, i.e. the paper's method minus this one (None for the paper's
+            method itself, or when either did not run).
+        rank: 1 = highest rerun top-1 at this setting (None when not run).
+    """
+
+    source: str
+    model: str
+    setting: str
+    setting_label: str
+    cell: Cell
+    method_label: str
+    cited: float | None
+    status: str
+    mean: Interval | None = None
+    to_paper_method: Interval | None = None
+    rank: int | None = None
+
+    @property
+    def is_paper_method(self) -> bool:
+        return not self.cell.is_baseline
+
+
+def _placed_row(cell: Cell, key: str, table: dict) -> dict | None:
+    rows = {r["key"]: r for r in table["rows"]}
+    for place in cell.tables:
+        if place.table == key and place.row in rows:
+            return rows[place.row]
+    return None
+
+
+def methods_results(summary: SummaryTable, plan: dict, intervals: CellIntervals) -> list[MethodResult]:
+    """Every method run at each W/A setting of the summary's source tables where this scale plans
+    a baseline cell: the paper's method's cell (placed in the table's ``ours`` row) and every baseline cell
+    of the model with that ``Cell.setting``, ranked by rerun top-1 (not-run cells last).
+
+    Args:
+        summary: the registered summary table.
+        plan: plan.json of the scale.
+        intervals: the scale's runs.
+    """
+    tables = load_tables()
+    cells = load_cells()
+    planned = set(plan.get("cells", []))
+    out: list[MethodResult] = []
+    for key in summary.sources:
+        table = tables[key]
+        ours_rows = {r["key"] for r in table["rows"] if r.get("ours")}
+        paper_method = {p.column: c for c, p in cells_for_table(key)
+                        if p.row in ours_rows and c.kind == "quant" and not c.is_baseline}
+        baselines = [c for c in cells.values()
+                     if c.is_baseline and c.model == table["model"] and c.task == table["task"]]
+        labels = {c["key"]: c["label"] for c in table["columns"]}
+        settings = list(labels) + sorted({c.setting for c in baselines} - set(labels))
+        for setting in settings:
+            members = [c for c in baselines if c.setting == setting]
+            if not any(c.id in planned for c in members):
+                continue
+            if setting in paper_method:
+                members.insert(0, paper_method[setting])
+            reference = paper_method.get(setting)
+            group = []
+            for cell in members:
+                row = _placed_row(cell, key, table)
+                value = (row or {}).get("cells", {}).get(setting) or {}
+                label = row["label"] if row is not None else f"{cell.method.upper()} (not cited in the paper)"
+                result = MethodResult(key, table["model"], setting, labels.get(setting, setting), cell, label,
+                                      _num(value.get("top1")), "reproduced" if not cell.is_baseline else "rerun")
+                result.mean = intervals.mean(cell.id, "top1") if cell.id in planned else None
+                if result.mean is None:
+                    result.status = not_run_reason(cell.id, plan, table["task"])
+                elif cell.is_baseline and reference is not None and reference.id in planned:
+                    result.to_paper_method = intervals.difference(reference.id, cell.id)
+                group.append(result)
+            ran = sorted((r for r in group if r.mean is not None), key=lambda r: -r.mean.effect)
+            for rank, result in enumerate(ran, start=1):
+                result.rank = rank
+            out += ran + [r for r in group if r.mean is None]
+    return out
+
+
+def _interval_text(iv: Interval, signed: bool = False) -> str:
+    fmt = "{:+.2f}" if signed else "{:.2f}"
+    if not iv.seed_noise:
+        return f"{fmt.format(iv.effect)} (n={iv.seeds})"
+    return f"{fmt.format(iv.effect)} [{fmt.format(iv.low)}, {fmt.format(iv.high)}]"
+
+
+def methods_grid(results: list[MethodResult]) -> list[list[str]]:
+    """The methods table: model, W/A, rank, method, cited top-1, rerun top-1 [95 % CI], the paper's
+    method minus this one [95 % CI], seeds, test images.
+
+    Args:
+        results: ``methods_results`` output.
+    """
+    grid = [["Model", "W/A", "Rank", "Method", "Cited top-1", "Rerun top-1 [95 % CI]",
+             "Ours − method [95 % CI]", "Seeds", "Test images"]]
+    for r in results:
+        model = f"{r.model} ({r.source.replace('table', 'Table ')})"
+        method = f"{r.method_label} ({r.cell.method})"
+        if r.mean is None:
+            grid.append([model, r.setting_label, "-", method, fmt_value(r.cited), r.status, "-", "-", "-"])
+            continue
+        if r.is_paper_method:
+            diff = "reference"
+        elif r.to_paper_method is None:
+            diff = "-"
+        else:
+            diff = _interval_text(r.to_paper_method, signed=True)
+        images = str(r.mean.images) if r.mean.test_sampling else "per-run values"
+        grid.append([model, r.setting_label, str(r.rank), method, fmt_value(r.cited), _interval_text(r.mean),
+                     diff, str(r.mean.seeds), images])
+    return grid
+
+
+def _wrapped(width_cm: float) -> str:
+    return rf">{{\raggedright\arraybackslash}}p{{{width_cm}cm}}"
+
+
+# model, W/A, rank, method, cited, rerun, difference, seeds, test images: fits the portrait text width
+METHODS_COLUMNS_SPEC = (_wrapped(1.9) + "lc" + _wrapped(3.1) + "c" + _wrapped(2.9) + _wrapped(2.9) + "c"
+                        + _wrapped(1.2))
+
+
+def methods_caption(summary: SummaryTable, plan: dict) -> str:
+    """Caption of the methods table: what is ranked and how the intervals are computed."""
+    return (f"Table {summary.label}: {summary.title} (not in the paper; {plan['scale']} scale: "
+            f"{plan.get('description', '')}). Every method is trained here with the same recipe "
+            "(qbench.paper.recipe), ranked by hard top-1 (%); cited: the paper's number for that method "
+            "and setting ('-': the paper does not cite it). Rerun: mean [95 % interval] over seeds and "
+            "test images (qbench.stats, the claims' estimator); Ours − method: the paper's method minus "
+            "this one, paired on test images and common seeds (the contrast {ours: 1, method: -1}); "
+            "one seed: the value with (n=1), no interval. Settings where this scale runs no baseline are "
+            "left out.")
+
+
+@dataclass(frozen=True)
+class SummaryMaker:
+    """How a summary table of the registry is made: its results, their grid, its caption and
+    its LaTeX column specification."""
+
+    results: Callable[[SummaryTable, dict, CellIntervals], list]
+    grid: Callable[[list], list[list[str]]]
+    caption: Callable[[SummaryTable, dict], str]
+    latex_columns: str
+
+
+SUMMARY_TABLE_MAKERS = {"methods_one_recipe": SummaryMaker(methods_results, methods_grid, methods_caption,
+                                                           METHODS_COLUMNS_SPEC)}
+
+
+def build_summaries(plan: dict, intervals: CellIntervals) -> dict[str, tuple[SummaryTable, list, list[list[str]]]]:
+    """Every registered summary table: ``{name: (registry entry, results, grid)}``.
+
+    Args:
+        plan: plan.json of the scale.
+        intervals: the scale's runs.
+
+    Raises:
+        KeyError: a summary table of tables.yaml without a maker here.
+    """
+    out = {}
+    for summary in summary_tables():
+        if summary.name not in SUMMARY_TABLE_MAKERS:
+            raise KeyError(f"tables.yaml: summary_tables: {summary.name!r} has no maker in qbench.report.tables")
+        maker = SUMMARY_TABLE_MAKERS[summary.name]
+        results = maker.results(summary, plan, intervals)
+        out[summary.name] = (summary, results, maker.grid(results))
+    return out
+
+
+def build(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame | None = None, *,
+          intervals: CellIntervals | None = None) -> dict[str, tuple[dict, list[Entry], list[list[str]]]]:
+    """All paper tables: ``{key: (registry table, entries, paper-layout grid)}``.
 
     Args:
         plan: plan.json of the scale.
         cells: aggregated per-cell results.
+        runs: runs.csv, for the 95 % intervals (None: means only).
+        intervals: the runs already read (instead of ``runs``).
     """
+    intervals = intervals or CellIntervals(runs)
     out = {}
     for key, table in load_tables().items():
         if table["layout"] == "ratio":
             entries = table8_entries(table, cells, plan)
             grid = ratio_grid(table, entries)
         else:
-            entries = table_entries(key, table, cells, plan)
+            entries = table_entries(key, table, cells, plan, intervals)
             grid = wide_grid(table, entries) if table["layout"] == "wide" else long_grid(table, entries)
         out[key] = (table, entries, grid)
     return out
@@ -506,11 +832,14 @@ def caption(key: str, table: dict, plan: dict) -> str:
     num = key.replace("table", "Table ")
     metrics = "/".join(METRIC_LABEL[m] for m in table["metrics"])
     text = f"{num}: {table['title']}. Paper numbers beside this run's ({plan['scale']} scale: " \
-           f"{plan.get('description', '')}); reproduced = mean ± sample std over seeds " \
-           f"(hard quantization)"
+           f"{plan.get('description', '')}); reproduced = mean ± half-width of the " \
+           f"{INTERVAL_METHOD} (hard quantization)"
     if table["layout"] == "wide":
         text += f"; values are {metrics} (%), columns W/A bits"
     text += "."
+    if table["layout"] == "wide":
+        text += (" A cited row whose method this scale reruns with the same recipe (a baseline cell placed "
+                 "in it) shows the cited number, the rerun here (mean ± half-width, as reproduced) and Δ.")
     if table["layout"] == "ratio":
         text += (" The paper's ratios come from a VU9P FPGA; FPGA timings cannot be measured here, so time "
                  "is an analytic bit-operation count (multiply-accumulates x weight bits x activation bits "
@@ -519,18 +848,32 @@ def caption(key: str, table: dict, plan: dict) -> str:
     return text
 
 
-def write_all(plan: dict, cells: pd.DataFrame, outdir: str | Path) -> list[Path]:
+def write_all(plan: dict, cells: pd.DataFrame, outdir: str | Path, runs: pd.DataFrame | None = None) -> list[Path]:
     """Write every table (csv, md, tex) and all_cells.csv into ``outdir``.
 
     Args:
         plan: plan.json of the scale.
         cells: aggregated per-cell results.
         outdir: destination directory.
+        runs: runs.csv (run directories with predictions.npz), for the 95 % intervals; None:
+            means only, "(n=...)" everywhere.
     """
     outdir = Path(outdir)
     written = []
     long_rows = []
-    for key, (table, entries, grid) in build(plan, cells).items():
+    intervals = CellIntervals(runs)
+    if runs is None or runs.empty:
+        log.warning("no runs given: the tables show means without intervals")
+    for name, (summary, _, grid) in build_summaries(plan, intervals).items():
+        maker = SUMMARY_TABLE_MAKERS[name]
+        title = maker.caption(summary, plan)
+        tex_title = title.split(": ", 1)[1]  # LaTeX prints "Table A:" itself
+        for ext, text in (("csv", to_csv(grid)), ("md", to_markdown(grid, title)),
+                          ("tex", to_longtable(grid, tex_title, f"tab:{name}", summary.label, maker.latex_columns))):
+            path = outdir / f"{name}.{ext}"
+            write_text(path, text)
+            written.append(path)
+    for key, (table, entries, grid) in build(plan, cells, intervals=intervals).items():
         title = caption(key, table, plan)
         num = int(key.replace("table", ""))
         tex_title = title.split(": ", 1)[1]  # LaTeX prints "Table N:" itself
@@ -544,6 +887,7 @@ def write_all(plan: dict, cells: pd.DataFrame, outdir: str | Path) -> list[Path]
             long_rows.append({"table": e.table, "row": e.row, "row_label": e.row_label,
                               "column": e.column, "column_label": e.column_label, "metric": e.metric,
                               "paper": e.paper, "repro_mean": e.mean, "repro_std": e.std,
+                              "ci_low": e.ci_low, "ci_high": e.ci_high, "half_width": e.half_width,
                               "n_seeds": e.n, "diff": e.diff, "status": e.status, "cell": e.cell})
     buf = io.StringIO()
     pd.DataFrame(long_rows).to_csv(buf, index=False)
@@ -573,12 +917,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plan", required=True)
     ap.add_argument("--cells", required=True)
-    ap.add_argument("--runs", required=False, help="runs.csv (unused; declared for provenance)")
+    ap.add_argument("--runs", required=False,
+                    help="runs.csv: its run directories' predictions.npz give the 95 %% intervals")
     ap.add_argument("--outdir", required=True)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     plan = read_json(args.plan)
-    for p in write_all(plan, read_cells(args.cells), args.outdir):
-        print(p)
+    runs = read_cells(args.runs) if args.runs else None
+    for p in write_all(plan, read_cells(args.cells), args.outdir, runs):
+        log.info("wrote %s", p)
     return 0
 
 

@@ -164,11 +164,18 @@ def test_table_and_figure_lists_come_from_the_registry():
     """The pipeline, the report and the figure writer list tables and figures from tables.yaml."""
     import inspect
 
-    from qbench.paper import figure_names, figures, table_keys
+    from qbench.paper import figure_names, figures, summary_tables, table_keys, table_names
     from qbench.report import figures as figure_writer
+    from qbench.report import tables as table_writer
     from qbench.report import latex
 
     assert table_keys() == tuple(f"table{i}" for i in range(1, 9))
+    # the suite's own tables are written beside the paper's, each after the paper table it follows
+    assert table_names() == ("table1", "table2", "table3", "methods_one_recipe", "table4", "table5", "table6",
+                             "table7", "table8")
+    assert [(t.name, t.label, t.sources) for t in summary_tables()] == [
+        ("methods_one_recipe", "A", ("table1", "table2", "table3"))]
+    assert set(table_writer.SUMMARY_TABLE_MAKERS) == {t.name for t in summary_tables()}
     assert figure_names() == ("fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap",
                               "fig5_temperature", "summary_paper_vs_repro")
     assert figure_writer.FIGURES == figure_names()

@@ -13,14 +13,21 @@ import pandas as pd
 import pytest
 import yaml
 
-from qbench.paper import load_cells
+from qbench.paper import load_cells, summary_tables
 from qbench.report import aggregate, claims, figures, latex, tables
 from qbench.workflow import plan
 from qbench.report.collect import RunError, collect
+from qbench.stats import contrast_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 CELLS = ["alexnet_fp", "alexnet_w2a32", "alexnet_w2a32_linear", "alexnet_w1a1", "alexnet_w2a2",
-         "resnet18_fp", "resnet18_w3pm4a32", "resnet18_w3pm4a32_scratch"]
+         "resnet18_fp", "resnet18_w3pm4a32", "resnet18_w3pm4a32_scratch",
+         # baselines: placed in a cited row (TWN, DoReFa 1/1), not cited by the paper (LSQ), and one
+         # beside a paper cell of its setting that this scale does not run (ResNet-18 LQ-Net 2/32)
+         "alexnet_w2a32_twn", "alexnet_w2a32_lsq", "alexnet_w1a1_dorefa", "resnet18_w2a32_lqnet"]
+ONE_SEED = "alexnet_w2a32_lsq"
+# planned, but without a completed run
+PLANNED_NOT_RUN = ["alexnet_w2a32_ttq"]
 
 
 def _fake_train():
@@ -35,7 +42,8 @@ def built(tmp_path_factory):
     """Fake runs of a few cells (2 seeds), then records, aggregate, tables, figures, report."""
     wd = tmp_path_factory.mktemp("report")
     cfg = plan.merge_scale_file({"scale": "smoke"}, ROOT / "workflows" / "config")
-    cfg.update({"seeds": [0, 1], "cells": {"only": CELLS, "skip": []}, "fp_seeds": [0]})
+    cfg.update({"seeds": [0, 1], "cells": {"only": CELLS, "skip": []}, "fp_seeds": [0],
+                "baselines": {"enabled": True}, "cell_seeds": {ONE_SEED: [0]}})
     cfg["phases"]["weights"]["epochs"]["weights"] = 3  # a training curve for the Fig. 4 claim
     cfg.setdefault("cell_overrides", {})
     cells = plan.enabled_cells(cfg)
@@ -51,13 +59,13 @@ def built(tmp_path_factory):
             records.append(collect(run, cell.id, seed))
     runs, cells_df = aggregate.aggregate(records)
     plan_data = {"scale": "smoke", "description": "test & check_100% {x}", "seeds": [0, 1], "fp_seeds": [0],
-                 "detection_enabled": False, "cells": [c.id for c in cells],
+                 "detection_enabled": False, "cells": [c.id for c in cells] + PLANNED_NOT_RUN,
                  "deviations": [{"id": "smoke_data", "text": "Data: $fake$ with under_scores & 50% #less",
                                  "differences": ["data.dataset: paper imagenet, here fake (all cells)"]}]}
     (wd / "plan.json").write_text(json.dumps(plan_data))
     runs.to_csv(wd / "runs.csv", index=False)
     cells_df.to_csv(wd / "cells.csv", index=False)
-    tables.write_all(plan_data, cells_df, wd / "tables")
+    tables.write_all(plan_data, cells_df, wd / "tables", runs)
     figures.write_all(plan_data, runs, cells_df, wd / "figures")
     bench = wd / "benchmarks" / "train"
     bench.mkdir(parents=True)
@@ -188,13 +196,15 @@ def test_report_pdf_renders_to_nonblank_pages(built, tmp_path):
     assert tex.index("Verdicts") < tex.index("Deviations from the paper")  # the verdicts come first
     for section in ("Deviations from the paper", "The claims in detail", "Tables", "Figures", "time per stage"):
         assert section in tex
-    subprocess.run(["pdftoppm", "-r", "30", "-png", str(wd / "report.pdf"), str(tmp_path / "page")], check=True)
+    subprocess.run(["pdftoppm", "-r", "50", "-png", str(wd / "report.pdf"), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page*.png"))
     assert len(pages) >= 5
     for page in pages:
         img = Image.open(page).convert("L")
         dark = int((np.asarray(img) < 128).sum())
-        assert dark > 200, page  # text or drawings on every page
+        # text or drawings on every page: at 50 dpi a page with only its number has ~1 dark pixel,
+        # one line of text ~90 (the line a long claims section pushes before a landscape table)
+        assert dark > 40, page
 
 
 def test_collect_rejects_incomplete_run(tmp_path):
@@ -229,3 +239,132 @@ def test_run_config_precedence():
     both = plan.run_config(cfg, cells["alexnet_w1a2"], 0)
     assert both["epochs"] == {**both["epochs"], **cfg["phases"]["both"]["epochs"]}
     assert yaml.safe_load(plan.dump_yaml(rc)) == rc
+
+
+def _direct_matrix(runs: pd.DataFrame, cell: str) -> tuple[tuple[int, ...], np.ndarray]:
+    """Seeds and seeds x images top-1 correctness (percent) read straight from predictions.npz."""
+    rows = runs[runs.cell == cell].sort_values("seed")
+    mats = []
+    for run_dir in rows["run_dir"]:
+        with np.load(Path(run_dir) / "predictions.npz") as p:
+            mats.append(100.0 * (p["hard"] == p["label"]))
+    return tuple(int(s) for s in rows["seed"]), np.stack(mats)
+
+
+def _rerun_cells(plan_data: dict, key: str) -> dict[str, list[str]]:
+    """Cited rows of a table with a baseline cell of the plan placed in them -> those cells."""
+    cited = {r["key"] for r in tables.load_tables()[key]["rows"] if not r.get("ours")}
+    out: dict[str, list[str]] = {}
+    for cell, place in tables.cells_for_table(key):
+        if place.row in cited and cell.id in plan_data["cells"]:
+            out.setdefault(place.row, []).append(cell.id)
+    return out
+
+
+def test_rerun_lines_exactly_for_cited_rows_with_a_rerun_cell(built):
+    wd, plan_data, *_ = built
+    for key in ("table1", "table2", "table3"):
+        table = tables.load_tables()[key]
+        grid = pd.read_csv(wd / "tables" / f"{key}.csv", dtype=str)
+        labels = list(grid["Method"])
+        rerun = _rerun_cells(plan_data, key)
+        for row in table["rows"]:
+            if row.get("ours"):
+                continue
+            three = [f"{row['label']}: cited", f"{row['label']}: rerun here", f"{row['label']}: Δ"]
+            if row["key"] in rerun:
+                assert labels[labels.index(three[0]):labels.index(three[0]) + 3] == three, row["key"]
+                assert row["label"] not in labels
+            else:
+                assert row["label"] in labels and not set(three) & set(labels), row["key"]
+    assert set(_rerun_cells(plan_data, "table1")) == {"twn", "ttq", "dorefa"}
+    assert set(_rerun_cells(plan_data, "table2")) == {"lqnet"}
+    assert not _rerun_cells(plan_data, "table3")
+
+
+def test_rerun_and_reproduced_values_carry_the_stats_interval(built):
+    wd, _, runs, _ = built
+    long = pd.read_csv(wd / "tables" / "all_cells.csv")
+    top1 = long[(long.metric == "top1")].set_index(["table", "row", "column"])
+    for where, cell, status in ((("table1", "twn", "w2a32"), "alexnet_w2a32_twn", "rerun"),
+                                (("table1", "dorefa", "w1a1"), "alexnet_w1a1_dorefa", "rerun"),
+                                (("table1", "ours", "w2a32"), "alexnet_w2a32", "reproduced"),
+                                (("table2", "lqnet", "w2a32"), "resnet18_w2a32_lqnet", "rerun")):
+        _, mat = _direct_matrix(runs, cell)
+        iv = contrast_interval({cell: mat}, {cell: 1.0})
+        e = top1.loc[where]
+        assert (e.status, e.cell) == (status, cell)
+        assert (e.repro_mean, e.ci_low, e.ci_high, e.half_width) == (iv.effect, iv.low, iv.high, iv.half_width)
+        assert e["diff"] == iv.effect - e.paper
+        grid = pd.read_csv(wd / "tables" / f"{where[0]}.csv", dtype=str).set_index("Method")
+        label = top1.loc[where].row_label + (": rerun here" if status == "rerun" else ": reproduced")
+        column = next(c["label"] for c in tables.load_tables()[where[0]]["columns"] if c["key"] == where[2])
+        assert grid.loc[label, column].startswith(f"{iv.effect:.1f}±{iv.half_width:.1f}/")
+    # cited entries of a rerun row without a cell stay cited; the planned cell without runs is not run
+    assert top1.loc[("table1", "dorefa", "w1a32")].status == "cited"
+    assert top1.loc[("table1", "ttq", "w2a32")].status == "not run (no completed run)"
+    # a cell that is placed but not in this scale's plan leaves its row cited
+    assert top1.loc[("table1", "lqnet", "w2a32")].status == "cited"
+    # one seed (the FP reference): the mean with (n=1), no interval
+    fp = top1.loc[("table1", "fp", "w32a32")]
+    assert fp.n_seeds == 1 and pd.isna(fp.half_width)
+    grid = pd.read_csv(wd / "tables" / "table1.csv", dtype=str).set_index("Method")
+    assert grid.loc["Full precision (caption): reproduced", "32/32"].endswith("(n=1)")
+    assert grid.loc["TTQ [34]: rerun here", "2/32"] == "not run*"
+    md = (wd / "tables" / "table1.md").read_text()
+    assert "95 % interval of the cell mean from qbench.stats" in md and "TTQ [34] 2/32" in md
+
+
+def test_methods_table_ranks_and_differences(built):
+    wd, plan_data, runs, _ = built
+    summary = next(t for t in summary_tables() if t.name == "methods_one_recipe")
+    results = tables.methods_results(summary, plan_data, tables.CellIntervals(runs))
+    grid = pd.read_csv(wd / "tables" / "methods_one_recipe.csv", dtype=str)
+    assert list(grid.itertuples(index=False, name=None)) == [tuple(r) for r in tables.methods_grid(results)[1:]]
+    # only the settings where a baseline is planned: AlexNet 2/32 and 1/1, ResNet-18 2/32
+    assert {(r.source, r.setting) for r in results} == {("table1", "w2a32"), ("table1", "w1a1"),
+                                                         ("table2", "w2a32")}
+    at = {(r.source, r.setting, r.cell.id): r for r in results}
+    w2a32 = [r for r in results if (r.source, r.setting) == ("table1", "w2a32")]
+    assert {r.cell.id for r in w2a32} == {"alexnet_w2a32", "alexnet_w2a32_twn", "alexnet_w2a32_ttq",
+                                          "alexnet_w2a32_lqnet", "alexnet_w2a32_lsq"}
+    ran = [r for r in w2a32 if r.mean is not None]
+    assert [r.rank for r in ran] == list(range(1, len(ran) + 1))
+    means = [float(np.mean(_direct_matrix(runs, r.cell.id)[1])) for r in ran]
+    assert means == sorted(means, reverse=True) and len(ran) == 3
+    assert all(r.rank is None for r in w2a32[len(ran):])  # not-run cells last, unranked
+    # the difference to the paper's method is the claims' paired contrast {qn: 1, method: -1}
+    for method in ("alexnet_w2a32_twn", "alexnet_w2a32_lsq"):
+        # a one-seed cell shares fewer than two seeds: both enter with all their seeds, unpaired
+        (sq, mq), (sm, mm) = _direct_matrix(runs, "alexnet_w2a32"), _direct_matrix(runs, method)
+        direct = contrast_interval({"alexnet_w2a32": mq, method: mm}, {"alexnet_w2a32": 1.0, method: -1.0},
+                                   seeds={"alexnet_w2a32": sq, method: sm})
+        assert at[("table1", "w2a32", method)].to_paper_method == direct
+    twn = at[("table1", "w2a32", "alexnet_w2a32_twn")]
+    row = grid[grid["Method"] == "TWN [21] (twn)"].iloc[0]
+    iv = twn.to_paper_method
+    assert row["Ours − method [95 % CI]"] == f"{iv.effect:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]"
+    assert row["Rerun top-1 [95 % CI]"] == f"{twn.mean.effect:.2f} [{twn.mean.low:.2f}, {twn.mean.high:.2f}]"
+    assert row["Cited top-1"] == "54.5" and row["Seeds"] == "2" and row["Test images"] == "32"
+    # one seed: the value with (n=1) and no interval; not cited by the paper: "-"
+    lsq = grid[grid["Method"] == "LSQ (not cited in the paper) (lsq)"].iloc[0]
+    assert lsq["Rerun top-1 [95 % CI]"].endswith("(n=1)") and lsq["Ours − method [95 % CI]"].endswith("(n=1)")
+    assert lsq["Cited top-1"] == "-"
+    # cells without results say so
+    ttq = grid[grid["Method"] == "TTQ [34] (ttq)"].iloc[0]
+    assert ttq["Rerun top-1 [95 % CI]"] == "not run (no completed run)" and ttq["Rank"] == "-"
+    lq = grid[(grid["Method"] == "LQ-Net [31] (lqnet)") & (grid["W/A"] == "2/32")]
+    assert set(lq["Rerun top-1 [95 % CI]"]) >= {"not run (not in this scale's cells)"}
+    ours_r18 = at[("table2", "w2a32", "resnet18_w2a32")]
+    assert ours_r18.status.startswith("not run")
+    assert at[("table2", "w2a32", "resnet18_w2a32_lqnet")].to_paper_method is None  # no paper cell to compare
+    assert grid[grid["Method"] == "Ours (qn)"]["Ours − method [95 % CI]"].isin(["reference", "-"]).all()
+
+
+def test_methods_table_in_the_report_after_table3(built):
+    wd, *_ = built
+    for ext in ("csv", "md", "tex"):
+        assert (wd / "tables" / f"methods_one_recipe.{ext}").stat().st_size > 100
+    tex = (wd / "report.tex").read_text()
+    assert tex.index("tab:table3") < tex.index("tab:methods_one_recipe") < tex.index("tab:table4")
+    assert r"\renewcommand{\thetable}{A}" in tex and "rerun here" in tex

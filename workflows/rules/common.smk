@@ -3,14 +3,14 @@
 import json
 import os
 
-from qbench.paper import figure_names, table_keys
+from qbench.paper import figure_names, table_names
 from qbench.paper.recipe import deviations as paper_deviations
 
 CELL_BY_ID = {c.id: c for c in CELLS}
 FP_IDS = [c.id for c in CELLS if c.kind == "fp"]
 QUANT_IDS = [c.id for c in CELLS if c.kind == "quant"]
 RUNS = [(c.id, s) for c in CELLS for s in plan.seeds_of(config, c)]
-TABLES = list(table_keys())  # qbench/paper/tables.yaml
+TABLES = list(table_names())  # qbench/paper/tables.yaml: the paper's tables and summary_tables
 TABLE_FILES = [f"{RES}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
 FIGURES = list(figure_names())
 FIGURE_FILES = [f"{RES}/figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]

@@ -1,5 +1,7 @@
 rule tables:
-    # the paper's Tables 1-8 with its numbers beside the reproduced ones
+    # the paper's Tables 1-8 with its numbers beside the reproduced / rerun ones, and the summary
+    # tables; the intervals read the predictions.npz of the run directories runs.csv lists (every
+    # run's evaluate record checked it exists), as the claims rule does
     input:
         plan=f"{RES}/plan.json",
         cells=f"{RES}/aggregate/cells.csv",
