@@ -127,7 +127,7 @@ def test_every_method_keeps_the_contract(name):
     assert {id(p) for p in own} == {id(p) for p in method.parameters(model, "weights")} | {
         id(p) for p in method.parameters(model, "activations")}
     step = EpochPlan(1, "joint", 1, 0.1, 5.0 if cls.uses_temperature else None,
-                     5.0 if cls.uses_temperature else None, ("network",), run_epochs=1)
+                     5.0 if cls.uses_temperature else None, ("network",), run_epochs=2)
     method.on_epoch(model, step)
     if cls.train_mode is not None:
         method.set_mode(model, cls.train_mode)
@@ -140,7 +140,8 @@ def test_every_method_keeps_the_contract(name):
     assert not own or any(float(p.grad.abs().sum()) > 0 for p in own)
     if weights:
         assert model.conv2.parametrizations.weight.original.grad.abs().sum() > 0
-    method.on_epoch_end(model, step)  # the run's last epoch: INQ freezes its last portion
+    # as after the run's last epoch: INQ freezes what is left
+    method.on_epoch_end(model, dataclasses.replace(step, epoch=2, phase_epoch=2))
 
     # phase switches: weight quantization off gives the FP weight back exactly
     if weights:
@@ -404,10 +405,11 @@ def test_baseline_level_set_names_give_bit_widths():
     assert method.input_modules(model)["conv2"].quantizer.quantizer.uniform is False
 
 
-@pytest.mark.parametrize("run_epochs, starts", [(1, [1, 1, 1]), (3, [1, 2, 3]), (4, [1, 2, 3]),
-                                                (55, [1, 19, 37])])
+@pytest.mark.parametrize("run_epochs, starts", [(1, [1, 1, 1, 1]), (3, [1, 1, 2, 3]), (4, [1, 2, 3, 4]),
+                                                (55, [1, 14, 28, 42])])
 def test_inq_freezes_its_portions_on_the_runs_epoch_schedule(run_epochs, starts):
-    """Portions 50/75/87.5 % at the starts of evenly spaced epochs, 100 % after the last one."""
+    """Portions 50/75/87.5/100 % at the starts of evenly spaced epochs, so the last epochs
+    re-train the rest of the network around fully quantized weights."""
     from qbench.quant.methods.baselines import inq_stages_due
 
     due = [inq_stages_due(e, run_epochs, 4) for e in range(1, run_epochs + 1)]
@@ -422,7 +424,7 @@ def test_inq_freezes_its_portions_on_the_runs_epoch_schedule(run_epochs, starts)
         method.on_epoch(model, step)
         shares.append(float(quantizer.frozen.float().mean()))
         method.on_epoch_end(model, step)
-    assert shares == [(0.0, 0.5, 0.75, 0.875)[d] for d in due]
+    assert shares == [(0.0, 0.5, 0.75, 0.875, 1.0)[d] for d in due]
     assert bool(quantizer.frozen.all())  # after the last epoch: every weight quantized, exportable
     codes = method.export(model)["weights"]["1"]
     assert codes["codebook"].numel() == 3  # INQ's 2 bits: 0 and +-2^n1
