@@ -72,5 +72,22 @@ def test_initialize_fits_the_scales_to_the_ternarization():
     w = torch.tensor([[2.0, 0.05, -0.1, 1.0, -0.5, -0.3]], dtype=torch.float64)
     q = TTQQuantizer().double()
     q.initialize(w)  # Delta = 0.1: I_p = {2, 1}, I_n = {-0.5, -0.3}; -0.1 is at the threshold
-    assert float(q.w_p.detach()) == pytest.approx(1.5) and float(q.w_n.detach()) == pytest.approx(0.4)
+    # the scales live in the paper's units, the weights divided by their maximum m = 2
+    assert float(q.norm) == 2.0
+    assert float(q.w_p.detach()) == pytest.approx(0.75) and float(q.w_n.detach()) == pytest.approx(0.2)
     assert torch.equal(q(w).detach(), torch.tensor([[1.5, 0, 0, 1.5, -0.4, -0.4]], dtype=torch.float64))
+
+
+def test_scale_gradients_are_the_papers_in_normalised_units():
+    """With m = max |w~|, the forward is m * ternary(w~ / m) and dL/dW_p is Eq. 7 on the
+    normalised weights: m times the sum of dL/dw^t over I_p."""
+    w = torch.tensor([[2.0, 0.05, -0.1, 1.0, -0.5, -0.3]], dtype=torch.float64, requires_grad=True)
+    q = TTQQuantizer().double()
+    q.initialize(w.detach())
+    g = torch.tensor([[0.3, -1.0, 2.0, 0.5, -0.2, 0.7]], dtype=torch.float64)
+    grad_w, grad_p, grad_n = torch.autograd.grad((q(w) * g).sum(), (w, q.w_p, q.w_n))
+    assert float(grad_p) == pytest.approx(2.0 * (0.3 + 0.5))
+    assert float(grad_n) == pytest.approx(-2.0 * (-0.2 + 0.7))
+    # Eq. 8 in normalised units, back to raw: W_p g on I_p, g on I_z, W_n g on I_n
+    expected = torch.tensor([[0.75 * 0.3, -1.0, 2.0, 0.75 * 0.5, 0.2 * -0.2, 0.2 * 0.7]], dtype=torch.float64)
+    assert torch.allclose(grad_w, expected)
