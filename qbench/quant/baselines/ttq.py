@@ -9,9 +9,8 @@ where W_p, W_n > 0 are two learned scales per layer. The paper first divides eac
 weights by their maximum to reach [-1, 1], and W_p, W_n live in those units: the quantizer
 divides by m = max |w~| taken once (``initialize``, a buffer; 1 before it) and multiplies the
 ternary output by m again. The ternarization is scale invariant, but the learned scales'
-SGD steps are not: in raw units a step on W_p is 1/m^2 times the paper's relative to W_p
-(measured: mini AlexNet and ResNet-18 TTQ 2/32 fell to chance, 11 % top-1, with the scales in
-raw units). Values exactly at +-Delta map to 0.
+SGD steps are not: in raw units a step on W_p would be 1/m^2 times the paper's relative to
+W_p. Values exactly at +-Delta map to 0.
 
 Backward:
 - Eq. 7: ``dL/dW_p = sum_{i in I_p} dL/dw^t(i)`` and, for the negative scale,
