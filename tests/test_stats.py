@@ -148,3 +148,20 @@ def test_cells_with_extra_seeds_pair_on_the_common_ones():
     # same seed lists, or fewer than two in common: unchanged
     assert _common_seeds({"a": got["a"], "c": ((0, 1, 2, 3, 4, 5), six)}, set())["a"] is got["a"]
     assert _common_seeds({"a": ((0, 1), six[:2]), "c": ((1, 2), six[:2])}, set())["a"][0] == (0, 1)
+
+
+def test_a_cell_at_chance_level_is_flagged_from_its_interval():
+    """A collapsed run (hard top-1 whose interval reaches 100 / classes %) makes a comparison
+    inconclusive in claims.csv; a trained one does not."""
+    import pandas as pd
+
+    from qbench.report.claims import Results, at_chance
+
+    rng = np.random.default_rng(0)
+    res = Results(pd.DataFrame(), fp_seed=0)
+    res.labels = np.arange(1000) % 10  # ten classes: chance is 10 %
+    res._cache["alexnet_w2a32_ttq"] = ((0, 1, 2), 100.0 * (rng.random((3, 1000)) < 0.105))
+    res._cache["alexnet_w2a32"] = ((0, 1, 2), 100.0 * (rng.random((3, 1000)) < 0.75))
+    res._cache["alexnet_w1a1"] = ((0, 1, 2), 100.0 * (rng.random((3, 1000)) < 0.02))
+    assert at_chance(res, "alexnet_w2a32_ttq") and at_chance(res, "alexnet_w1a1")
+    assert not at_chance(res, "alexnet_w2a32")

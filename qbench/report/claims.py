@@ -8,7 +8,9 @@ One row per claim and comparison: the paper's effect, ours with a 95 % interval 
 - ``reproduced``: the interval lies on the paper's side (of 0, or of the margin);
 - ``contradicted``: it lies on the other side; for a superiority claim also when it lies below
   both the paper's effect and the smallest effect of interest (the claimed gain is absent);
-- ``inconclusive``: it straddles, or training noise could not be estimated (one seed);
+- ``inconclusive``: it straddles, or training noise could not be estimated (one seed), or a
+  classification cell of the comparison is at chance level (its interval reaches 100 / classes
+  %): a collapsed run tests the recipe, not the claim;
 - ``not run``: a cell of the comparison has no results at this scale.
 
 Never from the sign of a mean alone. docs/statistics.md explains the method.
@@ -224,6 +226,22 @@ def cell_interval(results: Results, cell_id: str) -> Interval | None:
     return contrast_interval({cell_id: got[1]}, {cell_id: 1.0})
 
 
+def at_chance(results: Results, cell_id: str) -> bool:
+    """Whether a classification cell's hard top-1 is at chance level: its 95 % interval
+    reaches 100 / (number of classes in the test labels) %, or lies below it.
+
+    Args:
+        results: the scale's runs.
+        cell_id: a cell that ran.
+    """
+    if results.cells[cell_id].task != "classify":
+        return False
+    iv = cell_interval(results, cell_id)
+    if iv is None or results.labels is None:
+        return False
+    return iv.low <= 100.0 / len(np.unique(results.labels))
+
+
 def curve_intervals(results: Results, cell_id: str, mode: str) -> list[tuple[int, Interval]]:
     """Per-epoch 95 % intervals of a cell's test accuracy on the curve subset (``hard``/``soft``)."""
     rows = results._rows(cell_id)
@@ -417,8 +435,12 @@ def evaluate_claims(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
             fixed = {c for c in weights if cells[c].kind == "fp"}
             seeds_txt = "; ".join(f"{c}: {' '.join(map(str, g[0]))}" for c, g in got.items())
             images = next(iter(got.values()))[1].shape[1] if task == "classify" else None
-            rows.append(_row(spec, label, paper, margin, iv, seeds_txt, images,
-                             "FP reference fixed" if fixed else ""))
+            row = _row(spec, label, paper, margin, iv, seeds_txt, images, "FP reference fixed" if fixed else "")
+            dead = [c for c in weights if at_chance(res, c)]
+            if dead:
+                row.update(verdict="inconclusive", decides_at="runs that train (not at chance)",
+                           note=f"at chance level: {', '.join(dead)}; " + row["note"])
+            rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
