@@ -438,8 +438,9 @@ def evaluate_claims(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
             row = _row(spec, label, paper, margin, iv, seeds_txt, images, "FP reference fixed" if fixed else "")
             dead = [c for c in weights if at_chance(res, c)]
             if dead:
+                kept = row["note"].split("; gain absent")[0]  # no verdict is drawn from it
                 row.update(verdict="inconclusive", decides_at="runs that train (not at chance)",
-                           note=f"at chance level: {', '.join(dead)}; " + row["note"])
+                           note=f"at chance level: {', '.join(dead)}; " + kept)
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
