@@ -14,7 +14,6 @@ Both files are plain YAML read with ``yaml.safe_load``:
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -217,9 +216,6 @@ def _bits_key(level_set: str | None) -> str:
         return "32"
     if level_set in ("3bit_pm2", "3bit_pm4"):
         return level_set.replace("bit_", "")
-    match = re.fullmatch(r"(?:act_)?linear([0-9]+)", level_set)
-    if match:  # a baseline's b-bit uniform quantizer (qbench.quant.methods.baselines)
-        return match.group(1)
     return str(LevelSet.from_name(level_set).bits)
 
 
