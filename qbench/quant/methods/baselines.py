@@ -29,8 +29,8 @@ INQ's stages span the run (``INQMethod``): its accumulated portions (50, 75, 87.
 frozen at the starts of evenly spaced epochs (the first at epoch 1), each followed by
 re-training of what is left: after the last portion the full-precision layers and the
 BatchNorm statistics adapt to the fully quantized weights. On a mini ResNet-18 W2 run (4
-epochs) freezing the last portion only after the final epoch dropped hard top-1 from 57.4 % to
-14.5 %: the BatchNorm statistics had never seen those weights. A run shorter than the number of
+epochs) freezing the last portion only after the final epoch took hard top-1 from 57.4 %
+(after epoch 3) to 14.5 %: the BatchNorm statistics had never seen those weights. A run shorter than the number of
 portions freezes several at once; ``on_epoch_end`` of the last epoch freezes any rest.
 
 Not registered: ADMM adds its penalty ``(rho/2) ||W - G + mu||^2`` to every step's loss and runs
@@ -286,22 +286,20 @@ class INQMethod(BaselineMethod):
     """INQ (``qbench.quant.baselines.inq``): its weight quantizers freeze their portions on the
     run's epoch schedule (``inq_stages_due``)."""
 
-    def _advance_to(self, model: nn.Module, stages: int | None) -> None:
+    def _freeze(self, model: nn.Module, due: Callable[[int], int]) -> None:
+        """Advance every weight quantizer to ``due(number of its portions)`` stages."""
         for name, slot in self.weight_modules(model).items():
             quantizer = slot.quantizer
-            target = len(quantizer.portions) if stages is None else stages
             weight = model.get_submodule(name).parametrizations.weight.original
-            while quantizer.stage < target:
+            while quantizer.stage < due(len(quantizer.portions)):
                 quantizer.advance(weight.detach())
 
     def on_epoch(self, model: nn.Module, step: Any) -> None:
-        stages = {len(s.quantizer.portions) for s in self.weight_modules(model).values()}
-        for n in stages:
-            self._advance_to(model, inq_stages_due(step.epoch, step.run_epochs, n))
+        self._freeze(model, lambda stages: inq_stages_due(step.epoch, step.run_epochs, stages))
 
     def on_epoch_end(self, model: nn.Module, step: Any) -> None:
         if step.epoch >= step.run_epochs:  # a run ends with every weight quantized
-            self._advance_to(model, None)
+            self._freeze(model, lambda stages: stages)
 
 
 BASES = {"inq": INQMethod}
