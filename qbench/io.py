@@ -592,5 +592,11 @@ class RunDirLock:
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock
+            # Unlock before closing: forked children (DataLoader workers still shutting down)
+            # share this open file description, and a close alone keeps the lock while any lives.
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            except OSError:
+                pass  # a file system without locks: nothing was held
+            os.close(self._fd)
             self._fd = None

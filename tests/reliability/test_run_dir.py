@@ -198,3 +198,28 @@ def test_disk_full_during_training(mount_tmpfs, write_config):
     assert not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 0  # the small files are whole
+
+
+def test_lock_is_released_while_a_forked_child_still_holds_the_descriptor(tmp_path):
+    # DataLoader workers are forked while the lock is held; one still exiting after the run
+    # returns must not keep the directory locked against the next job in the same process.
+    from qbench.io import RunDirError, RunDirLock
+
+    lock = RunDirLock(tmp_path).__enter__()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # holds the inherited descriptor until the parent says stop
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    try:
+        with pytest.raises(RunDirError, match="in use by pid"):
+            RunDirLock(tmp_path).__enter__()
+        lock.__exit__(None, None, None)
+        with RunDirLock(tmp_path):  # the child is alive and still holds the descriptor
+            assert os.waitpid(child, os.WNOHANG) == (0, 0)
+    finally:
+        os.write(write_end, b"x")
+        os.close(write_end)
+        os.waitpid(child, 0)
