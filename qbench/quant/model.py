@@ -100,14 +100,16 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
     if not selected and (policy.weight_levels or policy.act_levels):
         raise ValueError("QuantPolicy selects no layer to quantize")
     modules = dict(model.named_modules())
-    state = QuantState()
+    # one state per kind: the paper's phases give weights and activations their own T (weights
+    # keep the T they reached while activations start soft), so the kinds must not share one
+    weight_state, act_state = QuantState(), QuantState()
     report = QuantReport(skipped_layers=skipped, weight_levels=policy.weight_levels,
                          act_levels=policy.act_levels, sharing=policy.sharing, init=policy.init)
 
     if policy.weight_levels is not None:
         shared = None
         if policy.sharing == "shared":
-            shared = WeightQuantizer(policy.weight_levels, state, policy.learn_biases,
+            shared = WeightQuantizer(policy.weight_levels, weight_state, policy.learn_biases,
                                      policy.weight_alpha_init).to(modules[selected[0]].weight.device)
             weights = torch.cat([modules[n].weight.detach().reshape(-1) for n in selected])
             shared.initialize(weights, init=policy.init)
@@ -117,7 +119,7 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
             if wq is None:
                 # on the layer's device: a quantizer left on the CPU would make every GPU
                 # call take the torch path and copy its alpha/beta gradients back (a sync each)
-                wq = WeightQuantizer(policy.weight_levels, state, policy.learn_biases,
+                wq = WeightQuantizer(policy.weight_levels, weight_state, policy.learn_biases,
                                      policy.weight_alpha_init).to(layer.weight.device)
                 wq.initialize(layer.weight.detach(), init=policy.init)
             parametrize.register_parametrization(layer, "weight", wq)
@@ -125,7 +127,7 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
 
     if policy.act_levels is not None:
         def new_act_quantizer(device: torch.device) -> ActivationQuantizer:
-            return ActivationQuantizer(policy.act_levels, state, policy.learn_biases,
+            return ActivationQuantizer(policy.act_levels, act_state, policy.learn_biases,
                                        policy.act_init or policy.init,
                                        alpha_init=policy.act_alpha_init).to(device)
 
@@ -224,7 +226,8 @@ def calibrate_activations(model: nn.Module, batches: Iterable, num_samples: int 
         return {}
     forward = forward or _default_forward
     quantizers = unique(acts.values())
-    states = {id(q.state): (q.state, q.state.mode) for q in quantizers}
+    # the full-precision model: every quantizer off, the weights' too (they have their own state)
+    states = {id(q.state): (q.state, q.state.mode) for q in _all_quantizers(model)}
     was_training = model.training
     model.eval()
     for q in quantizers:
@@ -239,3 +242,63 @@ def calibrate_activations(model: nn.Module, batches: Iterable, num_samples: int 
         model.train(was_training)
     maxima = {id(q): q.finish_observing(init) for q in quantizers}
     return {name: maxima[id(q)] for name, q in acts.items()}
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """BatchNorm layers of ``model`` that keep running statistics."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def batchnorm_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every BatchNorm's running statistics (``load_state_dict(strict=False)`` puts
+    them back)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    out = {}
+    for bn in batchnorm_layers(model):
+        prefix = f"{names[id(bn)]}." if names[id(bn)] else ""
+        for key in ("running_mean", "running_var", "num_batches_tracked"):
+            out[prefix + key] = getattr(bn, key).detach().clone()
+    return out
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, batches: Iterable, num_samples: int,
+                         forward: Callable[[nn.Module, object], int] | None = None) -> int:
+    """Recompute every BatchNorm's running statistics as the model computes now.
+
+    A model trained in one mode and evaluated in another (soft Eq. 7 in training, hard Eq. 12
+    in evaluation) gathers its statistics from the soft forward; at low T the hard layers'
+    outputs differ in scale (measured: about 2x at mini), so the stored statistics no longer
+    normalise them. Run this with the quantizers in the evaluated mode: each BatchNorm's
+    running mean and variance become the plain average over ``num_samples`` inputs (the last
+    batch whole); everything else is in evaluation mode and no parameter changes.
+
+    Args:
+        model: the model, its quantizers in the mode to be evaluated.
+        batches: input tensors or (input, target) pairs, as for ``calibrate_activations``.
+        num_samples: how many inputs to average over.
+        forward: ``forward(model, batch) -> number of samples`` for models not called as
+            ``model(x)``.
+
+    Returns:
+        The number of inputs seen (0 when the model has no BatchNorm).
+    """
+    layers = batchnorm_layers(model)
+    if not layers:
+        return 0
+    was_training = model.training
+    momenta = [bn.momentum for bn in layers]
+    model.eval()
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches
+        bn.train()
+    try:
+        # the weights do not change here: quantize them once, not once per batch
+        with parametrize.cached():
+            return feed(model, batches, forward or _default_forward, num_samples, "reestimate_batchnorm")
+    finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
+        model.train(was_training)

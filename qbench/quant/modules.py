@@ -1,7 +1,8 @@
 """Quantizer modules: learnable alpha/beta(/biases) around the functional core.
 
-A model's quantizers share one ``QuantState`` (temperature and mode), so a schedule sets T
-for the whole model at once. ``WeightQuantizer`` is a ``torch.nn.utils.parametrize``
+The quantizers of one kind share one ``QuantState`` (temperature and mode): ``quantize_model``
+gives the weight quantizers one and the activation quantizers another, so the phases can give
+each kind its own T. ``WeightQuantizer`` is a ``torch.nn.utils.parametrize``
 parametrization of a layer's ``weight``; ``ActivationQuantizer`` is a plain module applied
 to activations (``quantize_model`` calls it on the inputs of quantized layers).
 """
@@ -25,7 +26,7 @@ INITS = ("kmeans", "linear")
 
 @dataclass
 class QuantState:
-    """Temperature and mode shared by all quantizers of one model.
+    """Temperature and mode shared by the quantizers of one kind (weights or activations).
 
     Args:
         temperature: T of Eq. 7 (> 0).
@@ -63,7 +64,8 @@ class Quantizer(nn.Module):
 
     Args:
         levels: target level set Y (LevelSet or its name).
-        state: the model-wide temperature/mode; a private one is made if omitted.
+        state: the temperature/mode shared with the other quantizers of its kind; a private one
+            is made if omitted.
         learn_biases: make the biases a Parameter (the paper freezes them; Sec. 4.3).
         alpha_init: "inverse_beta" (the paper: alpha = 1 / beta) or "least_squares" (alpha that
             best maps the quantized values onto the initialisation sample).
