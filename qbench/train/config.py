@@ -190,6 +190,10 @@ class QuantConfig:
     sharing: str = "layerwise"
     learn_biases: bool = False
     calib_samples: int = 1000
+    # training images over which BatchNorm statistics are re-estimated in the evaluated mode
+    # before each evaluation of a method that trains in another mode (the paper's soft vs hard);
+    # 0 keeps the statistics gathered in training (docs/training.md, deviation bn_hard_stats)
+    bn_reestimate_samples: int = 4096
     # alpha at initialisation: the paper's 1/beta, or least squares (docs/quantizer.md)
     weight_alpha_init: str = "inverse_beta"
     act_alpha_init: str = "least_squares"
@@ -219,6 +223,8 @@ class QuantConfig:
         require(isinstance(self.learn_biases, bool), "quant.learn_biases", "must be true or false")
         require(is_int(self.calib_samples) and self.calib_samples >= 1, "quant.calib_samples",
                 f"must be an integer >= 1, got {self.calib_samples!r}")
+        require(is_int(self.bn_reestimate_samples) and self.bn_reestimate_samples >= 0,
+                "quant.bn_reestimate_samples", f"must be an integer >= 0, got {self.bn_reestimate_samples!r}")
         if self.method != DEFAULT_METHOD:
             defaults = QuantConfig()
             for key in QN_SECTION_KEYS:
@@ -265,15 +271,27 @@ class TemperatureConfig:
     slope: float = 5.0
     cap: float | None = None
     epoch_scale: float = 1.0  # paper epochs per run epoch (short schedules, see schedule.py)
+    # the activation quantizers' own epoch_scale (null: epoch_scale). Short W+A schedules need
+    # both: binary weights at T = 5-20 keep about half their hard RMS, while A1 activations
+    # trained at T in the hundreds double the training loss (docs/training.md)
+    act_epoch_scale: float | None = None
 
     def __post_init__(self) -> None:
         require(is_number(self.epoch_scale) and self.epoch_scale > 0, "temperature.epoch_scale",
                 f"must be > 0, got {self.epoch_scale!r}")
+        require(self.act_epoch_scale is None or (is_number(self.act_epoch_scale) and self.act_epoch_scale > 0),
+                "temperature.act_epoch_scale", f"must be null or > 0, got {self.act_epoch_scale!r}")
         require(self.kind in TEMPERATURE_KINDS, "temperature.kind",
                 f"must be one of {TEMPERATURE_KINDS}, got {self.kind!r}")
         require(is_number(self.slope) and self.slope > 0, "temperature.slope", f"must be > 0, got {self.slope!r}")
         require(self.cap is None or (is_number(self.cap) and self.cap > 0), "temperature.cap",
                 f"must be null or > 0, got {self.cap!r}")
+
+    def schedule(self, kind: str) -> TemperatureSchedule:
+        """The schedule of the "weights" or the "activations" quantizers."""
+        scale = self.act_epoch_scale if kind == "activations" and self.act_epoch_scale is not None \
+            else self.epoch_scale
+        return TemperatureSchedule(self.kind, self.slope, self.cap, epoch_scale=scale)
 
 
 @dataclass
@@ -401,7 +419,7 @@ class RunConfig:
         if q.enabled and e.total:
             t = self.temperature
             # T grows with the epoch: the last one has the largest
-            last_T = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=t.epoch_scale).value(e.total)
+            last_T = max(t.schedule(kind).value(e.total) for kind in ("weights", "activations"))
             require(last_T <= FLOAT32_MAX, "temperature",
                    f"T reaches {last_T:.3g} by epoch {e.total}, beyond float32 ({FLOAT32_MAX:.3g}); "
                    "lower temperature.slope / epoch_scale or set temperature.cap")

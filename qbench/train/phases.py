@@ -153,14 +153,14 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
     Args:
         config: a validated run config.
     """
-    from qbench.quant import DEFAULT_METHOD, TemperatureSchedule, get_method
+    from qbench.quant import DEFAULT_METHOD, get_method
 
     e, o, t, q = config.epochs, config.optim, config.temperature, config.quant
     # a method without a temperature (quant.method) gets no T in its plan
     tempered = get_method(getattr(q, "method", DEFAULT_METHOD)).uses_temperature
     lengths = {p: int(getattr(e, p)) for p in PHASES}
     total = sum(lengths.values())
-    schedule = TemperatureSchedule(t.kind, t.slope, t.cap, epoch_scale=getattr(t, "epoch_scale", 1.0))
+    w_schedule, a_schedule = t.schedule("weights"), t.schedule("activations")
     w_quant, a_quant = q.weights is not None, q.activations is not None
     plan: list[EpochPlan] = []
     w_epochs = a_epochs = 0  # epochs each kind of quantizer has trained so far
@@ -175,8 +175,8 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
                 w_epochs += 1
             if a_quant and phase in ("activations", "joint"):
                 a_epochs += 1
-            t_w = schedule.value(w_epochs) if tempered and w_quant and w_on and w_epochs else None
-            t_a = schedule.value(a_epochs) if tempered and a_quant and a_on and a_epochs else None
+            t_w = w_schedule.value(w_epochs) if tempered and w_quant and w_on and w_epochs else None
+            t_a = a_schedule.value(a_epochs) if tempered and a_quant and a_on and a_epochs else None
             plan.append(EpochPlan(epoch, phase, k, lr, t_w, t_a,
                                   trained_groups(phase, w_quant, a_quant), total))
     return plan
