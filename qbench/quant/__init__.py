@@ -28,8 +28,10 @@ from .levels import PAPER_ACTIVATION_SETS, PAPER_WEIGHT_SETS, LevelSet, as_level
 from .model import (
     QuantPolicy,
     activation_quantizers,
+    batchnorm_statistics,
     calibrate_activations,
     quant_parameters,
+    reestimate_batchnorm,
     quantize_model,
     set_enabled,
     set_mode,
@@ -45,9 +47,9 @@ __all__ = [
     "register_method",
     "ALPHA_INITS", "ActivationQuantizer", "LevelSet", "PAPER_ACTIVATION_SETS", "PAPER_WEIGHT_SETS", "QuantPolicy",
     "QuantReport", "QuantState", "Quantizer", "TemperatureSchedule", "WeightQuantizer",
-    "activation_quantizers", "as_level_set", "calibrate_activations", "dequantize",
+    "activation_quantizers", "as_level_set", "batchnorm_statistics", "calibrate_activations", "dequantize",
     "export_hard_model", "hard_quantize", "hard_quantize_reference", "initial_beta", "kmeans_1d",
     "kmeans_biases", "least_squares_alpha", "linear_biases", "load_hard_model", "model_size_bits", "quant_parameters",
-    "quantize_model", "set_enabled", "set_mode", "set_temperature", "soft_quantize",
+    "quantize_model", "reestimate_batchnorm", "set_enabled", "set_mode", "set_temperature", "soft_quantize",
     "soft_quantize_reference", "weight_quantizers",
 ]

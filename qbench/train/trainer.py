@@ -205,6 +205,8 @@ def run(config: Config, out_dir: str | Path, quiet: bool = False) -> dict:
 
 
 RESTART_HINT = "delete it to restart the run from epoch 0"
+# hard top-1 this many points below soft top-1 flags a run's evaluation (metrics final)
+EVALUATION_MISMATCH_POINTS = 5.0
 
 
 def _check_run_dir(out: Path, resolved: dict) -> dict | None:
@@ -355,6 +357,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             log(f"calibrated {len(maxima)} activation quantizers on {q.calib_samples} samples")
 
     last_save = [-math.inf]
+    eval_stats: dict = {}  # "hard": the BatchNorm statistics of the last hard evaluation
 
     def save_checkpoint(epoch: int, wall: float) -> None:
         now = time.perf_counter()
@@ -365,7 +368,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "history": history, "curves": curves, "rng": _rng_state(device), "wall_time_s": wall,
                 "train_images": train_images, "train_time_s": train_time,
-                "phase": phases[epoch - 1] if epoch else "init", "config": resolved})
+                "phase": phases[epoch - 1] if epoch else "init", "config": resolved,
+                # what the last hard evaluation normalised with (the deployed network's)
+                "eval_batchnorm": eval_stats.get("hard")})
 
     if not resume and config.checkpoint_every_s == 0:  # otherwise a restart re-initialises
         save_checkpoint(0, wall_done + time.perf_counter() - start_wall)
@@ -382,9 +387,19 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             both = evaluate(model, batches, device, info, config.model.num_classes, every)
             return both, both
         method.set_mode(model, method.eval_mode)
-        hard = evaluate(model, batches, device, info, config.model.num_classes, every)
         if method.train_mode is None or method.train_mode == method.eval_mode:
+            hard = evaluate(model, batches, device, info, config.model.num_classes, every)
             return hard, hard
+        # BatchNorm statistics of the evaluated mode, not of the trained one (deviation
+        # bn_hard_stats); the training statistics come back for the soft evaluation and training
+        trained_stats = Q.batchnorm_statistics(model) if q.bn_reestimate_samples else None
+        if trained_stats:
+            Q.reestimate_batchnorm(model, (x.to(device) for x in data.calib_batches(d.batch_size, config.seed)),
+                                   q.bn_reestimate_samples)
+            eval_stats["hard"] = Q.batchnorm_statistics(model)
+        hard = evaluate(model, batches, device, info, config.model.num_classes, every)
+        if trained_stats:
+            model.load_state_dict(trained_stats, strict=False)
         method.set_mode(model, method.train_mode)
         soft = evaluate(model, batches, device, info, config.model.num_classes, every)
         return hard, soft
@@ -478,6 +493,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             log(f"evaluated {config.start.checkpoint} without training")
     labels = curves["labels"] if hard is None else hard.labels
     final["test_images"] = int(labels.numel())
+    # a deployed (hard) network far below the trained (soft) one is an evaluation problem, not
+    # a result: the report flags it
+    final["evaluation_mismatch"] = final["soft_top1"] - final["hard_top1"] > EVALUATION_MISMATCH_POINTS
     wall = wall_done + time.perf_counter() - start_wall
     if method is not None and method.eval_mode is not None:
         method.set_mode(model, method.eval_mode)

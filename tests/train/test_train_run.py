@@ -25,7 +25,8 @@ def _check_run_dir(out, quantized: bool) -> dict:
     assert (out / "model_hard.pt").is_file() == quantized
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == METRIC_KEYS and metrics["status"] == "complete"
-    assert set(metrics["final"]) == {"hard_top1", "hard_top5", "soft_top1", "soft_top5", "test_images"}
+    assert set(metrics["final"]) == {"hard_top1", "hard_top5", "soft_top1", "soft_top5", "test_images",
+                                    "evaluation_mismatch"}
     assert all(set(r) == ROW_KEYS for r in metrics["history"])
     assert [r["epoch"] for r in metrics["history"]] == list(range(1, len(metrics["history"]) + 1))
     assert metrics["final"]["hard_top1"] == metrics["history"][-1]["hard_top1"]
