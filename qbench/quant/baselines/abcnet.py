@@ -66,6 +66,11 @@ class ABCWeightQuantizer(BaselineQuantizer):
 
     kind = "weight"
 
+    @property
+    def num_levels(self) -> int:
+        """M + 1: the bases switch on in a fixed order (the module docstring)."""
+        return self.bits + 1
+
     def __init__(self, bits: int) -> None:
         super().__init__()
         self.bits = check_bits(bits, 1, MAX_BASES, "bits")
@@ -128,6 +133,11 @@ class ABCActivationQuantizer(BaselineQuantizer):
     """
 
     kind = "activation"
+
+    @property
+    def num_levels(self) -> int:
+        """M + 1: the bases switch on in a fixed order (the module docstring)."""
+        return self.bits + 1
 
     def __init__(self, bits: int) -> None:
         super().__init__()

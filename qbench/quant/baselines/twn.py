@@ -39,6 +39,7 @@ class TWNQuantizer(BaselineQuantizer):
 
     bits = 2
     kind = "weight"
+    num_levels = 3
 
     @torch.no_grad()
     def threshold_and_scale(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
