@@ -16,19 +16,32 @@ paper's method. Per cell and scale the table lists:
   given; a drop more than ``DROP_TOLERANCE`` above the paper's is flagged.
 
 Inputs are the per-run records the report already collects (``qbench.report.collect``: cell,
-seed, ``hard_top1``, ``run_dir``) and the FP top-1 per model.
+seed, ``hard_top1``, ``run_dir``; ``runs.csv`` of ``qbench.report.aggregate``) and, per model, the
+FP cell's runs. The paper's relative drop of a cell is ``1 - cited top-1 / the table's
+full-precision caption`` (the paper's own FP, not each baseline paper's).
+
+``python -m qbench.report.sanity --runs runs.csv --num-classes 10 --out method_sanity.md``
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import pandas as pd
 import torch
 
+from qbench.io import write_text
+from qbench.paper import load_cells, load_tables
 from qbench.quant.baselines import dequantize
+from qbench.quant.methods.baselines import level_counts
+
+log = logging.getLogger(__name__)
 
 COLLAPSE_SHARE = 0.25
 DROP_TOLERANCE = 0.2
@@ -184,3 +197,83 @@ def sanity_grid(rows: Iterable[SanityRow]) -> list[list[str]]:
                      f"{r.fp_top1:.1f}", nonzero, levels, ", ".join(map(str, r.collapsed_seeds)) or "none",
                      "; ".join(r.findings) or "no"])
     return grid
+
+
+def paper_relative_drop(cell) -> float | None:
+    """``1 - cited top-1 / FP caption`` of the cell's first placement with both numbers."""
+    tables = load_tables()
+    for place in cell.tables:
+        table = tables.get(place.table, {})
+        rows = {r["key"]: r for r in table.get("rows", [])}
+        cited = ((rows.get(place.row) or {}).get("cells") or {}).get(place.column) or {}
+        fp = ((rows.get("fp") or {}).get("cells") or {}).get("w32a32") or {}
+        if cited.get("top1") is not None and fp.get("top1"):
+            return 1.0 - float(cited["top1"]) / float(fp["top1"])
+    return None
+
+
+def sanity_rows(records: Iterable[dict], num_classes: int,
+                read_export: Callable[[str | Path], dict] | None = load_export) -> list[SanityRow]:
+    """The sanity rows of every baseline classification cell among ``records``.
+
+    Args:
+        records: per-run records (``cell``, ``seed``, ``hard_top1``, ``run_dir``), FP cells included.
+        num_classes: classes of the scale's task.
+        read_export: as in ``sanity_row``.
+
+    Returns:
+        One row per baseline cell whose model's FP cell has runs (others are logged and skipped).
+    """
+    cells = load_cells()
+    by_cell: dict[str, list[dict]] = {}
+    for r in records:
+        by_cell.setdefault(str(r["cell"]), []).append(r)
+    fp_top1 = {}
+    for cell_id, runs in by_cell.items():
+        cell = cells.get(cell_id)
+        if cell is not None and cell.kind == "fp" and cell.task == "classify":
+            fp_top1[cell.model] = sum(float(r["hard_top1"]) for r in runs) / len(runs)
+    out = []
+    for cell_id in sorted(by_cell):
+        cell = cells.get(cell_id)
+        if cell is None or not cell.is_baseline or cell.task != "classify":
+            continue
+        if cell.model not in fp_top1:
+            log.warning("%s: no FP run of %s to compare with; left out of the sanity table", cell_id, cell.model)
+            continue
+        levels = level_counts(cell.method, cell.weights, cell.activations)["weights"]
+        out.append(sanity_row(cell_id, cell.method, cell.model, cell.wa_label, by_cell[cell_id], fp_top1[cell.model],
+                              num_classes, levels_expected=levels, paper_relative_drop=paper_relative_drop(cell),
+                              read_export=read_export))
+    return out
+
+
+def to_markdown(grid: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(grid[0]) + " |", "|" + "---|" * len(grid[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in grid[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the method sanity table of a scale's ``runs.csv`` as markdown."""
+    ap = argparse.ArgumentParser(description="The method sanity table of a scale's runs.")
+    ap.add_argument("--runs", required=True, help="runs.csv of qbench.report.aggregate")
+    ap.add_argument("--num-classes", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        runs = pd.read_csv(args.runs)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        print(f"--runs {args.runs}: {e}", file=sys.stderr)
+        return 2
+    missing = {"cell", "seed", "hard_top1", "run_dir"} - set(runs.columns)
+    if missing:
+        print(f"--runs {args.runs}: no column(s) {', '.join(sorted(missing))}", file=sys.stderr)
+        return 2
+    rows = sanity_rows(runs.to_dict("records"), args.num_classes)
+    write_text(args.out, to_markdown(sanity_grid(rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -85,3 +85,50 @@ def test_missing_top1_and_export_are_errors(tmp_path):
         sanity_row("c", "ttq", "m", "2/32", [{"seed": 0, "hard_top1": None, "run_dir": "x"}], 90.0, 10)
     with pytest.raises(FileNotFoundError, match="model_hard.pt does not exist"):
         load_export(tmp_path)
+
+
+def _runs_with_exports(tmp_path, cell, values, exported):
+    out = []
+    for seed, top1 in enumerate(values):
+        run_dir = tmp_path / cell / f"s{seed}"
+        run_dir.mkdir(parents=True)
+        torch.save(exported, run_dir / "model_hard.pt")
+        out.append({"cell": cell, "seed": seed, "hard_top1": top1, "run_dir": str(run_dir)})
+    return out
+
+
+def test_scale_rows_compare_with_the_models_fp_cell_and_the_papers_drop(tmp_path):
+    from qbench.paper import load_cells, load_tables
+    from qbench.report.sanity import paper_relative_drop, sanity_rows
+
+    ternary = _export([-0.5, 0.0, 0.5], [[0, 1, 2, 2]], [-0.5, 0.0, 0.5], [[1, 1]])
+    records = [{"cell": "alexnet_fp", "seed": 0, "hard_top1": 88.0, "run_dir": "unused"}]
+    records += _runs_with_exports(tmp_path, "alexnet_w2a32_ttq", [20.1, 9.3, 20.0], ternary)
+    records += _runs_with_exports(tmp_path, "alexnet_w2a32_twn", [84.0, 85.0, 83.5], ternary)
+    records += _runs_with_exports(tmp_path, "resnet18_w2a32_ttq", [80.0], ternary)  # no resnet18_fp: left out
+    rows = {r.cell: r for r in sanity_rows(records, num_classes=10)}
+    assert set(rows) == {"alexnet_w2a32_ttq", "alexnet_w2a32_twn"}
+    ttq, twn = rows["alexnet_w2a32_ttq"], rows["alexnet_w2a32_twn"]
+    assert ttq.collapsed_seeds == [0, 1, 2] and ttq.harness_finding  # threshold 10 + 0.25 * 78 = 29.5
+    assert not twn.harness_finding and twn.levels_expected == 3 and twn.levels_used == 3
+    table = load_tables()["table1"]
+    fp = next(r for r in table["rows"] if r["key"] == "fp")["cells"]["w32a32"]["top1"]
+    cited = next(r for r in table["rows"] if r["key"] == "ttq")["cells"]["w2a32"]["top1"]
+    assert ttq.paper_relative_drop == pytest.approx(1 - cited / fp)
+    assert paper_relative_drop(load_cells()["alexnet_w2a32_lsq"]) is None  # not cited by the paper
+
+
+def test_command_line_writes_the_table_and_refuses_bad_input(tmp_path):
+    import pandas as pd
+    from qbench.report.sanity import main
+
+    ternary = _export([-0.5, 0.0, 0.5], [[0, 1, 2, 2]], [-0.5, 0.0, 0.5], [[1, 1]])
+    records = [{"cell": "alexnet_fp", "seed": 0, "hard_top1": 88.0, "run_dir": "unused"}]
+    records += _runs_with_exports(tmp_path, "alexnet_w2a32_ttq", [20.1, 60.0], ternary)
+    pd.DataFrame.from_records(records).to_csv(tmp_path / "runs.csv", index=False)
+    out = tmp_path / "sanity.md"
+    assert main(["--runs", str(tmp_path / "runs.csv"), "--num-classes", "10", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("| Cell |") and lines[2].startswith("| alexnet_w2a32_ttq | ttq | 2/32 | 20.1 / 60.0 |")
+    pd.DataFrame({"cell": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["--runs", str(tmp_path / "bad.csv"), "--num-classes", "10", "--out", str(out)]) == 2
