@@ -727,7 +727,8 @@ def methods_grid(results: list[MethodResult]) -> list[list[str]]:
              "Ours − method [95 % CI]", "Seeds", "Test images"]]
     for r in results:
         model = f"{r.model} ({r.source.replace('table', 'Table ')})"
-        method = f"{r.method_label} ({', '.join(filter(None, (r.cell.method, level_label(r.cell.method, r.cell.weights, r.cell.activations))))})"
+        note = level_label(r.cell.method, r.cell.weights, r.cell.activations)  # levels unlike QN's
+        method = f"{r.method_label} ({r.cell.method}{', ' + note if note else ''})"
         if r.mean is None:
             grid.append([model, r.setting_label, "-", method, fmt_value(r.cited), r.status, "-", "-", "-"])
             continue

@@ -297,7 +297,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             raise TrainingError(problem)
     model.to(device)
     # the method's own groups (QuantMethod.param_groups: lr and weight-decay multipliers)
-    quant_groups = method.param_groups(model) if method is not None else [{"params": [], "lr_mult": 1.0, "decay_mult": 0.0}]
+    quant_groups = (method.param_groups(model) if method is not None
+                    else [{"params": [], "lr_mult": 1.0, "decay_mult": 0.0}])
     qids = {id(p) for g in quant_groups for p in g["params"]}
     net_params = [p for p in model.parameters() if id(p) not in qids]
     optimizer = torch.optim.SGD(
