@@ -18,7 +18,7 @@ As the authors' released code (fengfu-chris/caffe-twns @ 51916a4): Delta = (delt
 with delta = 7 by default (src/caffe/binary.cpp line 28; src/caffe/blob.cpp ``set_delta``,
 lines 112-118), strict inequalities (src/caffe/util/math_functions.cpp line 289:
 ``(x > delta) - (x < -delta)``), alpha = <t, W> / <t, t> over the whole blob, i.e. mean |W| on
-I_Delta (blob.cpp lines 170-173), recomputed at every forward of a conv (conv_layer.cpp line 38).
+I_Delta (blob.cpp lines 173-176), recomputed at every forward of a conv (conv_layer.cpp line 38).
 No parameters of its own, so no parameter group; their LeNet solver (examples/mnist/
 lenet_tn_solver.prototxt, line 12: weight decay 1e-4) is a plain SGD recipe like the shared one.
 """
