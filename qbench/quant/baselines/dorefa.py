@@ -20,7 +20,7 @@ the layer, sign(0) = +1, identity gradient (lines 25-32); k-bit weights through 
 lines 83-89). The first conv and the last fc stay full precision (alexnet-dorefa.py line 77), as
 in the shared harness. No parameters of its own, so no parameter group; their AlexNet trains
 with Adam lr 2e-4, eps 1e-5 (alexnet-dorefa.py lines 136-137), where the shared recipe is SGD
-(deviation ``baselines_joint`` covers the joint schedule).
+(deviation ``dorefa_sgd``).
 """
 
 from __future__ import annotations
