@@ -30,6 +30,7 @@ import pandas as pd
 from qbench.io import read_json, write_text
 from qbench.paper import Cell, SummaryTable, cells_for_table, load_cells, load_tables, summary_tables
 from qbench.quant import LevelSet
+from qbench.quant.methods.baselines import level_label
 from qbench.report.claims import Results, comparison_interval
 from qbench.stats import Interval, contrast_interval
 
@@ -726,7 +727,8 @@ def methods_grid(results: list[MethodResult]) -> list[list[str]]:
              "Ours − method [95 % CI]", "Seeds", "Test images"]]
     for r in results:
         model = f"{r.model} ({r.source.replace('table', 'Table ')})"
-        method = f"{r.method_label} ({r.cell.method})"
+        note = level_label(r.cell.method, r.cell.weights, r.cell.activations)  # levels unlike QN's
+        method = f"{r.method_label} ({r.cell.method}{', ' + note if note else ''})"
         if r.mean is None:
             grid.append([model, r.setting_label, "-", method, fmt_value(r.cited), r.status, "-", "-", "-"])
             continue

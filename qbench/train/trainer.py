@@ -298,13 +298,15 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         if problem:
             raise TrainingError(problem)
     model.to(device)
-    quant_params = method.parameters(model) if method is not None else []
-    qids = {id(p) for p in quant_params}
+    # the method's own groups (QuantMethod.param_groups: lr and weight-decay multipliers)
+    quant_groups = (method.param_groups(model) if method is not None
+                    else [{"params": [], "lr_mult": 1.0, "decay_mult": 0.0}])
+    qids = {id(p) for g in quant_groups for p in g["params"]}
     net_params = [p for p in model.parameters() if id(p) not in qids]
-    # Quantizer alpha/beta/biases are scales and thresholds, not weights: no decay on them.
     optimizer = torch.optim.SGD(
-        [{"params": net_params, "weight_decay": config.optim.weight_decay},
-         {"params": quant_params, "weight_decay": 0.0}],
+        [{"params": net_params, "weight_decay": config.optim.weight_decay, "lr_mult": 1.0}]
+        + [{"params": g["params"], "weight_decay": config.optim.weight_decay * g["decay_mult"],
+            "lr_mult": g["lr_mult"]} for g in quant_groups],
         lr=config.optim.lr, momentum=config.optim.momentum)
     plan = epoch_plan(config)
 
@@ -419,7 +421,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 method.set_mode(model, method.train_mode)
         lr = step_plan.lr
         for g in optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
         torch.manual_seed(_epoch_seed(config.seed, epoch))
         model.train()
         t0 = time.perf_counter()

@@ -402,7 +402,7 @@ def test_baseline_level_set_names_give_bit_widths():
     cfg = get_method("hwgq").config_from_section(None, "act_binary", {"uniform": False})
     model = _tiny()
     method = quantize_(model, cfg)
-    assert method.input_modules(model)["conv2"].quantizer.quantizer.uniform is False
+    assert method.input_modules(model)["conv2"].quantizer.quantizer.quantizer.uniform is False
 
 
 @pytest.mark.parametrize("run_epochs, starts", [(1, [1, 1, 1, 1]), (3, [1, 1, 2, 3]), (4, [1, 2, 3, 4]),
@@ -416,7 +416,7 @@ def test_inq_freezes_its_portions_on_the_runs_epoch_schedule(run_epochs, starts)
     assert due == [sum(1 for s in starts if s <= e) for e in range(1, run_epochs + 1)]
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3), nn.Flatten(), nn.Linear(8 * 2 * 2, 3))
-    method = quantize_(model, get_method("inq").config_from_section("ternary", None, {}))
+    method = quantize_(model, get_method("inq").config_from_section("5bit", None, {}))
     quantizer = method.weight_modules(model)["1"].quantizer
     shares = []
     for epoch in range(1, run_epochs + 1):
@@ -427,4 +427,23 @@ def test_inq_freezes_its_portions_on_the_runs_epoch_schedule(run_epochs, starts)
     assert shares == [(0.0, 0.5, 0.75, 0.875, 1.0)[d] for d in due]
     assert bool(quantizer.frozen.all())  # after the last epoch: every weight quantized, exportable
     codes = method.export(model)["weights"]["1"]
-    assert codes["codebook"].numel() == 3  # INQ's 2 bits: 0 and +-2^n1
+    assert codes["codebook"].numel() == 17  # INQ's 5 bits: 0 and +-2^n, 8 powers
+
+
+def test_inq_ternary_runs_the_papers_2_bit_portions():
+    """Sec. 3.4 of the INQ paper: ten accumulated portions at 2 bits, frozen over the run."""
+    from qbench.quant.methods.baselines import inq_stages_due
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3), nn.Flatten(), nn.Linear(8 * 2 * 2, 3))
+    method = quantize_(model, get_method("inq").config_from_section("ternary", None, {}))
+    quantizer = method.weight_modules(model)["1"].quantizer
+    assert quantizer.portions == (0.2, 0.4, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 1.0)
+    run_epochs = 10
+    for epoch in range(1, run_epochs + 1):
+        step = EpochPlan(epoch, "weights", epoch, 0.1, None, None, ("network",), run_epochs=run_epochs)
+        method.on_epoch(model, step)
+        assert quantizer.stage == inq_stages_due(epoch, run_epochs, 10) == epoch
+        assert int(quantizer.frozen.sum()) == round(quantizer.portions[epoch - 1] * 288)
+        method.on_epoch_end(model, step)
+    assert method.export(model)["weights"]["1"]["codebook"].numel() == 3  # 0 and +-2^n1

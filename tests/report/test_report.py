@@ -347,13 +347,13 @@ def test_methods_table_ranks_and_differences(built):
     assert row["Rerun top-1 [95 % CI]"] == f"{twn.mean.effect:.2f} [{twn.mean.low:.2f}, {twn.mean.high:.2f}]"
     assert row["Cited top-1"] == "54.5" and row["Seeds"] == "2" and row["Test images"] == "32"
     # one seed: the value with (n=1) and no interval; not cited by the paper: "-"
-    lsq = grid[grid["Method"] == "LSQ (not cited in the paper) (lsq)"].iloc[0]
+    lsq = grid[grid["Method"] == "LSQ (not cited in the paper) (lsq, W 4 lv (QN 3))"].iloc[0]  # level_label
     assert lsq["Rerun top-1 [95 % CI]"].endswith("(n=1)") and lsq["Ours − method [95 % CI]"].endswith("(n=1)")
     assert lsq["Cited top-1"] == "-"
     # cells without results say so
     ttq = grid[grid["Method"] == "TTQ [34] (ttq)"].iloc[0]
     assert ttq["Rerun top-1 [95 % CI]"] == "not run (no completed run)" and ttq["Rank"] == "-"
-    lq = grid[(grid["Method"] == "LQ-Net [31] (lqnet)") & (grid["W/A"] == "2/32")]
+    lq = grid[(grid["Method"] == "LQ-Net [31] (lqnet, W 4 lv (QN 3))") & (grid["W/A"] == "2/32")]
     assert set(lq["Rerun top-1 [95 % CI]"]) >= {"not run (not in this scale's cells)"}
     ours_r18 = at[("table2", "w2a32", "resnet18_w2a32")]
     assert ours_r18.status.startswith("not run")

@@ -25,7 +25,7 @@ from .abcnet import ABCActivationQuantizer, ABCWeightQuantizer
 from .admm import ADMMQuantizer
 from .bwn import BWNQuantizer
 from .dorefa import DoReFaActivationQuantizer, DoReFaWeightQuantizer
-from .hwgq import HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
+from .hwgq import HWGQInput, HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
 from .inq import INQQuantizer
 from .lqnet import LQNetQuantizer
 from .lsq import LSQQuantizer
@@ -50,6 +50,6 @@ BASELINES = {
 
 __all__ = [
     "ABCActivationQuantizer", "ABCWeightQuantizer", "ADMMQuantizer", "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
-    "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
+    "HWGQInput", "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
     "check_bits", "dequantize", "half_gaussian_lloyd_max", "half_gaussian_uniform_step",
 ]

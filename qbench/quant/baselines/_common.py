@@ -79,6 +79,11 @@ class BaselineQuantizer(nn.Module):
     Attributes:
         bits: bits one code takes in storage (ternary codes take 2).
         kind: "weight" (input is a layer's weight, dim 0 = output channels) or "activation".
+        num_levels: how many values the quantizer's output can take (per tensor, or per output
+            channel where the level table is per channel): 2-bit LSQ has 4, TTQ 3.
+        lr_mult / decay_mult: the optimizer settings of the quantizer's own parameters, times
+            the run's lr / weight decay, as the method's authors train them (each quantizer's
+            docstring cites where); default: the network's lr and no weight decay.
 
     ``forward(x)`` returns the quantized x (float, x's shape) with the method's gradient;
     ``initialize(x)`` sets data-dependent parameters (a no-op where the method has none);
@@ -87,6 +92,13 @@ class BaselineQuantizer(nn.Module):
 
     bits: int
     kind: str
+    lr_mult: float = 1.0
+    decay_mult: float = 0.0
+
+    @property
+    def num_levels(self) -> int:
+        """2^bits unless the method's level set says otherwise."""
+        return 2 ** self.bits
 
     def initialize(self, x: torch.Tensor) -> None:
         """Nothing to set from data for this method."""

@@ -24,6 +24,10 @@ Initialisation (``initialize``, our choice; the paper does not fix it): a unifor
 Both sums take M + 1 (N + 1) values because the binary bases switch on in a fixed order as the
 input grows, so codes count the bases that are on; ``bits`` is M (N), the binary tensors the
 paper stores.
+
+No released code of the authors exists; every choice above is the paper's (Lin et al. 2017,
+Secs. 3.1-3.2), and beta, v train with the network's optimizer and lr without weight decay
+(the default parameter group: the paper gives none of its own).
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ class ABCWeightQuantizer(BaselineQuantizer):
     """
 
     kind = "weight"
+
+    @property
+    def num_levels(self) -> int:
+        """M + 1: the bases switch on in a fixed order (the module docstring)."""
+        return self.bits + 1
 
     def __init__(self, bits: int) -> None:
         super().__init__()
@@ -128,6 +137,11 @@ class ABCActivationQuantizer(BaselineQuantizer):
     """
 
     kind = "activation"
+
+    @property
+    def num_levels(self) -> int:
+        """M + 1: the bases switch on in a fixed order (the module docstring)."""
+        return self.bits + 1
 
     def __init__(self, bits: int) -> None:
         super().__init__()

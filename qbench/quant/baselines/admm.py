@@ -17,6 +17,8 @@ levels takes the lower one) and ``alpha = <V, Q> / <Q, Q>`` until Q stops changi
 ``PROJECTION_STEPS`` rounds). alpha_0 is our choice; the paper does not fix it.
 The paper's extragradient variant of the W-step is not implemented: plain SGD on the penalised
 loss is the W-step here.
+
+No released code of the authors exists; every choice above is the paper's (Leng et al. 2018).
 """
 
 from __future__ import annotations

@@ -12,7 +12,21 @@ takes from Hubara et al., ``d sign(r)/dr = 1_{|r| <= 1}`` (hard-tanh STE):
 
 with n the weights per channel and ``sgn`` the derivative of |.| (0 at 0, autograd's choice).
 The paper prints this per element as ``g_i (1/n + alpha * d sign/dW_i)``, which keeps only the
-j = i term of the alpha path; we use the full chain rule, as the authors' released code does.
+j = i term of the alpha path; we use the full chain rule.
+
+What the authors' released code does instead (allenai/XNOR-Net @ 4006d59, Lua Torch): before
+each step (train.lua, lines 169-172) the latent weights of every conv but the first and the last
+are mean-centred per filter (util.lua ``meancenterConvParms``, lines 99-108) and clamped to
+[-1, 1] (``clampConvParms``, lines 125-132), then replaced by ``alpha_c sign(W)`` with
+alpha_c = mean |W| per output filter (``binarizeConvParms``, lines 111-122). After the backward
+pass the latent weights are restored and the gradient computed for the binary weights is
+multiplied element by element by ``(alpha_c 1[-1 < W_i < 1] + 1/n) (1 - 1/C_in)``, and by n
+more under SGD (``updateBinaryGradWeight``, lines 78-94; train.lua line 184): the paper's
+per-element j = i form with two extra factors, not the full chain rule. Neither the
+mean-centring, the clamp nor those factors are reproduced here: the shared recipe's SGD and
+gradient clipping apply to the latent weights as to every method's. BWN has no parameters of
+its own (alpha is recomputed from W), so no parameter group; the README trains BWN AlexNet with
+the released main.lua defaults (README.md, line 26).
 """
 
 from __future__ import annotations

@@ -12,6 +12,15 @@ Weights (Sec. 2, low bitwidth weights):
 Activations (Sec. 2, low bitwidth activations): ``r_o = quantize_k(clip(r_i, 0, 1))``, the
 activation bounded to [0, 1] before it is quantized. The gradient of the clip
 is 1 on [0, 1] (both ends included) and 0 outside.
+
+As the released code (tensorpack/tensorpack @ 1547a54, examples/DoReFa-Net/dorefa.py):
+quantize_k with an identity gradient (lines 12-19); 1-bit weights E sign(W) with E = mean |W| of
+the layer, sign(0) = +1, identity gradient (lines 25-32); k-bit weights through tanh and the max
+(lines 34-36); activations quantize_k of ``clip(x, 0, 1)`` (lines 38-41 and alexnet-dorefa.py
+lines 83-89). The first conv and the last fc stay full precision (alexnet-dorefa.py line 77), as
+in the shared harness. No parameters of its own, so no parameter group; their AlexNet trains
+with Adam lr 2e-4, eps 1e-5 (alexnet-dorefa.py lines 136-137), where the shared recipe is SGD
+(deviation ``dorefa_sgd``).
 """
 
 from __future__ import annotations

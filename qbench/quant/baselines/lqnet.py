@@ -16,11 +16,26 @@ a moving average ``v <- m v + (1 - m) v*`` (momentum m = 0.9). In training mode 
 first updates v this way and then quantizes with the new v; eval mode only quantizes.
 v is a buffer, not an nn.Parameter: it is learned by QEM, not by gradient descent.
 
-Backward: straight through, ``dQ/dx = 1`` for q_1 <= x <= q_{2^K} and 0 outside (the clipped
-STE; the paper follows the STE of DoReFa/HWGQ).
+Backward, as the authors' released code (microsoft/LQ-Nets @ 4f3ea9b,
+learned_quantization.py):
+- weights pass straight through, ``dQ/dx = 1`` everywhere (line 253:
+  ``y = x + stop_gradient(-x) + stop_gradient(y)``, "gradient: y=x"): no clip, so weights
+  outside the level range still learn;
+- activations are clipped at the top level only, ``dQ/dx = 1`` for x <= q_{2^K}, else 0
+  (lines 111-112, ``x_clip = minimum(x, levels[-1])``; tf.minimum passes the gradient where
+  x <= the level).
 
 Initialisation (``initialize``): the paper does not fix it; we start from the uniform basis
 v = c (1, 2, ..., 2^{K-1}) with c fitted to mean |x| and run ``INIT_ITERATIONS`` plain QEM steps.
+(The released code starts from fixed bases: 0.6745 * sqrt(2/n) / 2^(K-1) * 2^j for weights, with
+n the fan of the layer's initialiser, and 0.6745 * 2 / (2^K - 1) * 2^j for activations, lines
+31 and 136, then follows the moving average; ours starts at a QEM fit of the actual tensor.)
+
+Parameters and schedule: v is a buffer updated by QEM with moving-average factor 0.9
+(``MOVING_AVERAGES_FACTOR``, line 11; ``trainable=False``, lines 53-56 and 164-167); the
+quantizer has no optimizer parameters, so nothing of the shared recipe is replaced. The weight
+QEM adds ``EPS * I`` to B B^T and ``EPS * v`` to B x (EPS = 1e-4, lines 214 and 239); we use the
+pseudo-inverse instead, which coincides unless a bit never changes.
 """
 
 from __future__ import annotations
@@ -42,16 +57,30 @@ def encodings(bits: int, signed: bool) -> torch.Tensor:
     return torch.tensor(list(itertools.product(values, repeat=bits)), dtype=torch.float64)
 
 
-class _ClippedSTE(torch.autograd.Function):
+class _TopClippedSTE(torch.autograd.Function):
+    """The quantized value forward; the gradient passes where x <= ``high`` (activations)."""
+
     @staticmethod
-    def forward(ctx, x, quantized, low, high):
-        ctx.save_for_backward(x, low, high)
+    def forward(ctx, x, quantized, high):
+        ctx.save_for_backward(x, high)
         return quantized
 
     @staticmethod
     def backward(ctx, grad):
-        x, low, high = ctx.saved_tensors
-        return grad * ((x >= low) & (x <= high)).to(grad.dtype), None, None, None
+        x, high = ctx.saved_tensors
+        return grad * (x <= high).to(grad.dtype), None, None
+
+
+class _StraightThrough(torch.autograd.Function):
+    """The quantized value forward; the gradient passes unchanged (weights)."""
+
+    @staticmethod
+    def forward(ctx, x, quantized):
+        return quantized
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
 
 
 class LQNetQuantizer(BaselineQuantizer):
@@ -127,9 +156,9 @@ class LQNetQuantizer(BaselineQuantizer):
                 self.basis.mul_(self.momentum).add_((1 - self.momentum) * target)
         levels, _, index = self._assign(rows)
         quantized = torch.gather(levels, 1, index).reshape(x.shape)
-        low = levels[:, :1].reshape((-1,) + (1,) * (x.dim() - 1)) if self.signed else levels[0, 0]
-        high = levels[:, -1:].reshape((-1,) + (1,) * (x.dim() - 1)) if self.signed else levels[0, -1]
-        return _ClippedSTE.apply(x, quantized, low, high)
+        if self.signed:
+            return _StraightThrough.apply(x, quantized)
+        return _TopClippedSTE.apply(x, quantized, levels[0, -1])
 
     @torch.no_grad()
     def export(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,11 @@ Backward:
 
 Initialisation (the paper's): ``s = 2 <|v|> / sqrt(Q_P)`` from the initial weights or the first
 batch of activations (``initialize``).
+
+No released code of the authors exists; every choice above is the paper's (Esser et al. 2020,
+Eqs. 1-3, Sec. 2.1-2.2). The step size trains with the network's optimizer and lr (the paper
+trains all parameters with one SGD), without weight decay (the default parameter group: the
+paper gives no decay of its own for s).
 """
 
 from __future__ import annotations

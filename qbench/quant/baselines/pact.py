@@ -8,7 +8,11 @@ Backward: straight through the round (``d y_q / d y = 1``) and
 - Eq. 3: ``d y_q / d alpha = 0`` for x < alpha, ``1`` for x >= alpha;
 - ``d y_q / d x = 1`` for 0 <= x < alpha and 0 elsewhere (the clip's gradient, with x = alpha
   assigned to alpha as in Eq. 3, so each element's gradient goes to exactly one of x, alpha).
-The paper's L2 penalty on alpha belongs to the training loss, not to the quantizer.
+The paper's L2 penalty on alpha (Sec. 3.1: alpha is regularised with L2 like the weights, to
+trade clipping against quantization error) is the optimizer's weight decay on alpha:
+``decay_mult`` = 1 puts alpha in a group with the run's weight decay, ``lr_mult`` = 1 the
+network's lr (no separate lr is given for alpha). No released training code of the authors
+exists to cite lines from.
 
 Initialisation: the paper starts alpha at a large value (10); ``initialize`` sets it to the
 largest activation of a first batch instead, so nothing is clipped at the start on the data's
@@ -45,6 +49,8 @@ class PACTQuantizer(BaselineQuantizer):
     """k-bit activations clipped at a learned alpha (nn.Parameter, 0-dim)."""
 
     kind = "activation"
+    lr_mult = 1.0
+    decay_mult = 1.0
 
     def __init__(self, bits: int, alpha: float = INITIAL_ALPHA) -> None:
         super().__init__()

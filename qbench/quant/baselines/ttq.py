@@ -20,9 +20,25 @@ Backward:
 - Eq. 8: ``dL/dw~(i) = W_p * g_i`` on I_p, ``g_i`` on I_z (|w~| <= Delta), ``W_n * g_i`` on
   I_n (with g = dL/dw^t); Delta is a constant.
 
-Initialisation (``initialize``): the paper starts from a full-precision model but does not fix
-W_p, W_n; we take the least-squares scales of the initial ternarization, the mean of w~ over
-I_p and of -w~ over I_n (1 where a side is empty).
+Initialisation (``initialize``): W_p = W_n = 1 (``INITIAL_SCALE``), as the authors' released
+code starts them (czhu95/ternarynet @ 1a67251, examples/Ternary-Net/ternary.py, lines 36-37,
+``tw_ternarize``: ``initializer=1.0``); the paper does not fix them. The released code applies 1.0
+to the raw weights (it does not divide by the maximum); here it is in the paper's max-normalised
+units, i.e. m in raw units. With BatchNorm after the layer the loss is invariant to the scale, so
+``dL/dW_p`` grows as 1 / W_p and the relative SGD step as lr / W_p^2: both starts give the same
+relative step at W_p = 1, whereas least-squares starts (0.11-0.19 in these units) made it 30-80x
+larger (on mini AlexNet-BN at lr 0.01 a W_p turned negative by step 13; deviation ``ttq_sgd``).
+
+Parameter group (``lr_mult`` = 1, ``decay_mult`` = 1): the authors' CIFAR ResNet script trains
+W_p, W_n with the same momentum SGD (lr 0.1, momentum 0.9) as every other variable
+(examples/Ternary-Net/tw-cifar10-resnet.py, lines 179-182, schedule line 194) and its weight decay
+``regularize_cost('.*/W', tf.nn.l2_loss)`` (lines 124-126) matches ``.../Wp`` and ``.../Wn`` as well
+(its log, train_log/cifar10-resnet-20-finetune.log, lists "Apply regularizer for
+res1.0/conv1/Wp:0"). Their AlexNet script uses Adam (lr 1e-4, eps 1e-5; tw-imagenet-alexnet.py,
+lines 169-174) with weight decay on the fc weights only (line 88); the shared recipe here is SGD,
+so the CIFAR script is the one followed (deviation ``ttq_sgd``). Threshold t = 0.05 is the
+scripts' default (tw-cifar10-resnet.py, line 207); both scripts leave the first conv and the last
+fc full precision (line 50; tw-imagenet-alexnet.py, line 35), as the shared harness does.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ from torch import nn
 from ._common import BaselineQuantizer, codes_dtype
 
 THRESHOLD_FACTOR = 0.05
+INITIAL_SCALE = 1.0
 
 
 class _TTQFunction(torch.autograd.Function):
@@ -61,6 +78,9 @@ class TTQQuantizer(BaselineQuantizer):
 
     bits = 2
     kind = "weight"
+    num_levels = 3
+    lr_mult = 1.0
+    decay_mult = 1.0
 
     def __init__(self, threshold: float = THRESHOLD_FACTOR) -> None:
         super().__init__()
@@ -78,11 +98,8 @@ class TTQQuantizer(BaselineQuantizer):
     def initialize(self, w: torch.Tensor) -> None:
         top = float(w.detach().abs().max())
         self.norm.fill_(top if top > 0 else 1.0)
-        w = w / self.norm.to(w.dtype)
-        delta = self.delta(w)
-        pos, neg = w > delta, w < -delta
-        for param, values in ((self.w_p, w[pos]), (self.w_n, -w[neg])):
-            param.fill_(values.mean() if values.numel() else 1.0)
+        self.w_p.fill_(INITIAL_SCALE)
+        self.w_n.fill_(INITIAL_SCALE)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         m = self.norm.to(w.dtype)

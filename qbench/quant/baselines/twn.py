@@ -13,6 +13,14 @@ A value exactly at +-Delta maps to 0 (the paper's quantizer uses strict inequali
 Backward (the paper's training procedure: the ternary weights are used in the forward and
 backward passes, the gradient is applied to the full-precision weights): straight
 through, ``dL/dW = dL/dW^t``; Delta and alpha are treated as constants.
+
+As the authors' released code (fengfu-chris/caffe-twns @ 51916a4): Delta = (delta / 10) mean |W|
+with delta = 7 by default (src/caffe/binary.cpp line 28; src/caffe/blob.cpp ``set_delta``,
+lines 112-118), strict inequalities (src/caffe/util/math_functions.cpp line 289:
+``(x > delta) - (x < -delta)``), alpha = <t, W> / <t, t> over the whole blob, i.e. mean |W| on
+I_Delta (blob.cpp lines 173-176), recomputed at every forward of a conv (conv_layer.cpp line 38).
+No parameters of its own, so no parameter group; their LeNet solver (examples/mnist/
+lenet_tn_solver.prototxt, line 12: weight decay 1e-4) is a plain SGD recipe like the shared one.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class TWNQuantizer(BaselineQuantizer):
 
     bits = 2
     kind = "weight"
+    num_levels = 3
 
     @torch.no_grad()
     def threshold_and_scale(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

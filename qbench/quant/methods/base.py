@@ -321,6 +321,12 @@ class QuantMethod:
             modules += list(self.input_modules(model).values())
         return unique(p for m in unique(modules) for p in m.parameters())
 
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """The method's parameters as optimizer groups, each ``{"params", "lr_mult",
+        "decay_mult"}`` (times the run's lr / weight decay). Default: one group at the network's
+        lr without weight decay (scales and thresholds, not weights)."""
+        return [{"params": self.parameters(model), "lr_mult": 1.0, "decay_mult": 0.0}]
+
     # -- training -------------------------------------------------------------------------
     @torch.no_grad()
     def calibrate(self, model: nn.Module, batches: Iterable, num_samples: int = 1000,

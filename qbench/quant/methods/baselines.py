@@ -25,7 +25,17 @@ Export stores each layer's codes and its level table as the baseline gives them 
 of shape (L,), or (C, L) with one row per output channel for BWN and LQ-Net); model size counts
 ``bits`` per weight plus 32 bits per level-table entry.
 
-INQ's stages span the run (``INQMethod``): its accumulated portions (50, 75, 87.5, 100 %) are
+Optimizer groups (``param_groups``): each quantizer declares the lr and weight-decay
+multipliers its authors train its parameters with (TTQ's W_p, W_n and PACT's alpha take the
+weight decay; the rest none), cited in its module; the trainer and the detection runner build
+their optimizer groups from ``QuantMethod.param_groups``.
+
+Level counts (``level_counts``, ``level_label``): a baseline's b-bit quantizer can take more or
+fewer values than the paper's level set of the same name (2-bit LSQ and LQ-Net: 4 against 3);
+the tables print the difference next to the method.
+
+INQ's stages span the run (``INQMethod``): its accumulated portions (per bit width,
+``qbench.quant.baselines.inq.portions_for``: 10 at 2 bits, 50/75/87.5/100 % at 5) are
 frozen at the starts of evenly spaced epochs (the first at epoch 1), each followed by
 re-training of what is left: after the last portion the full-precision layers and the
 BatchNorm statistics adapt to the fully quantized weights. On a mini ResNet-18 W2 run (4
@@ -105,14 +115,14 @@ class Spec:
 
     Attributes:
         weight: ``weight(bits, layer, options) -> quantizer`` or None (weights stay FP).
-        activation: ``activation(bits, options) -> quantizer`` or None (inputs stay FP).
+        activation: ``activation(bits, layer, options) -> quantizer`` or None (inputs stay FP).
         weight_bits / activation_bits: the supported bit widths (low, high).
         options: the method's own options and their defaults (``quant.options``).
         example: (weights, activations) of the method's example config (the contract test).
     """
 
     weight: Callable[[int, nn.Module, dict], nn.Module] | None
-    activation: Callable[[int, dict], nn.Module] | None
+    activation: Callable[[int, nn.Module, dict], nn.Module] | None
     weight_bits: tuple[int, int] = (1, 8)
     activation_bits: tuple[int, int] = (1, 8)
     options: dict = dataclasses.field(default_factory=dict)
@@ -126,26 +136,28 @@ def _channels(layer: nn.Module) -> int:
 SPECS: dict[str, Spec] = {
     "bwn": Spec(lambda b, layer, o: B.BWNQuantizer(), None, weight_bits=(1, 1), example=("binary", None)),
     "twn": Spec(lambda b, layer, o: B.TWNQuantizer(), None, weight_bits=(2, 2), example=("ternary", None)),
-    "dorefa": Spec(lambda b, layer, o: B.DoReFaWeightQuantizer(b), lambda b, o: B.DoReFaActivationQuantizer(b),
+    "dorefa": Spec(lambda b, layer, o: B.DoReFaWeightQuantizer(b), lambda b, layer, o: B.DoReFaActivationQuantizer(b),
                    weight_bits=(1, B.dorefa.MAX_BITS), activation_bits=(1, B.dorefa.MAX_BITS)),
-    "lsq": Spec(lambda b, layer, o: B.LSQQuantizer(b, signed=True), lambda b, o: B.LSQQuantizer(b, signed=False),
+    "lsq": Spec(lambda b, layer, o: B.LSQQuantizer(b, signed=True), lambda b, layer, o: B.LSQQuantizer(b, signed=False),
                 weight_bits=(2, B.lsq.MAX_BITS), activation_bits=(1, B.lsq.MAX_BITS)),
-    "pact": Spec(None, lambda b, o: B.PACTQuantizer(b), activation_bits=(1, B.pact.MAX_BITS),
+    "pact": Spec(None, lambda b, layer, o: B.PACTQuantizer(b), activation_bits=(1, B.pact.MAX_BITS),
                  example=(None, "act_2bit")),
-    # HWGQ-Net binarises the weights as BWN does (Cai et al. 2017 pair HWGQ activations with BW weights)
-    "hwgq": Spec(lambda b, layer, o: B.BWNQuantizer(), lambda b, o: B.HWGQuantizer(b, uniform=o["uniform"]),
+    # HWGQ-Net binarises the weights as BWN does (Cai et al. 2017 pair HWGQ activations with BW
+    # weights); its quantizer reads a BatchNorm without affine, as in the authors' networks
+    "hwgq": Spec(lambda b, layer, o: B.BWNQuantizer(),
+                 lambda b, layer, o: B.HWGQInput(B.HWGQuantizer(b, uniform=o["uniform"]), layer),
                  weight_bits=(1, 1), activation_bits=(1, B.hwgq.MAX_BITS),
                  options={"uniform": True}, example=(None, "act_2bit")),
     "ttq": Spec(lambda b, layer, o: B.TTQQuantizer(o["threshold"]), None, weight_bits=(2, 2),
                 options={"threshold": B.ttq.THRESHOLD_FACTOR}, example=("ternary", None)),
     "lqnet": Spec(lambda b, layer, o: B.LQNetQuantizer(b, signed=True, channels=_channels(layer),
                                                        momentum=o["momentum"]),
-                  lambda b, o: B.LQNetQuantizer(b, signed=False, momentum=o["momentum"]),
+                  lambda b, layer, o: B.LQNetQuantizer(b, signed=False, momentum=o["momentum"]),
                   weight_bits=(1, B.lqnet.MAX_BITS), activation_bits=(1, B.lqnet.MAX_BITS),
                   options={"momentum": B.lqnet.MOMENTUM}),
     "inq": Spec(lambda b, layer, o: B.INQQuantizer(b), None, weight_bits=(2, B.inq.MAX_BITS),
                 example=("ternary", None)),
-    "abcnet": Spec(lambda b, layer, o: B.ABCWeightQuantizer(b), lambda b, o: B.ABCActivationQuantizer(b),
+    "abcnet": Spec(lambda b, layer, o: B.ABCWeightQuantizer(b), lambda b, layer, o: B.ABCActivationQuantizer(b),
                    weight_bits=(1, B.abcnet.MAX_BASES), activation_bits=(1, B.abcnet.MAX_BASES)),
 }
 
@@ -177,7 +189,7 @@ def _check_config(self) -> None:
     if self.weights is not None:
         spec.weight(bits_of(self.weights, "weights"), probe, options)
     if self.activations is not None:
-        spec.activation(bits_of(self.activations, "activations"), options)
+        spec.activation(bits_of(self.activations, "activations"), probe, options)
 
 
 def _options(self) -> dict:
@@ -233,8 +245,29 @@ class BaselineMethod(QuantMethod):
     def input_quantizer(self, name: str, layer: nn.Module) -> nn.Module | None:
         if self.config.activations is None:
             return None
-        return CalibratedInput(self.spec.activation(bits_of(self.config.activations, "activations"),
+        return CalibratedInput(self.spec.activation(bits_of(self.config.activations, "activations"), layer,
                                                     self.config.options()))
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """One group per (``lr_mult``, ``decay_mult``) that the method's quantizers declare (the
+        settings their authors train them with, ``BaselineQuantizer``); always at least one, so
+        every run of the method has the same optimizer layout."""
+        groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+        seen: set[int] = set()
+        slots = list(self.weight_modules(model).values()) + list(self.input_modules(model).values())
+        for slot in slots:
+            for module in slot.modules():
+                if not isinstance(module, B.BaselineQuantizer):
+                    continue
+                key = (float(module.lr_mult), float(module.decay_mult))
+                for p in module.parameters(recurse=False):
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        groups.setdefault(key, []).append(p)
+        if not groups:
+            return super().param_groups(model)
+        return [{"params": params, "lr_mult": lr_mult, "decay_mult": decay_mult}
+                for (lr_mult, decay_mult), params in groups.items()]
 
     def _exports(self, model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {name: slot.quantizer.export(model.get_submodule(name).parametrizations.weight.original.detach())
@@ -266,6 +299,51 @@ class BaselineMethod(QuantMethod):
         """``bits`` per weight plus 32 bits per entry of the layer's level table."""
         return {name: codes.numel() * self.weight_modules(model)[name].quantizer.bits + levels.numel() * 32
                 for name, (codes, levels) in self._exports(model).items()}
+
+
+def level_counts(method: str, weights: str | None, activations: str | None) -> dict[str, int | None]:
+    """How many values a baseline's weights and activations take at the given level-set names
+    (None: full precision), from the quantizers the method builds: 2-bit LSQ weights 4, TTQ 3,
+    3-bit INQ 5, 5-base ABC-Net 6.
+
+    Args:
+        method: a baseline method name (``SPECS``).
+        weights, activations: ``quant.weights`` / ``quant.activations`` of the cell.
+    """
+    if method not in SPECS:
+        raise ValueError(f"{method!r} is not a baseline method; known: {', '.join(SPECS)}")
+    spec, probe = SPECS[method], nn.Linear(1, 1)
+    options = dict(spec.options)
+    out: dict[str, int | None] = {"weights": None, "activations": None}
+    if weights is not None and spec.weight is not None:
+        out["weights"] = spec.weight(bits_of(weights, "weights"), probe, options).num_levels
+    if activations is not None and spec.activation is not None:
+        out["activations"] = spec.activation(bits_of(activations, "activations"), probe, options).num_levels
+    return out
+
+
+def _paper_levels(name: str | None) -> int | None:
+    """Levels of the paper's method at a level-set name (its ``LevelSet``)."""
+    if name is None:
+        return None
+    from ..levels import LevelSet
+
+    return len(LevelSet.from_name(name).values)
+
+
+def level_label(method: str, weights: str | None, activations: str | None) -> str:
+    """The level counts of a baseline cell where they differ from the paper's method at the same
+    level-set names, e.g. ``"W 4 lv (QN 3)"``; "" where they agree or ``method`` is not a baseline
+    (the tables append it to the method's name)."""
+    if method not in SPECS:
+        return ""
+    own = level_counts(method, weights, activations)
+    parts = []
+    for key, name in (("weights", weights), ("activations", activations)):
+        ours, paper = own[key], _paper_levels(name)
+        if ours is not None and paper is not None and ours != paper:
+            parts.append(f"{key[0].upper()} {ours} lv (QN {paper})")
+    return ", ".join(parts)
 
 
 def inq_stages_due(epoch: int, run_epochs: int, stages: int) -> int:

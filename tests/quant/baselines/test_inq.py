@@ -54,11 +54,14 @@ def test_stages_equal_the_paper(bits, seed):
     w.view(-1)[: len(edges)] = torch.tensor(edges, dtype=torch.float64)
     values = w.reshape(-1).tolist()
     frozen, frozen_values = [False] * len(values), [0.0] * len(values)
-    for stage, portion in enumerate((0.5, 0.75, 0.875, 1.0)):
+    # the paper's accumulated portions: Sec. 3.4 (2 bits; used for 3 and 4 as well), Sec. 3.1 (5 bits)
+    portions = ((0.2, 0.4, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 1.0) if bits < 5 else (0.5, 0.75, 0.875, 1.0))
+    assert q.portions == portions
+    for stage, portion in enumerate(portions):
         for i in partition_reference(values, frozen, round(portion * len(values))):
             frozen[i], frozen_values[i] = True, rule_reference(values[i], n1, n2)
         share = q.advance(w)
-        assert share == sum(frozen) / len(values) and q.stage == stage + 1
+        assert share == pytest.approx(sum(frozen) / len(values)) and q.stage == stage + 1
         assert q.frozen.reshape(-1).tolist() == frozen
         x = w.clone().requires_grad_()
         y = q(x)
@@ -78,10 +81,10 @@ def test_export_after_the_last_stage_dequantizes_exactly():
     q.initialize(w)
     with pytest.raises(ValueError, match="needs every weight quantized"):
         q.export(w)
-    for _ in range(4):
+    for _ in range(len(q.portions)):
         q.advance(w)
     codes, levels = q.export(w)
-    assert len(levels) == 2 ** (4 - 1) + 1 and levels.tolist() == sorted(levels.tolist())
+    assert len(levels) == 2 ** (4 - 1) + 1 == q.num_levels and levels.tolist() == sorted(levels.tolist())
     assert torch.equal(levels[codes.long()], q(w)) and q.bits == 4
     with pytest.raises(ValueError, match="frozen all weights already"):
         q.advance(w)

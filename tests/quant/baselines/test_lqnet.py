@@ -44,7 +44,10 @@ def _set_basis(q, basis):
 @pytest.mark.parametrize("bits", [1, 2, 3])
 @pytest.mark.parametrize("signed", [True, False])
 def test_eval_forward_and_backward_equal_the_paper_with_ties(bits, signed):
-    """A dyadic basis makes every level and threshold exact, so ties are ties for both."""
+    """A dyadic basis makes every level and threshold exact, so ties are ties for both. The
+    edges include values beyond both ends of the level range: weights there still get their
+    gradient (microsoft/LQ-Nets learned_quantization.py line 253), activations above the top
+    level do not (line 111)."""
     channels = 3 if signed else 1
     basis = np.array([[0.25 * 2 ** j * (c + 1) for j in range(bits)] for c in range(channels)])
     q = LQNetQuantizer(bits, signed=signed, channels=channels).double().eval()
@@ -66,7 +69,8 @@ def test_eval_forward_and_backward_equal_the_paper_with_ties(bits, signed):
         xs = x.detach()[c].reshape(-1).numpy() if signed else x.detach().reshape(-1).numpy()
         out, _, levels = quantize_reference(xs, basis[c], signed)
         gs = g[c].reshape(-1).numpy() if signed else g.reshape(-1).numpy()
-        inside = (xs >= levels[0]) & (xs <= levels[-1])
+        # the released code: weights straight through, activations clipped at the top level
+        inside = np.ones_like(xs, dtype=bool) if signed else xs <= levels[-1]
         if signed:
             y_ref[c], grad_ref[c] = out.reshape(x.shape[1:]), (gs * inside).reshape(x.shape[1:])
         else:

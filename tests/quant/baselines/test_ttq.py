@@ -68,14 +68,21 @@ def test_gradient_descent_on_the_scales_lowers_the_loss():
     assert float(q.w_n.detach()) < 1.0  # pulled towards 0.9
 
 
-def test_initialize_fits_the_scales_to_the_ternarization():
+def test_initialize_starts_the_scales_at_the_released_codes_one():
+    """W_p = W_n = 1 (czhu95/ternarynet ternary.py lines 36-37), in the paper's units: the
+    weights divided by their maximum m = 2, so the ternary values are +-m."""
     w = torch.tensor([[2.0, 0.05, -0.1, 1.0, -0.5, -0.3]], dtype=torch.float64)
     q = TTQQuantizer().double()
     q.initialize(w)  # Delta = 0.1: I_p = {2, 1}, I_n = {-0.5, -0.3}; -0.1 is at the threshold
-    # the scales live in the paper's units, the weights divided by their maximum m = 2
     assert float(q.norm) == 2.0
-    assert float(q.w_p.detach()) == pytest.approx(0.75) and float(q.w_n.detach()) == pytest.approx(0.2)
-    assert torch.equal(q(w).detach(), torch.tensor([[1.5, 0, 0, 1.5, -0.4, -0.4]], dtype=torch.float64))
+    assert float(q.w_p.detach()) == 1.0 and float(q.w_n.detach()) == 1.0
+    assert torch.equal(q(w).detach(), torch.tensor([[2.0, 0, 0, 2.0, -2.0, -2.0]], dtype=torch.float64))
+
+
+def test_scales_train_at_the_networks_lr_with_its_weight_decay():
+    """The CIFAR script's one SGD for every variable (tw-cifar10-resnet.py lines 179-182) and
+    its '.*/W' weight decay, which matches Wp and Wn (lines 124-126)."""
+    assert (TTQQuantizer.lr_mult, TTQQuantizer.decay_mult) == (1.0, 1.0)
 
 
 def test_scale_gradients_are_the_papers_in_normalised_units():
@@ -84,6 +91,9 @@ def test_scale_gradients_are_the_papers_in_normalised_units():
     w = torch.tensor([[2.0, 0.05, -0.1, 1.0, -0.5, -0.3]], dtype=torch.float64, requires_grad=True)
     q = TTQQuantizer().double()
     q.initialize(w.detach())
+    with torch.no_grad():
+        q.w_p.fill_(0.75)
+        q.w_n.fill_(0.2)
     g = torch.tensor([[0.3, -1.0, 2.0, 0.5, -0.2, 0.7]], dtype=torch.float64)
     grad_w, grad_p, grad_n = torch.autograd.grad((q(w) * g).sum(), (w, q.w_p, q.w_n))
     assert float(grad_p) == pytest.approx(2.0 * (0.3 + 0.5))
