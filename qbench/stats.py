@@ -33,6 +33,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats as _st
 from scipy.optimize import brentq
+from scipy.special import ndtr
 
 LEVEL = 0.95
 
@@ -180,6 +181,13 @@ def contrast_interval(results: dict[str, np.ndarray], weights: dict[str, float],
 _PIVOT_DRAWS = 4000
 
 
+@lru_cache(maxsize=256)
+def _chi2_grid(df: float) -> np.ndarray:
+    """Chi-square quantiles at the midpoints of ``_PIVOT_DRAWS`` equal-probability strata: a
+    deterministic stand-in for random draws (the pivot's integral by the midpoint rule)."""
+    return _st.chi2.ppf((np.arange(_PIVOT_DRAWS) + 0.5) / _PIVOT_DRAWS, df)
+
+
 def generalized_quantile(seed_terms: list[tuple[float, float]], var_fixed: float,
                          level: float = LEVEL, floor: float = 0.0) -> float:
     """Multiplier ``q`` of the standard error for a ``level`` interval of a sum of variance
@@ -192,7 +200,7 @@ def generalized_quantile(seed_terms: list[tuple[float, float]], var_fixed: float
     and no image term this is Student's t on ``df`` exactly; with the image term dominating it
     tends to the normal quantile. Unlike a Welch-Satterthwaite t, it does not shrink the
     interval when a seed mean square happens to come out small (the cause of the 2-seed
-    under-coverage; docs/statistics.md). Deterministic: a fixed set of draws.
+    under-coverage; docs/statistics.md). Deterministic: stratified chi-square quantiles.
     """
     seed_terms = [(a, k) for a, k in seed_terms if a > 0]
     if not seed_terms:
@@ -202,19 +210,20 @@ def generalized_quantile(seed_terms: list[tuple[float, float]], var_fixed: float
     a = sum(v for v, _ in seed_terms)
     k = pooled_df(seed_terms)
     var = a + var_fixed
-    rng = np.random.default_rng(20190601)
     # the seed x image part of the seed mean squares (``floor``) is known from the residual
     # mean square to many degrees of freedom: only the part above it is uncertain
     floor = min(max(floor, 0.0), a)
-    sd = np.sqrt(var_fixed + floor + np.maximum(a * k / rng.chisquare(k, _PIVOT_DRAWS) - floor, 0.0))
+    sd = np.sqrt(var_fixed + floor + np.maximum(a * k / _chi2_grid(k) - floor, 0.0))
+
+    inv = 1.0 / sd
 
     def excess(h: float) -> float:
-        return float(np.mean(2.0 * _st.norm.cdf(h / sd) - 1.0)) - level
+        return float(np.mean(ndtr(h * inv))) - (1.0 + level) / 2.0
 
     hi = math.sqrt(var) * 2.0
     while excess(hi) < 0:
         hi *= 2.0
-    return brentq(excess, 0.0, hi, xtol=1e-10 * hi) / math.sqrt(var)
+    return brentq(excess, 0.0, hi, xtol=1e-7 * hi) / math.sqrt(var)
 
 
 def equivalent_df(q: float, level: float = LEVEL) -> float:

@@ -240,6 +240,16 @@ def _known(x: float | None) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
+def size_compared(paper: float | None, margin: float, role: str = "paper") -> float:
+    """The effect size "reproduced" must not exclude: the paper's own effect; where the paper
+    prints none, or only a gap to a number cited from another recipe, twice the smallest effect
+    of interest (an effect of practical size), so that "reproduced" and "absent" stay at least
+    the margin apart."""
+    if role == "paper" and _known(paper) and paper > 0:
+        return paper
+    return 2.0 * margin
+
+
 def absent_bound(paper: float | None, margin: float) -> float:
     """``d`` of "absent" for a superiority claim: the margin (the smallest effect of interest),
     and at most half the paper's own effect, so that "absent" (interval inside +-d) and
@@ -273,24 +283,30 @@ def direction(test: str, iv: Interval, margin: float, paper: float | None = None
     raise ClaimsError(f"unknown test {test!r}")
 
 
-def size(iv: Interval, paper: float | None, role: str = "paper") -> str:
-    """Question 2: is the paper's own effect inside our interval, or excluded?"""
-    if role == "cited":
-        return "n/a: cited gap, other recipe"
-    if not _known(paper):
-        return "n/a: no paper number"
-    if iv.high < paper:
-        return "paper's excluded: ours smaller"
-    if iv.low > paper:
-        return "paper's excluded: ours larger"
-    return "paper's inside"
+def size(iv: Interval, paper: float | None, role: str = "paper", margin: float | None = None) -> str:
+    """Question 2: is the paper's own effect inside our interval, or excluded? Where the paper
+    has no effect of its own (none printed, or a gap to a cited number), the question is asked of
+    2 x margin (``size_compared``) when a margin is given."""
+    if role == "cited" or not _known(paper):
+        why = "cited gap, other recipe" if role == "cited" else "no paper number"
+        if margin is None:
+            return f"n/a: {why}"
+        ref, what = 2.0 * margin, f"2 x margin ({why})"
+    else:
+        ref, what = paper, "paper's"
+    if iv.high < ref:
+        return f"{what} excluded: ours smaller"
+    if iv.low > ref:
+        return f"{what} excluded: ours larger"
+    return f"{what} inside"
 
 
 def verdict(test: str, iv: Interval, margin: float, paper: float | None = None, role: str = "paper") -> str:
     """The verdict of one comparison from its interval (never from the estimate alone).
 
     superiority: reproduced = L > 0 and H >= P; smaller = L > 0 and H < P; reversed = H < 0;
-    absent = -d < L <= 0 <= H < d (d = ``absent_bound``); otherwise inconclusive.
+    absent = -d < L <= 0 <= H < d (d = ``absent_bound``); otherwise inconclusive. P is the
+    paper's effect, or 2 x margin where the paper gives none of its own (``size_compared``).
     non-inferiority / non-superiority / equivalence: reproduced inside the margin, reversed
     beyond it, otherwise inconclusive. A one-seed interval is inconclusive.
     """
@@ -299,9 +315,7 @@ def verdict(test: str, iv: Interval, margin: float, paper: float | None = None, 
     d = direction(test, iv, margin, paper)
     if test == "superiority":
         if d == "paper's sign":
-            if role == "paper" and _known(paper) and iv.high < paper:
-                return "smaller"
-            return "reproduced"
+            return "smaller" if iv.high < size_compared(paper, margin, role) else "reproduced"
         return {"other sign": "reversed", "none of interest": "absent"}.get(d, "inconclusive")
     return {"within margin": "reproduced", "beyond margin": "reversed"}.get(d, "inconclusive")
 
@@ -642,7 +656,8 @@ def _judge(row: dict, spec: ClaimSpec, test: str, iv: Interval, margin: float, p
     """The interval verdict of a row (its direction, size, verdict and decides_at)."""
     _fill_interval(row, iv)
     row.update(direction=direction(test, iv, margin, paper) if iv.seed_noise else "undetermined",
-               size=size(iv, paper, spec.effect_role) if test == "superiority" or _known(paper) else "",
+               size=size(iv, paper, spec.effect_role, margin) if test == "superiority" else
+               size(iv, paper, spec.effect_role) if _known(paper) else "",
                verdict=verdict(test, iv, margin, paper, spec.effect_role))
     if row["verdict"] == "inconclusive":
         row["decides_at"] = decides_at(test, iv, margin, None if spec.effect_role == "cited" else paper)
