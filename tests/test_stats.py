@@ -352,3 +352,18 @@ def test_cells_with_extra_seeds_pair_on_the_common_ones():
     assert out["fp"] is got["fp"]
     assert claims._common_seeds({"a": got["a"], "c": ((0, 1, 2, 3, 4, 5), six)}, set())["a"] is got["a"]
     assert claims._common_seeds({"a": ((0, 1), six[:2]), "c": ((1, 2), six[:2])}, set())["a"][0] == (0, 1)
+
+
+@pytest.mark.parametrize("df, low, high", [(1, 0.935, 0.985), (2, 0.94, 0.97), (3, 0.94, 0.965), (5, 0.945, 0.96)])
+def test_quantile_covers_over_every_ratio_of_seed_to_image_noise(df, low, high):
+    """The interval's multiplier, judged on the exact model of its inputs: a seed mean square
+    a * chi2(df)/df beside a precisely known image term b, for true ratios b/a from 0 to 100."""
+    rng = np.random.default_rng(0)
+    w = rng.chisquare(df, 100_000) / df
+    z = rng.standard_normal(100_000)
+    share = np.linspace(0.0, 1.0, 201)
+    q_grid = np.array([generalized_quantile([(r, df)], 1 - r) if r > 0 else t_quantile(math.inf) for r in share])
+    for ratio in (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0):
+        q = np.interp(w / (w + ratio), share, q_grid)
+        cov = np.mean(np.abs(z) * math.sqrt(1 + ratio) <= q * np.sqrt(w + ratio))
+        assert low <= cov <= high, (ratio, cov)
