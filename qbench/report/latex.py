@@ -132,13 +132,35 @@ def _interval(r) -> str:
 WIDE_TABLE_COLUMNS = 7
 
 
+LANDSCAPE_WIDTH_CM = 25.0  # A4 landscape with 2 cm margins, less a little air
+LABEL_COLUMN_CM = 4.2
+
+
 def _table_page(tex: str) -> str:
     """A table as the report prints it: one with many W/A columns on a landscape page of its own,
-    so that it keeps its \\footnotesize type instead of being scaled down to the portrait width."""
+    in fixed-width columns whose cells wrap (after "/" and spaces) instead of being scaled down,
+    so that it stays in \\footnotesize type, readable at 100 % zoom."""
     m = re.search(r"\\begin\{tabular\}\{([^}]*)\}", tex)
-    if m and len(m.group(1)) >= WIDE_TABLE_COLUMNS:
-        return "\\begin{landscape}\n" + tex.replace("\\footnotesize", "\\small", 1) + "\\end{landscape}\n"
-    return tex
+    if not (m and len(m.group(1)) >= WIDE_TABLE_COLUMNS):
+        return tex
+    ncol = len(m.group(1))
+    width = (LANDSCAPE_WIDTH_CM - LABEL_COLUMN_CM) / (ncol - 1) - 0.2
+    spec = (rf">{{\raggedright}}p{{{LABEL_COLUMN_CM - 0.2:.1f}cm}}"
+            + rf">{{\centering}}p{{{width:.2f}cm}}" * (ncol - 2)
+            + rf">{{\centering\arraybackslash}}p{{{width:.2f}cm}}")
+    out = []
+    body = False
+    for line in tex.splitlines():
+        if line.startswith(r"\resizebox"):
+            continue
+        if line.startswith(r"\begin{tabular}"):
+            line, body = rf"\begin{{tabular}}{{{spec}}}", True
+        elif line == r"\end{tabular}}":
+            line, body = r"\end{tabular}", False
+        elif body and r"\\" in line and not line.startswith("\\"):
+            line = line.replace("/", r"/\allowbreak{}")
+        out.append(line)
+    return "\\begin{landscape}\n" + "\n".join(out) + "\n\\end{landscape}\n"
 
 
 def _seed_sets(text: str) -> str:

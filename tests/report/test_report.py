@@ -325,7 +325,8 @@ def test_rerun_lines_exactly_for_cited_rows_with_a_rerun_cell(built):
         for row in table["rows"]:
             if row.get("ours"):
                 continue
-            three = [f"{row['label']}: cited", f"{row['label']}: rerun here", f"{row['label']}: Δ"]
+            three = [f"{row['label']}: cited", f"{row['label']}: rerun here",
+                     f"{row['label']}: Δ vs own FP (ours vs paper)"]
             if row["key"] in rerun:
                 assert labels[labels.index(three[0]):labels.index(three[0]) + 3] == three, row["key"]
                 assert row["label"] not in labels
@@ -422,3 +423,30 @@ def test_methods_table_in_the_report_after_table3(built):
     tex = (wd / "report.tex").read_text()
     assert tex.index("tab:table3") < tex.index("tab:methods_one_recipe") < tex.index("tab:table4")
     assert r"\renewcommand{\thetable}{A}" in tex and "rerun here" in tex
+
+
+def test_tables_compare_like_with_like_when_the_data_differ(built):
+    """Fake data are not ImageNet: the Δ line of a run cell is its change against its own FP model
+    (the claims' contrast) beside the paper's change against the paper's FP, never our accuracy
+    minus the paper's."""
+    wd, plan_data, runs, _ = built
+    long = pd.read_csv(wd / "tables" / "all_cells.csv")
+    r = long[(long.table == "table1") & (long.row == "ours") & (long.column == "w2a32") & (long.metric == "top1")].iloc[0]
+    direct = claims.comparison_interval(claims.Results(runs, None), {"alexnet_w2a32": 1.0, "alexnet_fp": -1.0})[0]
+    assert (r.vs_fp, r.vs_fp_low, r.vs_fp_high) == pytest.approx((direct.effect, direct.low, direct.high))
+    assert r.paper_vs_fp == pytest.approx(60.9 - 61.8)
+    grid = pd.read_csv(wd / "tables" / "table1.csv", dtype=str).set_index("Method")
+    cell = grid.loc["Ours: Δ vs own FP (ours vs paper)", "2/32"]
+    assert cell == f"{direct.effect:+.1f} [{direct.low:+.1f}, {direct.high:+.1f}] vs -0.9"
+    assert grid.loc["Full precision (caption): Δ vs own FP (ours vs paper)", "32/32"] == "reference"
+    assert "not the paper's" in (wd / "tables" / "table1.md").read_text()
+    assert tables.data_like_paper({"scale": "x", "config": {"data": {"dataset": "imagenet"}}}, "classify")
+    assert not tables.data_like_paper({"scale": "mini", "config": {"data": {"dataset": "fashion_mnist"}}}, "classify")
+
+
+def test_wide_tables_keep_their_type_size_on_a_landscape_page(built):
+    wd, *_ = built
+    tex = (wd / "report.tex").read_text()
+    t2 = tex[tex.index("label{tab:table2}") - 400:tex.index("label{tab:table2}") + 3000]
+    assert "\\begin{landscape}" in tex[:tex.index("label{tab:table2}")]
+    assert "\\footnotesize" in t2 and "\\resizebox" not in t2 and "p{4.0cm}" in t2
