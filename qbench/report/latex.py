@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.report.claims import PLATEAU_GAIN, fp_checks, read_claims, summarize
+from qbench.report.claims import (INTERVAL_VERDICTS, PLATEAU_GAIN, VERDICTS, controls_table, fp_checks,
+                                  read_claims, summarize)
 from qbench.paper import figure_names, summary_tables, table_names
 from qbench.paper import figures as paper_figures
 from qbench.io import read_json, write_bytes, write_text
@@ -131,13 +132,35 @@ def _interval(r) -> str:
 WIDE_TABLE_COLUMNS = 7
 
 
+LANDSCAPE_WIDTH_CM = 25.0  # A4 landscape with 2 cm margins, less a little air
+LABEL_COLUMN_CM = 4.2
+
+
 def _table_page(tex: str) -> str:
     """A table as the report prints it: one with many W/A columns on a landscape page of its own,
-    so that it keeps its \\footnotesize type instead of being scaled down to the portrait width."""
+    in fixed-width columns whose cells wrap (after "/" and spaces) instead of being scaled down,
+    so that it stays in \\footnotesize type, readable at 100 % zoom."""
     m = re.search(r"\\begin\{tabular\}\{([^}]*)\}", tex)
-    if m and len(m.group(1)) >= WIDE_TABLE_COLUMNS:
-        return "\\begin{landscape}\n" + tex.replace("\\footnotesize", "\\small", 1) + "\\end{landscape}\n"
-    return tex
+    if not (m and len(m.group(1)) >= WIDE_TABLE_COLUMNS):
+        return tex
+    ncol = len(m.group(1))
+    width = (LANDSCAPE_WIDTH_CM - LABEL_COLUMN_CM) / (ncol - 1) - 0.2
+    spec = (rf">{{\raggedright}}p{{{LABEL_COLUMN_CM - 0.2:.1f}cm}}"
+            + rf">{{\centering}}p{{{width:.2f}cm}}" * (ncol - 2)
+            + rf">{{\centering\arraybackslash}}p{{{width:.2f}cm}}")
+    out = []
+    body = False
+    for line in tex.splitlines():
+        if line.startswith(r"\resizebox"):
+            continue
+        if line.startswith(r"\begin{tabular}"):
+            line, body = rf"\begin{{tabular}}{{{spec}}}", True
+        elif line == r"\end{tabular}}":
+            line, body = r"\end{tabular}", False
+        elif body and r"\\" in line and not line.startswith("\\"):
+            line = line.replace("/", r"/\allowbreak{}")
+        out.append(line)
+    return "\\begin{landscape}\n" + "\n".join(out) + "\n\\end{landscape}\n"
 
 
 def _seed_sets(text: str) -> str:
@@ -152,36 +175,69 @@ def _seed_sets(text: str) -> str:
     return " / ".join(sets)
 
 
+def _claims_table(summary: pd.DataFrame) -> list[str]:
+    rows = [[s["claim"].replace("_", " "), f"{s['quote_id']} ({s['source']})", s["verdict"], s["comparisons"]]
+            for _, s in summary.iterrows()]
+    return _longtable(["Claim", "Quoted sentence (where)", "Verdict", "Comparisons: how they fell"], rows,
+                      r">{\raggedright}p{3.4cm}>{\raggedright}p{4.4cm}>{\raggedright}p{2.3cm}"
+                      r">{\raggedright\arraybackslash}p{6.1cm}")
+
+
 def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None = None) -> list[str]:
-    """Page 1: the verdict on each claim with its intervals; then every comparison in detail."""
+    """Page 1: the verdict on each claim (stated claims apart from those read off tables), how
+    its comparisons fell, the multiplicity, the positive controls; then every comparison."""
     summary = summarize(claims)
     counts = summary["verdict"].value_counts()
     images = sorted({int(x) for x in claims["test_images"].dropna()})
+    judged = claims[claims["verdict"].isin(INTERVAL_VERDICTS)]
+    n_claims_judged = judged["claim"].nunique()
+    stated = summary[summary["basis"] == "stated"]
+    table = summary[summary["basis"] == "table"]
     L = [r"\section{Verdicts}",
-         esc(f"{len(summary)} claims of the paper: " + ", ".join(
-             f"{int(counts.get(v, 0))} {v}" for v in ("reproduced", "contradicted", "inconclusive", "not run"))
+         esc(f"{len(summary)} claims of the paper ({len(stated)} stated in its text, {len(table)} read off its "
+             "tables only): " + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS if counts.get(v, 0))
              + "."),
          r"\par\smallskip",
-         esc("Effects are in percentage points of hard (Eq. 12) top-1 accuracy (mAP for detection), "
-             "ours with a 95 % interval that counts both test-image sampling and seed-to-seed training "
-             "noise (crossed random-effects variance, Student-t with Welch-Satterthwaite df; "
-             "docs/statistics.md). A claim is reproduced when every comparison's interval lies on the "
-             "paper's side, contradicted when one lies on the other side (or, for a claimed gain, below both "
-             "the paper's effect and the margin: the gain is absent), inconclusive otherwise: never "
-             f"from the sign of a mean. Seeds {plan.get('seeds')}"
+         esc("Each comparison answers two questions from its 95 % interval (seeds and test images both "
+             "counted; docs/statistics.md): direction (an effect of the paper's sign, of the other sign, "
+             "none of interest, or undetermined) and size (the paper's own effect inside the interval or "
+             "excluded). Verdicts: reproduced (right sign, the paper's size not excluded), smaller (right sign, "
+             "the paper's size excluded), absent (the interval lies inside +-d, the smallest effect of "
+             "interest), reversed (the other sign, or beyond the margin), inconclusive; recipe failed (a cell "
+             "kept less than the stated fraction of its FP model's accuracy above chance in some seed); not "
+             "testable at this scale (the claim's positive control is not visible); not testable here (the "
+             "method compared is not run here); not run."),
+         r"\par\smallskip",
+         esc(f"Multiplicity: {len(judged)} comparisons in {n_claims_judged} claims reached an interval verdict. "
+             "Per comparison the interval is a 95 % interval (about 1 in 20 comparisons without an effect "
+             "can show one); a claim's verdict uses Bonferroni intervals within the claim (level 1 - 0.05/m "
+             "for its m comparisons that reached a verdict), so each claim's verdict holds family-wise at 5 %. "
+             "There is no correction across claims.")
+         + r"\par\smallskip",
+         esc(f"Seeds {plan.get('seeds')}"
              + "".join(f", {c}: {v}" for c, v in (plan.get("config", {}).get("cell_seeds") or {}).items())
-             + "; test images per run: "
-             f"{', '.join(map(str, images)) or 'n/a'}; quantized cells fine-tune one FP model per "
-             f"architecture (seed {plan.get('fp_seeds', [0])[0]}), the fixed reference of the comparisons "
-             "with FP.")]
-    rows = []
-    for _, s in summary.iterrows():
-        sub = claims[claims["claim"] == s["claim"]]
-        effects = "; ".join(_interval(r) for _, r in sub.iterrows() if not pd.isna(r["ours_effect"])) or "-"
-        rows.append([s["claim"].replace("_", " "), s["source"], s["verdict"], effects])
-    L += _longtable(["Claim", "Source", "Verdict", "Ours: effect [95 % interval] per comparison"], rows,
-                    r">{\raggedright}p{3.3cm}>{\raggedright}p{2.2cm}p{2.0cm}>{\raggedright\arraybackslash}p{8.7cm}")
-    checks = fp_checks(runs, plan.get("fp_seeds", [0])[0]) if runs is not None and len(runs) else None
+             + f"; test images per run: {', '.join(map(str, images)) or 'n/a'}; quantized cells fine-tune one "
+             f"FP model per architecture (seed {plan.get('fp_seeds', [0])[0]}), the fixed reference of the "
+             "comparisons with FP."),
+         r"\subsection*{Claims stated in the paper's text}"]
+    L += _claims_table(stated)
+    L += [r"\subsection*{Claims read off the paper's tables only}"]
+    L += _claims_table(table)
+    fp_seed = plan.get("fp_seeds", [0])[0]
+    controls = controls_table(runs, fp_seed) if runs is not None and len(runs) else None
+    if controls is not None and len(controls):
+        L += [r"\subsection*{Positive controls}",
+              esc("A claim is judged only where the effect its family depends on is visible at this scale: "
+                  "the control's interval must lie above the comparison's half-width (weight bits: FP - W1/32 "
+                  "of the same model; activation bits: W1/32 - W1/1; detection: FP - W2/32). Otherwise the "
+                  "comparison is 'not testable at this scale'.")]
+        L += _longtable(["Family", "Control", "Effect [95 % CI]"],
+                        [[r["family"], r["control"],
+                          "not run" if pd.isna(r["effect"]) else
+                          f"{r['effect']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"]
+                         for _, r in controls.iterrows()],
+                        r"l>{\raggedright}p{7cm}>{\raggedright\arraybackslash}p{5cm}")
+    checks = fp_checks(runs, fp_seed) if runs is not None and len(runs) else None
     if checks is not None and len(checks):
         L += [r"\subsection*{Are the FP baselines fair?}",
               esc(f"A FP model is at a plateau when its last epoch gained less than {PLATEAU_GAIN} points "
@@ -192,23 +248,31 @@ def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None =
                           _num(r["last_epoch_gain"]), "yes" if r["plateau"] else "no", r["beaten_by"]]
                          for _, r in checks.iterrows()],
                         r"lrrrl>{\raggedright\arraybackslash}p{6.5cm}")
-    L += [r"\subsection*{The claims in words}", r"\begin{itemize}"]
-    L += [rf"\item \textbf{{{esc(s['claim'].replace('_', ' '))}}} ({esc(s['source'])}): {esc(s['statement'])}"
+    L += [r"\subsection*{The claims and the sentences they test}", r"\begin{itemize}"]
+    L += [rf"\item \textbf{{{esc(s['claim'].replace('_', ' '))}}} ({esc(s['source'])}; "
+          rf"{'stated' if s['basis'] == 'stated' else 'read off the tables'}): {esc(s['statement'])} "
+          rf"\emph{{``{esc(s['quote'])}''}} [{esc(s['quote_id'])}]"
           for _, s in summary.iterrows()]
     L += [r"\end{itemize}", r"\clearpage", r"\section{The claims in detail}",
           esc("One row per comparison. Paper: the effect in the paper's tables (blank where it prints no "
-              "number). Margin: of the non-inferiority / equivalence tests. Decides at: for an "
-              "inconclusive comparison, the seeds (at this scale's test set) whose projected interval "
-              "would decide it if the true effect were the paper's.")]
+              "number; 'cited' where it is the paper's number minus one cited from another recipe, context "
+              "only). Margin: the smallest effect of interest of the model at this scale. Verdict: per "
+              "comparison (95 %) / within the claim (Bonferroni). Decides at: for an inconclusive "
+              "comparison, the seeds (and test images) for 80 % power to decide, if the true effect is the "
+              "paper's and if it is zero.")]
     rows = []
     for _, r in claims.iterrows():
-        test = r["test"] + (f" ({float(r['margin']):g})" if not pd.isna(r["margin"]) else "")
-        rows.append([r["comparison"], test, _num(r["paper_effect"]),
-                     _interval(r), r["verdict"], _seed_sets(r["seeds"]), r["decides_at"] or r["note"] or "-"])
+        test = r["test"] + (f" ({float(r['margin']):.2f})" if not pd.isna(r["margin"]) else "")
+        paper = _num(r["paper_effect"]) + (" cited" if r.get("paper_effect_role") == "cited" else "")
+        verdicts = r["verdict"] + (f" / {r['fw_verdict']}" if r["fw_verdict"] and r["fw_verdict"] != r["verdict"] else "")
+        answers = "; ".join(x for x in (r["direction"], r["size"]) if x) or "-"
+        rows.append([r["comparison"], test, paper, _interval(r), answers, verdicts, _seed_sets(r["seeds"]),
+                     "; ".join(x for x in (r["control"], r["decides_at"] or r["note"]) if x) or "-"])
     L += [r"{\footnotesize\setlength{\tabcolsep}{3pt}"] + _longtable(
-        ["Comparison", "Test (margin)", "Paper", "Ours [95 % CI]", "Verdict", "Seeds", "Decides at / note"], rows,
-        r">{\raggedright}p{4.2cm}>{\raggedright}p{1.9cm}p{0.8cm}>{\raggedright}p{2.5cm}"
-        r">{\raggedright}p{1.6cm}>{\raggedright}p{1.1cm}>{\raggedright\arraybackslash}p{4.4cm}") + ["}"]
+        ["Comparison", "Test (margin)", "Paper", "Ours [95 % CI]", "Direction; size", "Verdict", "Seeds",
+         "Control; decides at / note"], rows,
+        r">{\raggedright}p{3.4cm}>{\raggedright}p{1.6cm}p{0.8cm}>{\raggedright}p{2.2cm}"
+        r">{\raggedright}p{2.2cm}>{\raggedright}p{1.5cm}>{\raggedright}p{0.8cm}>{\raggedright\arraybackslash}p{3.6cm}") + ["}"]
     return L
 
 

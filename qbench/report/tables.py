@@ -31,7 +31,7 @@ from qbench.io import read_json, write_text
 from qbench.paper import Cell, SummaryTable, cells_for_table, load_cells, load_tables, summary_tables
 from qbench.quant import LevelSet
 from qbench.quant.methods.baselines import level_label
-from qbench.report.claims import Results, comparison_interval
+from qbench.report.claims import Results, comparison_interval, fp_cell_of, paper_value
 from qbench.stats import Interval, contrast_interval
 
 log = logging.getLogger("qbench.tables")
@@ -40,7 +40,7 @@ METRIC_COLUMN = {"top1": "hard_top1", "top5": "hard_top5", "map": "hard_map"}
 METRIC_LABEL = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "ratio": "ratio"}
 NOT_RUN = "not run"
 INTERVAL_METHOD = ("95 % interval of the cell mean from qbench.stats, the claims' estimator: seeds and "
-                   "test images as crossed random effects, Student-t with Welch-Satterthwaite df "
+                   "test images as crossed random effects, the seed term on seeds - 1 df "
                    "(docs/statistics.md); top-5 and mAP from per-run values (seed-to-seed only); "
                    "one seed: mean (n=1), no interval")
 
@@ -72,6 +72,11 @@ class Entry:
         cell: the experiment cell that produced it, if any.
         ci_low, ci_high, half_width: its 95 % interval (qbench.stats); None without per-run
             results or with one seed.
+        vs_fp: its change against its own FP model at this scale (top-1 / mAP, the claims'
+            contrast), where the scale's data differ from the paper's.
+        paper_vs_fp: the paper's change against the paper's FP model.
+        like_with_like: the scale's data differ from the paper's: the difference line shows
+            vs_fp beside paper_vs_fp, never ours minus the paper's absolute number.
     """
 
     table: str
@@ -89,6 +94,9 @@ class Entry:
     ci_low: float | None = None
     ci_high: float | None = None
     half_width: float | None = None
+    vs_fp: Interval | None = None
+    paper_vs_fp: float | None = None
+    like_with_like: bool = False
 
     @property
     def diff(self) -> float | None:
@@ -219,6 +227,8 @@ def table_entries(key: str, table: dict, cells: pd.DataFrame, plan: dict,
                     if cid in planned:
                         _fill_result(e, by_cell.get(cid), intervals, "rerun", plan, table["task"])
                 out.append(e)
+    if not data_like_paper(plan, table["task"]):
+        _set_changes(out, intervals, table["task"])
     return out
 
 
@@ -378,8 +388,51 @@ def fmt_diff(e: Entry, digits: int = 1) -> str:
         e: the entry.
         digits: decimals.
     """
+    if e.like_with_like:
+        return change_text(e, digits)
     d = e.diff
     return "" if d is None else f"{d:+.{digits}f}"
+
+
+def change_text(e: Entry, digits: int = 1) -> str:
+    """"ours [95 % CI] vs paper": the change against each one's own FP model (top-1 / mAP only;
+    "" for other metrics, "reference" for the FP cell itself)."""
+    if e.metric not in ("top1", "map"):
+        return ""
+    if e.cell is not None and e.cell == fp_cell_of(e.cell):
+        return "reference"
+    paper = "n/a" if e.paper_vs_fp is None else f"{e.paper_vs_fp:+.{digits}f}"
+    if e.vs_fp is None:
+        return f"n/a vs {paper}"
+    iv = e.vs_fp
+    if not iv.seed_noise:
+        return f"{iv.effect:+.{digits}f} (n=1) vs {paper}"
+    return f"{iv.effect:+.{digits}f} [{iv.low:+.{digits}f}, {iv.high:+.{digits}f}] vs {paper}"
+
+
+def data_like_paper(plan: dict, task: str) -> bool:
+    """Whether this scale's data are the paper's (ImageNet / Pascal VOC): only then is a
+    difference of absolute numbers to the paper's meaningful."""
+    cfg = plan.get("config") or {}
+    if task == "detect":
+        dataset = (((cfg.get("tasks") or {}).get("detect") or {}).get("data") or {}).get("dataset")
+        return dataset == "voc" if dataset else plan.get("scale") == "paper"
+    dataset = (cfg.get("data") or {}).get("dataset")
+    return dataset == "imagenet" if dataset else plan.get("scale") == "paper"
+
+
+def _set_changes(entries: list[Entry], intervals: "CellIntervals", task: str) -> None:
+    """Each run entry's change against its own FP model beside the paper's (like with like)."""
+    for e in entries:
+        if e.cell is None or e.status not in ("reproduced", "rerun") and not e.status.startswith(NOT_RUN):
+            continue
+        e.like_with_like = True
+        fp = fp_cell_of(e.cell)
+        fp_paper = paper_value(fp) if fp else None
+        if e.paper is not None and fp_paper is not None and e.metric in ("top1", "map"):
+            e.paper_vs_fp = e.paper - fp_paper
+        if fp and fp != e.cell and e.mean is not None and e.metric in ("top1", "map"):
+            e.vs_fp = intervals.difference(e.cell, fp)
 
 
 def _short(e: Entry) -> str:
@@ -437,7 +490,12 @@ def wide_grid(table: dict, entries: list[Entry]) -> list[list[str]]:
                         for x in es)
 
     def diff(es):
+        if es[0].like_with_like:
+            return fmt_diff(es[0]) or "n/a"
         return "/".join(fmt_diff(x) or "n/a" for x in es) if es[0].mean is not None else "n/a"
+
+    like = any(e.like_with_like for e in entries)
+    delta = "Δ vs own FP (ours vs paper)" if like else "Δ"
 
     for row in table["rows"]:
         def line(label, render):
@@ -453,11 +511,11 @@ def wide_grid(table: dict, entries: list[Entry]) -> list[list[str]]:
                 continue
             grid.append(line(f"{row['label']}: cited", cited))
             grid.append(line(f"{row['label']}: rerun here", _pair_repro))
-            grid.append(line(f"{row['label']}: Δ", diff))
+            grid.append(line(f"{row['label']}: {delta}", diff))
             continue
         grid.append(line(f"{row['label']}: paper", cited))
         grid.append(line(f"{row['label']}: reproduced", _pair_repro))
-        grid.append(line(f"{row['label']}: Δ", diff))
+        grid.append(line(f"{row['label']}: {delta}", diff))
     return grid
 
 
@@ -486,8 +544,10 @@ def long_grid(table: dict, entries: list[Entry]) -> list[list[str]]:
     """
     metrics = table["metrics"]
     head = ["Method", "W/A"]
+    like = any(e.like_with_like for e in entries)
     for m in metrics:
-        head += [f"{METRIC_LABEL[m]} paper", f"{METRIC_LABEL[m]} reproduced", f"{METRIC_LABEL[m]} Δ"]
+        delta = "Δ vs own FP (ours vs paper)" if like and m in ("top1", "map") else "Δ"
+        head += [f"{METRIC_LABEL[m]} paper", f"{METRIC_LABEL[m]} reproduced", f"{METRIC_LABEL[m]} {delta}"]
     grid = [head]
     idx = {(e.row, e.column, e.metric): e for e in entries}
     rows = {r["key"]: r for r in table["rows"]}
@@ -842,6 +902,10 @@ def caption(key: str, table: dict, plan: dict) -> str:
     if table["layout"] == "wide":
         text += (" A cited row whose method this scale reruns with the same recipe (a baseline cell placed "
                  "in it) shows the cited number, the rerun here (mean ± half-width, as reproduced) and Δ.")
+    if table["layout"] in ("wide", "long") and not data_like_paper(plan, table["task"]):
+        text += (" This scale's data are not the paper's, so absolute numbers do not compare across the two: "
+                 "Δ is each cell's change against its own FP model at this scale (95 % interval, paired on "
+                 "images and seeds as in the claims) beside the paper's change against the paper's FP model.")
     if table["layout"] == "ratio":
         text += (" The paper's ratios come from a VU9P FPGA; FPGA timings cannot be measured here, so time "
                  "is an analytic bit-operation count (multiply-accumulates x weight bits x activation bits "
@@ -890,7 +954,11 @@ def write_all(plan: dict, cells: pd.DataFrame, outdir: str | Path, runs: pd.Data
                               "column": e.column, "column_label": e.column_label, "metric": e.metric,
                               "paper": e.paper, "repro_mean": e.mean, "repro_std": e.std,
                               "ci_low": e.ci_low, "ci_high": e.ci_high, "half_width": e.half_width,
-                              "n_seeds": e.n, "diff": e.diff, "status": e.status, "cell": e.cell})
+                              "n_seeds": e.n, "diff": e.diff, "status": e.status, "cell": e.cell,
+                              "vs_fp": e.vs_fp.effect if e.vs_fp else None,
+                              "vs_fp_low": e.vs_fp.low if e.vs_fp else None,
+                              "vs_fp_high": e.vs_fp.high if e.vs_fp else None,
+                              "paper_vs_fp": e.paper_vs_fp})
     buf = io.StringIO()
     pd.DataFrame(long_rows).to_csv(buf, index=False)
     write_text(outdir / "all_cells.csv", buf.getvalue())
