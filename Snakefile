@@ -22,6 +22,8 @@ from qbench.workflow import plan  # noqa: E402
 
 try:
     _merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
+    # before the schema (whose pattern refuses the same text in a many-line message)
+    plan.check_sbatch_extra((_merged.get("cluster") or {}).get("extra"))
 except plan.PipelineConfigError as exc:
     plan.stop(exc)
 config.clear()
@@ -41,7 +43,7 @@ PY = sys.executable
 CONDA_ENV = "../envs/qbench.yaml"  # relative to workflows/rules/
 
 # jobs import the qbench package of this checkout even when it is not installed
-shell.prefix(f"export PYTHONPATH='{WF}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(plan.pythonpath_prefix(WF))
 
 
 include: "workflows/rules/common.smk"
