@@ -68,10 +68,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from qbench.train.trainer import TrainingError, run
 
     key = cache.run_key(config.to_dict()) if args.cache and task == "classify" else None
-    if key and cache.restore(args.cache, key, args.out):
-        if not args.quiet:
-            print(f"qbench: restored {args.out} from the run cache {args.cache} ({key})")
-        return 0
+    try:
+        if key and cache.restore(args.cache, key, args.out, config.to_dict()):
+            if not args.quiet:
+                print(f"qbench: restored {args.out} from the run cache {args.cache} ({key})")
+            return 0
+    except (cache.CacheError, RunDirError, FileFormatError) as e:
+        print(f"qbench: error: {e}", file=sys.stderr)
+        return 2
     try:
         if task == "detect":
             from qbench.detection.runner import run_from_config

@@ -33,8 +33,14 @@ from typing import Any, Iterator
 
 import yaml
 
-TMP_SUFFIX = ".tmp"
+# The temporary names of this module's writers: `.<name>.<random>.qbench.tmp`. The sweep of a
+# run directory removes those and the older `.<name>.<random>.tmp` / `.<name>.tmp-<pid>` of the
+# files a run directory holds, and nothing else (an editor's or another program's `.x.tmp` stays).
+TMP_SUFFIX = ".qbench.tmp"
 LOCK_NAME = ".qbench.lock"
+RUN_DIR_FILES = ("config.yaml", "env.json", "checkpoint.pt", "model_hard.pt", "predictions.npz",
+                 "train.log", "metrics.json", "inputs.json", "data_files.json")
+_LEGACY_TMP = re.compile(r"\.(?P<name>.+?)(?:\.[A-Za-z0-9_]+\.tmp|\.tmp-\d+)")
 
 
 class FileFormatError(ValueError):
@@ -230,9 +236,9 @@ def remove_stale_tmp(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
-        # this writer's names (.<name>.XXXX.tmp) and the older .<name>.tmp-<pid>
-        if p.name.startswith(".") and (p.name.endswith(TMP_SUFFIX) or re.search(r"\.tmp-\d+$", p.name)) \
-                and p.is_file():
+        legacy = _LEGACY_TMP.fullmatch(p.name)
+        ours = p.name.endswith(TMP_SUFFIX) or (legacy is not None and legacy.group("name") in RUN_DIR_FILES)
+        if p.name.startswith(".") and ours and p.is_file():
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
@@ -245,7 +251,25 @@ def _where(path: Path, key: str | None) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``)."""
+    """SafeLoader that also reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``) and refuses a
+    key given twice in one mapping (PyYAML keeps the last silently: a pasted duplicate would
+    replace an entry without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -259,6 +283,8 @@ def _yaml_error(where: str, exc: yaml.YAMLError) -> FileFormatError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     at = f"{where}:{mark.line + 1}" if mark is not None and not where.startswith("--set") else where
     problem = getattr(exc, "problem", None) or str(exc)
+    if problem.startswith("duplicate key"):
+        return FileFormatError(f"{at}: {problem}; keep one of them")
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
         tag = re.search(r"'([^']*)'", problem)
         name = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "?"
