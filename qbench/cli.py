@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache", default=None, metavar="DIR",
                        help="restore the run from DIR when its config, code and torch version are cached "
                             "there, else train it and store it (classification)")
+    train.add_argument("--allow-data-change", action="store_true",
+                       help="resume even when a data file differs from the one the run started on "
+                            "(recorded in env.json)")
     return parser
 
 
@@ -62,6 +65,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"qbench: config error: {e}", file=sys.stderr)
         return 2
     _set_threads(args.threads)
+    if args.allow_data_change:
+        from qbench.io import ALLOW_DATA_CHANGE_ENV
+
+        os.environ[ALLOW_DATA_CHANGE_ENV] = "1"  # read where the run directory is checked
     from qbench.data import DatasetError
     from qbench.io import DiskFullError, FileFormatError, RunDirError
     from qbench.train import cache

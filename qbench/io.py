@@ -521,6 +521,54 @@ def run_environment(path: str | os.PathLike, device: Any, seed: int, world_size:
     return with_start_history(path, now, resumed)
 
 
+DATA_FILES_NAME = "data_files.json"
+ALLOW_DATA_CHANGE_ENV = "QBENCH_ALLOW_DATA_CHANGE"
+
+
+def check_data_files(out: str | os.PathLike, files: list[dict] | None, resumed: bool) -> None:
+    """Keep a run's data provenance with its checkpoint: a fresh start records the data files
+    (``file_record``) in ``<out>/data_files.json``; a resume compares the files it reads now, by
+    name and SHA-256, and refuses when one differs (a checkpoint trained on other data would
+    finish as a run of this data) unless ``$QBENCH_ALLOW_DATA_CHANGE`` is 1 (``qbench train
+    --allow-data-change``), which records the new files.
+
+    Args:
+        out: the run directory (held under ``RunDirLock``).
+        files: the data files this start reads (None or empty: nothing to compare).
+        resumed: whether this start continues from a checkpoint.
+
+    Raises:
+        RunDirError: the data changed since the run started.
+    """
+    path = Path(out) / DATA_FILES_NAME
+    files = list(files or [])
+    if resumed and path.is_file():
+        try:
+            before = read_json(path)
+        except FileFormatError as e:
+            raise RunDirError(f"{e}; restore it or delete checkpoint.pt to restart the run") from None
+        old = {Path(r["path"]).name: r for r in before if isinstance(r, dict) and "path" in r}
+        new = {Path(r["path"]).name: r for r in files}
+        for name in sorted(set(old) | set(new)):
+            a, b = old.get(name), new.get(name)
+            if a is not None and b is not None and a.get("sha256") == b.get("sha256"):
+                continue
+            if os.environ.get(ALLOW_DATA_CHANGE_ENV) == "1":
+                logging.getLogger(__name__).warning("%s: data changed since the run started "
+                                                    "(resuming as asked)", (b or a)["path"])
+                break
+            what = (f"{b['path']}: not read when the run started" if a is None else
+                    f"{a['path']}: read when the run started, not now" if b is None else
+                    f"{b['path']}: changed since the run started (sha256 {a.get('sha256', '?')[:12]} "
+                    f"then, {b.get('sha256', '?')[:12]} now)")
+            raise RunDirError(f"{what}; the checkpoint in {out} was trained on the other data: "
+                              "restore the data, use a new --out, or resume anyway with "
+                              "--allow-data-change")
+        else:
+            return
+    write_json(path, files)
+
+
 class RunLog:
     """A run's progress lines: appended to ``train.log`` and echoed on stdout unless quiet.
 
@@ -566,7 +614,7 @@ def with_start_history(path: str | os.PathLike, env: dict, resumed: bool) -> dic
             old = {"unreadable_env_json": str(e)}
         if isinstance(old, dict):
             starts = list(old.get("starts") or [{k: v for k, v in old.items() if k != "starts"}])
-    starts.append({k: v for k, v in now.items() if k != "data_files"})
+    starts.append(now)  # with this start's data files: a resume may read other copies
     return {**now, "starts": starts}
 
 
