@@ -17,8 +17,13 @@ min_version("9.0")
 WF = workflow.basedir
 sys.path.insert(0, WF)  # the qbench package of this checkout, also when not installed
 
-from qbench.paper import load_cells  # noqa: E402
+from qbench.paper import RegistryError, check_registries, load_cells  # noqa: E402
 from qbench.workflow import plan  # noqa: E402
+
+try:  # the registries are checked like a config: a typo stops the dry run, one line
+    check_registries()
+except RegistryError as exc:
+    plan.stop(exc, "invalid registry")
 
 try:
     _merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")

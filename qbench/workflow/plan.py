@@ -50,14 +50,15 @@ class PipelineConfigError(ValueError):
     """A scale config that cannot run; the message names the offending key."""
 
 
-def stop(exc: PipelineConfigError) -> NoReturn:
-    """Stop the workflow on a bad scale config before any job: one line naming the key on
-    stderr and exit code 2, as ``qbench train`` does for a bad run config.
+def stop(exc: ValueError, what: str = "invalid pipeline config") -> NoReturn:
+    """Stop the workflow on a bad scale config (or registry) before any job: one line naming
+    the key on stderr and exit code 2, as ``qbench train`` does for a bad run config.
 
     Args:
         exc: the error.
+        what: what was invalid, the start of the line.
     """
-    sys.stderr.write(f"invalid pipeline config: {exc}\n")
+    sys.stderr.write(f"{what}: {exc}\n")
     sys.stderr.flush()
     raise SystemExit(2)
 

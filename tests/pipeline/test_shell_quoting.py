@@ -6,7 +6,6 @@ running anything they hold."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,22 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FAKE_TRAIN, ROOT, write_yaml
+from conftest import FAKE_TRAIN, ROOT, copy_checkout, write_yaml
 
 from qbench.workflow import plan
 
 HOSTILE = "$(touch PWN)"
 RULES = sorted((ROOT / "workflows" / "rules").glob("*.smk"))
-
-
-def copy_checkout(dest: Path) -> Path:
-    """The workflow's files (Snakefile, workflows/, qbench/) copied to ``dest``."""
-    dest.mkdir(parents=True)
-    shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
-    ignore = shutil.ignore_patterns("__pycache__", "*.so")
-    for name in ("workflows", "qbench"):
-        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
-    return dest
 
 
 def run_snakemake(checkout: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
