@@ -28,6 +28,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Bounds a run config's numbers must keep before anything starts: seeds feed torch generators
+# (int64, and seed * 1_000_003 + epoch must fit too), epochs a per-epoch plan held in memory.
+MAX_SEED = (2**63 - 1) // 1_000_003 - 1_000_000
+MAX_EPOCHS = 100_000
+
+
+def check_limits(raw: dict) -> None:
+    """Refuse numbers that validate as integers but fail (overflow, memory) after the run
+    started: one ValueError naming the key.
+
+    Args:
+        raw: the run config as loaded (``load_raw``).
+    """
+    seeds = {"seed": raw.get("seed"), "data.subset_seed": (raw.get("data") or {}).get("subset_seed")}
+    for key, value in seeds.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEED:
+            raise ValueError(f"{key}: {value} is too large for the random generators; use a seed <= {MAX_SEED}")
+    epochs = raw.get("epochs") or {}
+    if isinstance(epochs, dict):
+        total = sum(v for v in epochs.values() if isinstance(v, int) and not isinstance(v, bool) and v > 0)
+        if total > MAX_EPOCHS:
+            raise ValueError(f"epochs: {total} epochs in all; more than {MAX_EPOCHS} is surely a typo")
+
+
 def _set_threads(threads: int | None) -> None:
     import torch
 
@@ -52,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         raw = load_raw(args.config, args.overrides)
+        check_limits(raw)
         task = raw.get("task", "classify")
         if task not in ("classify", "detect"):
             raise ConfigError(f"task: must be 'classify' or 'detect', got {task!r}")
@@ -108,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments (default: sys.argv[1:]).
     """
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return cmd_train(args)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoint is intact (atomic writes), say so in one line
+        print("qbench: interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
     return 2
 
 

@@ -398,6 +398,50 @@ def load_torch(path: str | os.PathLike, key: str | None = None, hint: str | None
         raise FileFormatError(f"{where}: truncated or not a torch file ({type(exc).__name__}){tail}") from None
 
 
+PREDICTION_KEYS = ("label", "hard", "soft")
+
+
+def read_predictions(path: str | os.PathLike, test_images: int | None = None) -> dict:
+    """A run's ``predictions.npz`` as data (``allow_pickle=False``), checked: a readable archive
+    with per-image ``label``, ``hard`` and ``soft`` arrays of integers, all of one length (the
+    run's ``test_images`` when given).
+
+    Args:
+        path: the file.
+        test_images: the number of test images metrics.json reports.
+
+    Raises:
+        FileFormatError: naming the file and what is wrong with it.
+    """
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    tail = "; rerun the run (delete its metrics.json) to write it again"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: no such file{tail}") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):  # numpy's own advice (allow_pickle=True) would run code
+            raise FileFormatError(f"{path}: holds Python objects, not arrays; refused{tail}") from None
+        raise FileFormatError(f"{path}: not a numpy archive ({exc}){tail}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise FileFormatError(f"{path}: damaged or not a numpy archive ({type(exc).__name__}){tail}") from None
+    missing = [k for k in PREDICTION_KEYS if k not in arrays]
+    if missing:
+        raise FileFormatError(f"{path}: no {', '.join(missing)} array{tail}")
+    n = test_images if test_images is not None else arrays["label"].shape[0] if arrays["label"].ndim else -1
+    for k in PREDICTION_KEYS:
+        a = arrays[k]
+        if a.ndim != 1 or a.dtype.kind not in "iu" or a.shape[0] != n:
+            raise FileFormatError(f"{path}: {k} has shape {a.shape} and dtype {a.dtype}; expected "
+                                  f"{n} integers (one per test image){tail}")
+    return arrays
+
+
 STATE_DICT_KEYS = ("model", "state_dict", "model_state")
 
 

@@ -75,7 +75,11 @@ def stage_times(bench_dir: str | Path) -> pd.DataFrame:
         stage = rel.parts[0] if len(rel.parts) > 1 else rel.stem
         try:
             df = pd.read_csv(path, sep="\t")
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+            _log.warning("%s: not a snakemake benchmark file; left out of the stage times", path)
+            continue
+        if "s" not in df:  # a stray TSV, not snakemake's
+            _log.warning("%s: not a snakemake benchmark file (no 's' column); left out", path)
             continue
         rows.append({"stage": stage, "wall_s": float(df["s"].sum()), "cpu_s": _column_total(df, "cpu_time"),
                      "max_rss_mb": _column_total(df, "max_rss", how="max")})
