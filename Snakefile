@@ -26,6 +26,8 @@ except RegistryError as exc:
     plan.stop(exc, "invalid registry")
 
 try:
+    # snakemake's loader keeps the last of a key given twice; the project's refuses it
+    plan.check_config_files(workflow.configfiles)
     _merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
     # before the schema (whose pattern refuses the same text in a many-line message)
     plan.check_sbatch_extra((_merged.get("cluster") or {}).get("extra"))

@@ -331,6 +331,22 @@ def check_run_config(cfg: dict, cell: Cell, rc: dict) -> None:
                                   f"(run config of cell {cell.id})") from None
 
 
+def check_config_files(paths) -> None:
+    """Read each ``--configfile`` with the project's YAML loader, which refuses a key given
+    twice (snakemake's keeps the last one silently) and names file and line.
+
+    Args:
+        paths: the config files snakemake was given.
+    """
+    from qbench.io import FileFormatError, read_yaml
+
+    for path in paths:
+        try:
+            read_yaml(path, allow_empty=True)
+        except FileFormatError as exc:
+            raise PipelineConfigError(str(exc)) from None
+
+
 def pythonpath_prefix(checkout: str) -> str:
     """The shell prefix of every job that puts ``checkout`` first on PYTHONPATH, as a snakemake
     shell template: the path is data (a space, an apostrophe, ``$(...)``, braces), so it is

@@ -32,3 +32,14 @@ def test_broken_registry_stops_the_dry_run(tmp_path, name, old, new, message):
     assert res.returncode == 2, res.stdout[-1000:] + res.stderr[-2000:]
     last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("invalid registry: ") and message in last, last
+
+
+def test_duplicate_key_in_a_site_file_stops_the_dry_run(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("cluster:\n  partition: gpu\nseeds: [0]\ncluster:\n  qos: long\n")
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+                          "-n", "--config", "scale=smoke", "--configfile", str(site)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
+    assert last == f"invalid pipeline config: {site}:4: duplicate key 'cluster' (first on line 1); keep one of them"

@@ -63,13 +63,24 @@ def test_cache_at_a_file_and_out_a_file_on_a_hit_are_one_line(tmp_path, cached, 
 
 
 def test_a_complete_entry_is_never_removed_by_a_second_writer(tmp_path, cached, monkeypatch):
+    from pathlib import Path
+
     a, _, store = cached
     (entry,) = list(store.iterdir())
     before = {p.name: p.read_bytes() for p in entry.iterdir()}
-    # the second writer checked before the first one's rename: it sees no entry, then stores
-    monkeypatch.setattr(cache, "_complete", lambda e: False)
+    # the second writer looked before the first one's rename: it saw no complete entry once
+    real, looked = Path.is_file, []
+
+    def is_file(self):
+        if self == entry / "metrics.json" and not looked:
+            looked.append(self)
+            return False
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
     cache.store(store, entry.name, tmp_path / "dB")
     monkeypatch.undo()
+    assert looked
     assert {p.name: p.read_bytes() for p in entry.iterdir()} == before
     assert [p.name for p in store.iterdir()] == [entry.name]  # no temporary left behind
 

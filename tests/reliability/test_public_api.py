@@ -12,9 +12,10 @@ from qbench.quant.functional import NonFiniteError, hard_quantize, soft_quantize
 
 
 def test_integer_input_is_promoted_not_truncated():
-    out = hard_quantize(torch.tensor([-2, 0, 2]), "ternary", [-0.5, 0.5], 0.7, 1)
+    out = hard_quantize(torch.tensor([-2, 0, 2]), "ternary", torch.tensor([-0.5, 0.5]), 0.7, 1)
     assert out.dtype == torch.get_default_dtype()
     assert torch.allclose(out, torch.tensor([-0.7, 0.0, 0.7]))
+    assert torch.equal(hard_quantize(torch.tensor([-2, 0, 2]), "ternary", [-0.5, 0.5], 0.7, 1), out)  # list biases
     soft = soft_quantize(torch.tensor([-2, 0, 2]), "ternary", torch.tensor([-0.5, 0.5]), 0.7, 1, 50.0)
     assert torch.allclose(soft, torch.tensor([-0.7, 0.0, 0.7]), atol=1e-6)
 
