@@ -109,7 +109,7 @@ PLAN_TEXT = json.dumps(
 )
 
 
-# arguments, not shell text: the rule quotes each word (`{params.cache:q}`)
+# arguments, not shell text: each word reaches the shell quoted (`{params.cache:q}` in train_fp)
 FP_CACHE_ARGS = ["--cache", os.path.expanduser(config["fp_cache"])] if config.get("fp_cache") else []
 
 
