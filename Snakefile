@@ -17,11 +17,20 @@ min_version("9.0")
 WF = workflow.basedir
 sys.path.insert(0, WF)  # the qbench package of this checkout, also when not installed
 
-from qbench.paper import load_cells  # noqa: E402
+from qbench.paper import RegistryError, check_registries, load_cells  # noqa: E402
 from qbench.workflow import plan  # noqa: E402
 
+try:  # the registries are checked like a config: a typo stops the dry run, one line
+    check_registries()
+except RegistryError as exc:
+    plan.stop(exc, "invalid registry")
+
 try:
+    # snakemake's loader keeps the last of a key given twice; the project's refuses it
+    plan.check_config_files(workflow.configfiles)
     _merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
+    # before the schema (whose pattern refuses the same text in a many-line message)
+    plan.check_sbatch_extra((_merged.get("cluster") or {}).get("extra"))
 except plan.PipelineConfigError as exc:
     plan.stop(exc)
 config.clear()
@@ -41,7 +50,7 @@ PY = sys.executable
 CONDA_ENV = "../envs/qbench.yaml"  # relative to workflows/rules/
 
 # jobs import the qbench package of this checkout even when it is not installed
-shell.prefix(f"export PYTHONPATH='{WF}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(plan.pythonpath_prefix(WF))
 
 
 include: "workflows/rules/common.smk"

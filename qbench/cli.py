@@ -22,7 +22,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache", default=None, metavar="DIR",
                        help="restore the run from DIR when its config, code and torch version are cached "
                             "there, else train it and store it (classification)")
+    train.add_argument("--allow-data-change", action="store_true",
+                       help="resume even when a data file differs from the one the run started on "
+                            "(recorded in env.json)")
     return parser
+
+
+# Bounds a run config's numbers must keep before anything starts: seeds feed torch generators
+# (int64, and seed * 1_000_003 + epoch must fit too), epochs a per-epoch plan held in memory.
+MAX_SEED = (2**63 - 1) // 1_000_003 - 1_000_000
+MAX_EPOCHS = 100_000
+
+
+def check_limits(raw: dict) -> None:
+    """Refuse numbers that validate as integers but fail (overflow, memory) after the run
+    started: one ValueError naming the key.
+
+    Args:
+        raw: the run config as loaded (``load_raw``).
+    """
+    seeds = {"seed": raw.get("seed"), "data.subset_seed": (raw.get("data") or {}).get("subset_seed")}
+    for key, value in seeds.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEED:
+            raise ValueError(f"{key}: {value} is too large for the random generators; use a seed <= {MAX_SEED}")
+    epochs = raw.get("epochs") or {}
+    if isinstance(epochs, dict):
+        total = sum(v for v in epochs.values() if isinstance(v, int) and not isinstance(v, bool) and v > 0)
+        if total > MAX_EPOCHS:
+            raise ValueError(f"epochs: {total} epochs in all; more than {MAX_EPOCHS} is surely a typo")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -49,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         raw = load_raw(args.config, args.overrides)
+        check_limits(raw)
         task = raw.get("task", "classify")
         if task not in ("classify", "detect"):
             raise ConfigError(f"task: must be 'classify' or 'detect', got {task!r}")
@@ -62,16 +90,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"qbench: config error: {e}", file=sys.stderr)
         return 2
     _set_threads(args.threads)
+    if args.allow_data_change:
+        from qbench.io import ALLOW_DATA_CHANGE_ENV
+
+        os.environ[ALLOW_DATA_CHANGE_ENV] = "1"  # read where the run directory is checked
     from qbench.data import DatasetError
     from qbench.io import DiskFullError, FileFormatError, RunDirError
     from qbench.train import cache
     from qbench.train.trainer import TrainingError, run
 
     key = cache.run_key(config.to_dict()) if args.cache and task == "classify" else None
-    if key and cache.restore(args.cache, key, args.out):
-        if not args.quiet:
-            print(f"qbench: restored {args.out} from the run cache {args.cache} ({key})")
-        return 0
+    try:
+        if key and cache.restore(args.cache, key, args.out, config.to_dict()):
+            if not args.quiet:
+                print(f"qbench: restored {args.out} from the run cache {args.cache} ({key})")
+            return 0
+    except (cache.CacheError, RunDirError, FileFormatError) as e:
+        print(f"qbench: error: {e}", file=sys.stderr)
+        return 2
     try:
         if task == "detect":
             from qbench.detection.runner import run_from_config
@@ -97,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments (default: sys.argv[1:]).
     """
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return cmd_train(args)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoint is intact (atomic writes), say so in one line
+        print("qbench: interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
     return 2
 
 

@@ -33,8 +33,14 @@ from typing import Any, Iterator
 
 import yaml
 
-TMP_SUFFIX = ".tmp"
+# The temporary names of this module's writers: `.<name>.<random>.qbench.tmp`. The sweep of a
+# run directory removes those and the older `.<name>.<random>.tmp` / `.<name>.tmp-<pid>` of the
+# files a run directory holds, and nothing else (an editor's or another program's `.x.tmp` stays).
+TMP_SUFFIX = ".qbench.tmp"
 LOCK_NAME = ".qbench.lock"
+RUN_DIR_FILES = ("config.yaml", "env.json", "checkpoint.pt", "model_hard.pt", "predictions.npz",
+                 "train.log", "metrics.json", "inputs.json", "data_files.json")
+_LEGACY_TMP = re.compile(r"\.(?P<name>.+?)(?:\.[A-Za-z0-9_]+\.tmp|\.tmp-\d+)")
 
 
 class FileFormatError(ValueError):
@@ -230,9 +236,9 @@ def remove_stale_tmp(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
-        # this writer's names (.<name>.XXXX.tmp) and the older .<name>.tmp-<pid>
-        if p.name.startswith(".") and (p.name.endswith(TMP_SUFFIX) or re.search(r"\.tmp-\d+$", p.name)) \
-                and p.is_file():
+        legacy = _LEGACY_TMP.fullmatch(p.name)
+        ours = p.name.endswith(TMP_SUFFIX) or (legacy is not None and legacy.group("name") in RUN_DIR_FILES)
+        if p.name.startswith(".") and ours and p.is_file():
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
@@ -245,7 +251,25 @@ def _where(path: Path, key: str | None) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``)."""
+    """SafeLoader that also reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``) and refuses a
+    key given twice in one mapping (PyYAML keeps the last silently: a pasted duplicate would
+    replace an entry without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -259,6 +283,8 @@ def _yaml_error(where: str, exc: yaml.YAMLError) -> FileFormatError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     at = f"{where}:{mark.line + 1}" if mark is not None and not where.startswith("--set") else where
     problem = getattr(exc, "problem", None) or str(exc)
+    if problem.startswith("duplicate key"):
+        return FileFormatError(f"{at}: {problem}; keep one of them")
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
         tag = re.search(r"'([^']*)'", problem)
         name = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "?"
@@ -370,6 +396,50 @@ def load_torch(path: str | os.PathLike, key: str | None = None, hint: str | None
         raise FileFormatError(f"{where}: cannot be loaded ({str(exc).splitlines()[0]}){tail}") from None
     except (EOFError, KeyError, ValueError, UnicodeDecodeError, AttributeError, TypeError, IndexError) as exc:
         raise FileFormatError(f"{where}: truncated or not a torch file ({type(exc).__name__}){tail}") from None
+
+
+PREDICTION_KEYS = ("label", "hard", "soft")
+
+
+def read_predictions(path: str | os.PathLike, test_images: int | None = None) -> dict:
+    """A run's ``predictions.npz`` as data (``allow_pickle=False``), checked: a readable archive
+    with per-image ``label``, ``hard`` and ``soft`` arrays of integers, all of one length (the
+    run's ``test_images`` when given).
+
+    Args:
+        path: the file.
+        test_images: the number of test images metrics.json reports.
+
+    Raises:
+        FileFormatError: naming the file and what is wrong with it.
+    """
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    tail = "; rerun the run (delete its metrics.json) to write it again"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: no such file{tail}") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):  # numpy's own advice (allow_pickle=True) would run code
+            raise FileFormatError(f"{path}: holds Python objects, not arrays; refused{tail}") from None
+        raise FileFormatError(f"{path}: not a numpy archive ({exc}){tail}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise FileFormatError(f"{path}: damaged or not a numpy archive ({type(exc).__name__}){tail}") from None
+    missing = [k for k in PREDICTION_KEYS if k not in arrays]
+    if missing:
+        raise FileFormatError(f"{path}: no {', '.join(missing)} array{tail}")
+    n = test_images if test_images is not None else arrays["label"].shape[0] if arrays["label"].ndim else -1
+    for k in PREDICTION_KEYS:
+        a = arrays[k]
+        if a.ndim != 1 or a.dtype.kind not in "iu" or a.shape[0] != n:
+            raise FileFormatError(f"{path}: {k} has shape {a.shape} and dtype {a.dtype}; expected "
+                                  f"{n} integers (one per test image){tail}")
+    return arrays
 
 
 STATE_DICT_KEYS = ("model", "state_dict", "model_state")
@@ -495,6 +565,54 @@ def run_environment(path: str | os.PathLike, device: Any, seed: int, world_size:
     return with_start_history(path, now, resumed)
 
 
+DATA_FILES_NAME = "data_files.json"
+ALLOW_DATA_CHANGE_ENV = "QBENCH_ALLOW_DATA_CHANGE"
+
+
+def check_data_files(out: str | os.PathLike, files: list[dict] | None, resumed: bool) -> None:
+    """Keep a run's data provenance with its checkpoint: a fresh start records the data files
+    (``file_record``) in ``<out>/data_files.json``; a resume compares the files it reads now, by
+    name and SHA-256, and refuses when one differs (a checkpoint trained on other data would
+    finish as a run of this data) unless ``$QBENCH_ALLOW_DATA_CHANGE`` is 1 (``qbench train
+    --allow-data-change``), which records the new files.
+
+    Args:
+        out: the run directory (held under ``RunDirLock``).
+        files: the data files this start reads (None or empty: nothing to compare).
+        resumed: whether this start continues from a checkpoint.
+
+    Raises:
+        RunDirError: the data changed since the run started.
+    """
+    path = Path(out) / DATA_FILES_NAME
+    files = list(files or [])
+    if resumed and path.is_file():
+        try:
+            before = read_json(path)
+        except FileFormatError as e:
+            raise RunDirError(f"{e}; restore it or delete checkpoint.pt to restart the run") from None
+        old = {Path(r["path"]).name: r for r in before if isinstance(r, dict) and "path" in r}
+        new = {Path(r["path"]).name: r for r in files}
+        for name in sorted(set(old) | set(new)):
+            a, b = old.get(name), new.get(name)
+            if a is not None and b is not None and a.get("sha256") == b.get("sha256"):
+                continue
+            if os.environ.get(ALLOW_DATA_CHANGE_ENV) == "1":
+                logging.getLogger(__name__).warning("%s: data changed since the run started "
+                                                    "(resuming as asked)", (b or a)["path"])
+                break
+            what = (f"{b['path']}: not read when the run started" if a is None else
+                    f"{a['path']}: read when the run started, not now" if b is None else
+                    f"{b['path']}: changed since the run started (sha256 {a.get('sha256', '?')[:12]} "
+                    f"then, {b.get('sha256', '?')[:12]} now)")
+            raise RunDirError(f"{what}; the checkpoint in {out} was trained on the other data: "
+                              "restore the data, use a new --out, or resume anyway with "
+                              "--allow-data-change")
+        else:
+            return
+    write_json(path, files)
+
+
 class RunLog:
     """A run's progress lines: appended to ``train.log`` and echoed on stdout unless quiet.
 
@@ -540,7 +658,7 @@ def with_start_history(path: str | os.PathLike, env: dict, resumed: bool) -> dic
             old = {"unreadable_env_json": str(e)}
         if isinstance(old, dict):
             starts = list(old.get("starts") or [{k: v for k, v in old.items() if k != "starts"}])
-    starts.append({k: v for k, v in now.items() if k != "data_files"})
+    starts.append(now)  # with this start's data files: a resume may read other copies
     return {**now, "starts": starts}
 
 

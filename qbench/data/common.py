@@ -48,7 +48,8 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int) -> torc
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """A generator that depends only on (seed, epoch), so a resumed run replays the same order."""
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    # modulo int64: the same seeds as before for every seed the product fits
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1))
 
 
 def global_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool) -> list[torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +31,14 @@ def _candidates(root: str | Path | None) -> list[Path]:
     if root is not None:
         root = Path(root)
         return [root, root / "FashionMNIST" / "raw", root / "fashion-mnist"]
-    out = []
     env = os.environ.get("QBENCH_DATA")
     if env:
-        if not Path(env).is_dir():  # a typo must not silently fall back to another copy
+        # a typo must not silently fall back to another copy: when set, it is the only place
+        if not Path(env).is_dir():
             raise DatasetError(f"QBENCH_DATA={env}: no such directory; fix it, or unset it to use "
                                f"{DEBIAN_DIR}")
-        out += [Path(env) / "fashion-mnist", Path(env) / "FashionMNIST" / "raw", Path(env)]
-    return out + [DEBIAN_DIR]
+        return [Path(env) / "fashion-mnist", Path(env) / "FashionMNIST" / "raw", Path(env)]
+    return [DEBIAN_DIR]
 
 
 def _file(directory: Path, stem: str) -> Path | None:
@@ -61,6 +62,10 @@ def find_fashion_mnist(root: str | Path | None = None) -> dict[str, Path]:
         found = {k: _file(d, stem) for k, stem in FILES.items()}
         if all(found.values()):
             return found
+    env = os.environ.get("QBENCH_DATA")
+    if root is None and env:
+        raise DatasetError(f"QBENCH_DATA={env}: no Fashion-MNIST idx files there (looked in "
+                           f"{', '.join(map(str, tried))}); fix it, or unset it to use {DEBIAN_DIR}")
     raise DatasetError(f"Fashion-MNIST not found (looked in {', '.join(map(str, tried))}); {HOW_TO_GET}")
 
 
@@ -78,7 +83,7 @@ def read_idx(path: str | Path) -> torch.Tensor:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a damaged gzip stream
         raise DatasetError(f"{path}: cannot read ({e}); {HOW_TO_GET}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{path}: not an unsigned-byte idx file (bad magic); {HOW_TO_GET}")
@@ -100,6 +105,8 @@ def load_split(files: dict[str, Path], split: str) -> tuple[torch.Tensor, torch.
     if x.dim() != 3 or y.dim() != 1 or x.shape[0] != y.shape[0]:
         raise DatasetError(f"{files[f'{split}_images']}: images {tuple(x.shape)} do not match "
                            f"labels {tuple(y.shape)}; {HOW_TO_GET}")
+    if x.shape[0] == 0:  # an accuracy over no images would read as 0.0
+        raise DatasetError(f"{files[f'{split}_images']}: holds 0 images; {HOW_TO_GET}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) > 9):
         raise DatasetError(f"{files[f'{split}_labels']}: labels outside 0..9")
     return x, y

@@ -1,6 +1,7 @@
 """The paper's published numbers (Tables 1-8) and its experiment cells, as package data.
 
-Both files are plain YAML read with ``yaml.safe_load``:
+The files are plain YAML read with the project's safe loader (``qbench.io.parse_yaml``: no
+Python tags, a key given twice is an error):
 
 - ``tables.yaml``: every number of every table, keyed by table / row / column / metric, the
   tables of this suite that are not in the paper (``summary_tables``) and the figures the report
@@ -14,12 +15,11 @@ Both files are plain YAML read with ``yaml.safe_load``:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
-
-import yaml
 
 from qbench.models import ARCHS_BY_TASK, TASKS
 from qbench.quant import DEFAULT_METHOD, PAPER_WEIGHT_SETS, LevelSet, available_methods
@@ -32,9 +32,18 @@ KINDS = ("fp", "quant")
 STARTS = ("pretrained", "scratch")
 
 
+class RegistryError(ValueError):
+    """A registry file (tables, experiments, claims) is inconsistent; the message names the key."""
+
+
 def _read(name: str) -> Any:
+    from qbench.io import FileFormatError, parse_yaml
+
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    try:
+        return parse_yaml(text, name)
+    except FileFormatError as e:
+        raise RegistryError(str(e)) from None
 
 
 @lru_cache(maxsize=None)
@@ -73,10 +82,10 @@ class SummaryTable:
     def __post_init__(self) -> None:
         keys = tuple(_tables_cached())
         if not self.name or self.name in keys:
-            raise ValueError(f"tables.yaml: summary_tables: name {self.name!r} is empty or a paper table's key")
+            raise RegistryError(f"tables.yaml: summary_tables: name {self.name!r} is empty or a paper table's key")
         for key in (self.after, *self.sources):
             if key not in keys:
-                raise ValueError(f"tables.yaml: summary_tables: {self.name}: {key!r} is not a table of the paper")
+                raise RegistryError(f"tables.yaml: summary_tables: {self.name}: {key!r} is not a table of the paper")
 
 
 @lru_cache(maxsize=None)
@@ -112,9 +121,9 @@ class Figure:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"tables.yaml: figures: a figure needs a name, got {self.name!r}")
+            raise RegistryError(f"tables.yaml: figures: a figure needs a name, got {self.name!r}")
         if self.number is not None and (not isinstance(self.number, int) or self.number < 1):
-            raise ValueError(f"tables.yaml: figures: {self.name}: number must be null or >= 1")
+            raise RegistryError(f"tables.yaml: figures: {self.name}: number must be null or >= 1")
 
 
 @lru_cache(maxsize=None)
@@ -238,29 +247,48 @@ def bits_label(level_set: str | None) -> str:
 def _check_cell(cid: str, raw: dict) -> None:
     unknown = set(raw) - set(CELL_FIELDS)
     if unknown:
-        raise ValueError(f"experiments.yaml: cell {cid!r} has unknown key(s) {sorted(unknown)}")
+        raise RegistryError(f"experiments.yaml: cell {cid!r} has unknown key(s) {sorted(unknown)}")
     if "model" not in raw:
-        raise ValueError(f"experiments.yaml: cell {cid!r} lacks 'model'")
+        raise RegistryError(f"experiments.yaml: cell {cid!r} lacks 'model'")
     if not isinstance(raw.get("learn_biases", False), bool):
-        raise ValueError(f"experiments.yaml: cell {cid!r}: learn_biases must be true or false")
+        raise RegistryError(f"experiments.yaml: cell {cid!r}: learn_biases must be true or false")
     for key, allowed in (("kind", KINDS), ("init", INITS), ("sharing", SHARINGS), ("start", STARTS),
                          ("task", TASKS)):
         if raw[key] not in allowed:
-            raise ValueError(f"experiments.yaml: cell {cid!r}: {key}={raw[key]!r} not in {allowed}")
+            raise RegistryError(f"experiments.yaml: cell {cid!r}: {key}={raw[key]!r} not in {allowed}")
     if raw.get("method", DEFAULT_METHOD) not in available_methods():
-        raise ValueError(f"experiments.yaml: cell {cid!r}: method={raw['method']!r} not in "
+        raise RegistryError(f"experiments.yaml: cell {cid!r}: method={raw['method']!r} not in "
                          f"{available_methods()} (qbench.quant.methods)")
     if raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD and raw["kind"] != "quant":
-        raise ValueError(f"experiments.yaml: cell {cid!r}: a method other than "
+        raise RegistryError(f"experiments.yaml: cell {cid!r}: a method other than "
                          f"{DEFAULT_METHOD!r} needs kind: quant")
     if raw["model"] not in ARCHS_BY_TASK[raw["task"]]:
-        raise ValueError(f"experiments.yaml: cell {cid!r}: model={raw['model']!r} not in "
+        raise RegistryError(f"experiments.yaml: cell {cid!r}: model={raw['model']!r} not in "
                          f"{ARCHS_BY_TASK[raw['task']]} (qbench.models)")
     tags = {f.tag for f in figures() if f.tag}
     for tag in raw.get("figures", []):
         if tag not in tags:
-            raise ValueError(f"experiments.yaml: cell {cid!r}: figure tag {tag!r} not in {sorted(tags)} "
+            raise RegistryError(f"experiments.yaml: cell {cid!r}: figure tag {tag!r} not in {sorted(tags)} "
                              "(tables.yaml, figures:)")
+
+
+def _check_placement(cid: str, place: "Placement") -> None:
+    """The table, row and column a cell fills exist in tables.yaml (a typo would show the cell
+    as "not run" in its table while its runs go nowhere)."""
+    tables = _tables_cached()
+    where = f"experiments.yaml: cell {cid!r}: table placement"
+    if place.table not in tables:
+        raise RegistryError(f"{where} {place.table!r}: no such table; known: {', '.join(tables)}")
+    table = tables[place.table]
+    columns = [c["key"] for c in table.get("columns", [])]
+    if place.row is not None:
+        rows = [r["key"] for r in table.get("rows", [])]
+        if place.row not in rows:
+            raise RegistryError(f"{where} {place.table}:{place.row}: no row {place.row!r} in "
+                                f"{place.table}; known: {', '.join(rows)}")
+    if place.column not in columns:
+        raise RegistryError(f"{where} {place.table}:{place.row + ':' if place.row else ''}{place.column}: "
+                            f"no setting {place.column!r} in {place.table}; known: {', '.join(columns)}")
 
 
 @lru_cache(maxsize=None)
@@ -271,7 +299,12 @@ def _cells_cached() -> tuple[Cell, ...]:
     for cid, raw in data["cells"].items():
         merged = {**defaults, **raw}
         _check_cell(cid, merged)
-        merged["tables"] = tuple(Placement.parse(t) for t in merged.get("tables", []))
+        try:
+            merged["tables"] = tuple(Placement.parse(t) for t in merged.get("tables", []))
+        except ValueError as e:
+            raise RegistryError(f"experiments.yaml: cell {cid!r}: {e}") from None
+        for place in merged["tables"]:
+            _check_placement(cid, place)
         merged["figures"] = tuple(merged.get("figures", []))
         merged["slope"] = float(merged.get("slope", 5.0))
         cells.append(Cell(id=cid, **merged))
@@ -313,6 +346,81 @@ def cells_for_figure(tag: str) -> list[Cell]:
     return [c for c in _cells_cached() if tag in c.figures]
 
 
-__all__ = ["Cell", "Figure", "Placement", "SummaryTable", "bits_label", "cells_for_figure", "cells_for_table",
+CLAIM_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence", "gap_closes")
+
+
+def _positive_margin(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise RegistryError(f"claims.yaml: {key}: a margin must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_claims(data: Any) -> None:
+    """The structure of claims.yaml: margins finite and positive, every claim's test known, its
+    comparisons of existing cells with finite non-zero weights, no cell compared with itself.
+    Keys this check does not know (``quote``, ``section``, ``kind`` ...) are left alone.
+
+    Args:
+        data: the parsed claims.yaml.
+
+    Raises:
+        RegistryError: naming the key.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("claims"), dict):
+        raise RegistryError("claims.yaml: needs a 'claims' mapping")
+    margins = data.get("margins") or {}
+    if not isinstance(margins, dict):
+        raise RegistryError("claims.yaml: margins: must be a mapping of name -> number")
+    for name, value in margins.items():
+        _positive_margin(value, f"margins.{name}")
+    cells = load_cells()
+    for cid, raw in data["claims"].items():
+        key = f"claims.{cid}"
+        if not isinstance(raw, dict):
+            raise RegistryError(f"claims.yaml: {key}: must be a mapping")
+        if raw.get("test") not in CLAIM_TESTS:
+            raise RegistryError(f"claims.yaml: {key}.test: {raw.get('test')!r} not in {CLAIM_TESTS}")
+        if "margin" in raw:
+            _positive_margin(raw["margin"], f"{key}.margin")
+        if raw["test"] == "gap_closes" and raw.get("cell") not in cells:
+            raise RegistryError(f"claims.yaml: {key}.cell: unknown cell {raw.get('cell')!r}")
+        comps = raw.get("comparisons") or []
+        if not isinstance(comps, list):
+            raise RegistryError(f"claims.yaml: {key}.comparisons: must be a list")
+        if raw["test"] != "gap_closes" and not comps:
+            raise RegistryError(f"claims.yaml: {key}: has no comparisons")
+        for i, comp in enumerate(comps):
+            at = f"{key}.comparisons[{i}]"
+            if isinstance(comp, list):
+                if len(comp) != 2:
+                    raise RegistryError(f"claims.yaml: {at}: must be [a, b] or {{cell: weight}}")
+                if comp[0] == comp[1]:
+                    raise RegistryError(f"claims.yaml: {at}: compares {comp[0]!r} with itself")
+                comp = {comp[0]: 1.0, comp[1]: -1.0}
+            if not isinstance(comp, dict) or len(comp) < 2:
+                raise RegistryError(f"claims.yaml: {at}: must be [a, b] or {{cell: weight}} of two or "
+                                    "more cells")
+            for cell, weight in comp.items():
+                if cell not in cells:
+                    raise RegistryError(f"claims.yaml: {at}: unknown cell {cell!r}")
+                if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                        or not math.isfinite(weight) or weight == 0:
+                    raise RegistryError(f"claims.yaml: {at}: weight of {cell!r} must be a finite "
+                                        f"non-zero number, got {weight!r}")
+
+
+def check_registries() -> None:
+    """Read and check every registry (tables, experiments with their placements, claims), as
+    the pipeline does at planning time.
+
+    Raises:
+        RegistryError: naming the file and key.
+    """
+    _tables_cached()
+    _cells_cached()
+    check_claims(_read("claims.yaml"))
+
+
+__all__ = ["CLAIM_TESTS", "RegistryError", "check_claims", "check_registries", "Cell", "Figure", "Placement", "SummaryTable", "bits_label", "cells_for_figure", "cells_for_table",
            "figure_names", "figures", "fp_cell_of", "load_cells", "load_tables", "summary_tables", "table_keys",
            "table_names"]

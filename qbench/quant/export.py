@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .functional import NonFiniteError
 from .levels import LevelSet
 from .methods.base import write_plain_weight
 from .model import QuantPolicy, activation_quantizers, weight_quantizers
@@ -32,10 +33,18 @@ def export_hard_model(model: nn.Module) -> dict:
     for name, q in weight_quantizers(model).items():
         layer = model.get_submodule(name)
         original = layer.parametrizations.weight.original.detach()
+        # bucketize puts NaN and +inf on the top code: an export would hide a diverged weight
+        for what, t in (("weight", original), ("alpha", q.alpha), ("beta", q.beta), ("biases", q.biases)):
+            if not torch.isfinite(t).all():
+                raise NonFiniteError(f"export_hard_model: {name}: non-finite {what}; nothing exported")
         codes = torch.bucketize(original * q.beta.detach(), q.biases.detach(), right=True)
         dtype = torch.uint8 if q.levels.n < 256 else torch.int16
         weights[name] = {"codes": codes.to(dtype).cpu(), **_params(q)}
-    acts = {name: _params(q) for name, q in activation_quantizers(model).items()}
+    acts = {}
+    for name, q in activation_quantizers(model).items():
+        if not all(torch.isfinite(t).all() for t in (q.alpha, q.beta, q.biases)):
+            raise NonFiniteError(f"export_hard_model: {name}: non-finite activation quantizer parameters")
+        acts[name] = _params(q)
     return {"format": FORMAT, "weights": weights, "activations": acts}
 
 

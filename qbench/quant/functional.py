@@ -33,6 +33,32 @@ def _as_scalar(v, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch
     return torch.tensor(float(v), dtype=dtype or like.dtype, device=like.device)
 
 
+def _float_input(x: torch.Tensor, fn: str) -> torch.Tensor:
+    """x as a floating tensor: integer and bool inputs are promoted to the default float dtype
+    (computed in their own dtype, alpha and the biases were cast to integers: all zeros)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: x must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_complex():
+        raise ValueError(f"{fn}: complex input is not supported (dtype {x.dtype})")
+    return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+def _check_temperature_tensor(T: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+    """A tensor T checked like a float T (positive, within dt's range). Inside a compiled graph
+    it is left as it is: the quantizer modules validate T where it is set."""
+    if T.numel() != 1:
+        raise ValueError(f"temperature must be a one-element tensor, got shape {tuple(T.shape)}")
+    T = T.reshape(())
+    if torch.compiler.is_compiling():
+        return T
+    ok = (T > 0) & (T <= torch.finfo(dt).max)  # NaN fails both
+    if T.device.type == "cuda":  # no host sync on the training path
+        torch._assert_async(ok, "temperature must be positive and finite")
+    elif not bool(ok):
+        raise ValueError(f"temperature must be positive and within the range of {dt}, got {T.item()}")
+    return T
+
+
 def _is_sorted(biases: torch.Tensor) -> bool:
     if biases.is_cpu:  # a few Python comparisons cost less than three tensor ops
         v = biases.tolist()
@@ -40,7 +66,9 @@ def _is_sorted(biases: torch.Tensor) -> bool:
     return not bool((biases[1:] < biases[:-1]).any())
 
 
-def _check_biases(biases: torch.Tensor, levels: LevelSet) -> torch.Tensor:
+def _check_biases(biases: torch.Tensor | Sequence[float], levels: LevelSet) -> torch.Tensor:
+    if not isinstance(biases, torch.Tensor):
+        biases = torch.as_tensor(biases, dtype=torch.get_default_dtype())
     if biases.dim() != 1 or biases.numel() != levels.n:
         raise ValueError(
             f"level set {levels.name!r} has n={levels.n} steps, so it needs {levels.n} biases; "
@@ -66,12 +94,13 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
         ``alpha * (sum_i s_i * sigmoid(T * (beta * x - b_i)) - o)``: x's shape, dtype and
         layout; float16/bfloat16 x is computed in float32.
     """
+    x = _float_input(x, "soft_quantize")
     levels = as_level_set(levels)
     biases = _check_biases(biases, levels)
     # parameters in float32 also for float16/bfloat16 x (autocast): the op computes in float32
     dt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    if isinstance(T, torch.Tensor):  # validated where it is set (QuantState)
-        T = T.reshape(())
+    if isinstance(T, torch.Tensor):
+        T = _check_temperature_tensor(T, dt)
     else:
         if not T > 0:
             raise ValueError(f"temperature must be positive, got {T}")
@@ -98,6 +127,7 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
         ``alpha * (Y_k - Y_0 - o)`` with k the number of biases not above ``beta * x``.
         Carries no gradient.
     """
+    x = _float_input(x, "hard_quantize")
     levels = as_level_set(levels)
     biases = _check_biases(biases, levels).detach()
     if levels.n > 1 and not _is_sorted(biases):

@@ -10,9 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from qbench.io import FileFormatError, read_json
+from qbench.io import FileFormatError, read_json, read_predictions, write_json
 from qbench.paper import load_cells
-from qbench.io import write_json
 
 FINAL_KEYS = ("hard_top1", "hard_top5", "soft_top1", "soft_top5", "hard_map", "soft_map")
 
@@ -45,9 +44,14 @@ def collect(run_dir: str | Path, cell_id: str, seed: int) -> dict:
         raise RunError(f"{path}: status is {metrics.get('status')!r}, not 'complete'")
     if cell.kind == "quant" and not (run_dir / "model_hard.pt").is_file():
         raise RunError(f"{run_dir}: quantized run without model_hard.pt")
-    if cell.task == "classify" and not (run_dir / "predictions.npz").is_file():
-        raise RunError(f"{run_dir}: classification run without predictions.npz (per-image results)")
     final = metrics.get("final", {})
+    if cell.task == "classify":
+        if not (run_dir / "predictions.npz").is_file():
+            raise RunError(f"{run_dir}: classification run without predictions.npz (per-image results)")
+        try:  # the claims and tables read it: a damaged one stops here, named
+            read_predictions(run_dir / "predictions.npz", final.get("test_images"))
+        except FileFormatError as e:
+            raise RunError(str(e)) from None
     bits = metrics.get("model_bits") or {}
     record = {
         "cell": cell.id, "seed": int(seed), "kind": cell.kind, "task": cell.task,
@@ -77,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    record = collect(args.run_dir, args.cell, args.seed)
+    try:
+        record = collect(args.run_dir, args.cell, args.seed)
+    except (RunError, KeyError) as e:
+        print(f"error: {e if isinstance(e, RunError) else f'unknown cell {e}'}", file=sys.stderr)
+        return 2
     write_json(args.out, record)
     print(json.dumps(record, indent=1))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import platform
 import re
@@ -19,6 +20,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +76,11 @@ def stage_times(bench_dir: str | Path) -> pd.DataFrame:
         stage = rel.parts[0] if len(rel.parts) > 1 else rel.stem
         try:
             df = pd.read_csv(path, sep="\t")
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+            _log.warning("%s: not a snakemake benchmark file; left out of the stage times", path)
+            continue
+        if "s" not in df:  # a stray TSV, not snakemake's
+            _log.warning("%s: not a snakemake benchmark file (no 's' column); left out", path)
             continue
         rows.append({"stage": stage, "wall_s": float(df["s"].sum()), "cpu_s": _column_total(df, "cpu_time"),
                      "max_rss_mb": _column_total(df, "max_rss", how="max")})
@@ -365,8 +372,65 @@ def build_tex(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame, tables_dir: P
     return "\n".join(L) + "\n"
 
 
+# the encodings the report's preamble loads (T1 fontenc, TS1 by textcomp, LaTeX's default OT1
+# and OMS): pdflatex's utf8 input knows exactly the characters their .dfu files declare
+_DFU_FILES = ("t1enc.dfu", "ts1enc.dfu", "ot1enc.dfu", "omsenc.dfu")
+_log = logging.getLogger("qbench.report")
+
+
+@lru_cache(maxsize=None)
+def _pdflatex_characters() -> frozenset[str]:
+    """The non-ASCII characters pdflatex can typeset with the report's preamble, read from the
+    installed TeX's encoding definitions (empty when kpsewhich is absent)."""
+    exe = shutil.which("kpsewhich")
+    if exe is None:
+        return frozenset()
+    out = subprocess.run([exe, *_DFU_FILES], capture_output=True, text=True).stdout.split()
+    chars = set()
+    for path in out:
+        text = Path(path).read_text(encoding="latin-1")
+        chars.update(chr(int(h, 16)) for h in re.findall(r"\\DeclareUnicodeCharacter\{([0-9A-Fa-f]+)\}", text))
+    return frozenset(chars)
+
+
+def pdflatex_safe(tex: str) -> tuple[str, list[str]]:
+    """``tex`` with every character pdflatex cannot typeset transliterated: its compatibility
+    decomposition when that is typesettable (ligatures, full-width letters, accents it lacks),
+    nothing for invisible format characters (zero-width space), else ``[U+XXXX]``. A scale
+    description or a deviation in any script then still gives a report; the caller warns.
+
+    Args:
+        tex: the LaTeX source.
+
+    Returns:
+        The source, and the characters replaced (each once, in order of appearance).
+    """
+    known = _pdflatex_characters()
+
+    def typesettable(c: str) -> bool:
+        return c in "\n\t" or " " <= c <= "~" or c in known
+
+    out, replaced = [], []
+    for c in tex:
+        if typesettable(c):
+            out.append(c)
+            continue
+        if c not in replaced:
+            replaced.append(c)
+        if unicodedata.category(c) == "Cf":
+            continue
+        decomposed = "".join(d for d in unicodedata.normalize("NFKD", c) if unicodedata.category(d) != "Mn")
+        out.append(decomposed if decomposed and all(map(typesettable, decomposed))
+                   else f"[U+{ord(c):04X}]")
+    return "".join(out), replaced
+
+
 def compile_pdf(tex: str, figures: dict[str, Path], pdf_out: Path) -> None:
     """Run pdflatex in a temporary directory and move the PDF into place atomically.
+
+    Shell escape is off explicitly (``-no-shell-escape``): whatever the site's texmf.cnf says,
+    text from configs never reaches ``\\write18``. Characters pdflatex cannot typeset are
+    transliterated (``pdflatex_safe``) with a warning naming them.
 
     Args:
         tex: LaTeX source.
@@ -376,14 +440,18 @@ def compile_pdf(tex: str, figures: dict[str, Path], pdf_out: Path) -> None:
     exe = shutil.which("pdflatex")
     if exe is None:
         raise RuntimeError("pdflatex not found; install texlive-latex-base and texlive-latex-recommended")
+    tex, replaced = pdflatex_safe(tex)
+    if replaced:
+        _log.warning("report: %d character(s) pdflatex cannot typeset were transliterated: %s",
+                     len(replaced), " ".join(f"U+{ord(c):04X}" for c in replaced))
     with tempfile.TemporaryDirectory(prefix="qbench-report-") as tmp:
         tmp = Path(tmp)
         for name, path in figures.items():
             shutil.copyfile(path, tmp / f"{name}.pdf")
         (tmp / "report.tex").write_text(tex, encoding="utf-8")
         for _ in range(2):  # second pass settles longtable widths
-            proc = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
-                                  cwd=tmp, capture_output=True, text=True)
+            proc = subprocess.run([exe, "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error",
+                                   "report.tex"], cwd=tmp, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.stderr.write(proc.stdout[-4000:])
                 raise RuntimeError(f"pdflatex failed (exit {proc.returncode}); see the log above")

@@ -321,6 +321,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         f"{info.world} process(es), device {device}, {torch.get_num_threads()} thread(s), "
         f"precision {config.precision}{', compiled' if config.compile else ''}")
     if main:
+        io.check_data_files(out, data.files, resumed=(out / "checkpoint.pt").is_file())
         io.write_json(out / "env.json", io.run_environment(out / "env.json", device, config.seed, info.world,
                                                            resumed=(out / "checkpoint.pt").is_file(),
                                                            data_files=data.files))

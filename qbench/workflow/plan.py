@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,19 +29,36 @@ CLASSIFY_ARCHS, DETECT_ARCHS = ARCHS_BY_TASK["classify"], ARCHS_BY_TASK["detect"
 
 PHASE_KINDS = ("fp", "weights", "activations", "both")
 
+# sbatch options the SLURM executor plugin sets itself and refuses in `slurm_extra`
+# (snakemake_executor_plugin_slurm.validation.get_forbidden_slurm_options, 2.8), each with the
+# site-file key or scale-config key that sets it here instead
+SLURM_MANAGED_OPTIONS = {
+    "job-name": None, "output": None, "error": None, "parsable": None, "export": None,
+    "comment": None, "workdir": None, "chdir": None, "account": "cluster.account",
+    "partition": "cluster.partition", "mem": "resources.*.mem_mb",
+    "mem-per-cpu": "resources.*.mem_mb", "ntasks": None, "ntasks-per-gpu": None,
+    "cpus-per-task": "resources.*.threads", "cpus-per-gpu": "resources.*.threads",
+    "time": "resources.*.runtime", "constraint": "cluster.constraint", "qos": "cluster.qos",
+    "nodes": None, "clusters": None, "gres": "cluster.gpu_request", "gpus": "resources.train.gpu",
+}
+# `cluster.extra`: long sbatch options only (`--name` or `--name=value`), values of plain
+# characters; the plugin appends the text to an sbatch line that a shell runs
+SBATCH_EXTRA_WORD = re.compile(r"--([a-z][a-z0-9-]*)(?:=[A-Za-z0-9_.,:@/+%=-]+)?")
+
 
 class PipelineConfigError(ValueError):
     """A scale config that cannot run; the message names the offending key."""
 
 
-def stop(exc: PipelineConfigError) -> NoReturn:
-    """Stop the workflow on a bad scale config before any job: one line naming the key on
-    stderr and exit code 2, as ``qbench train`` does for a bad run config.
+def stop(exc: ValueError, what: str = "invalid pipeline config") -> NoReturn:
+    """Stop the workflow on a bad scale config (or registry) before any job: one line naming
+    the key on stderr and exit code 2, as ``qbench train`` does for a bad run config.
 
     Args:
         exc: the error.
+        what: what was invalid, the start of the line.
     """
-    sys.stderr.write(f"invalid pipeline config: {exc}\n")
+    sys.stderr.write(f"{what}: {exc}\n")
     sys.stderr.flush()
     raise SystemExit(2)
 
@@ -313,6 +331,74 @@ def check_run_config(cfg: dict, cell: Cell, rc: dict) -> None:
                                   f"(run config of cell {cell.id})") from None
 
 
+def check_config_files(paths) -> None:
+    """Read each ``--configfile`` with the project's YAML loader, which refuses a key given
+    twice (snakemake's keeps the last one silently) and names file and line.
+
+    Args:
+        paths: the config files snakemake was given.
+    """
+    from qbench.io import FileFormatError, read_yaml
+
+    for path in paths:
+        try:
+            read_yaml(path, allow_empty=True)
+        except FileFormatError as exc:
+            raise PipelineConfigError(str(exc)) from None
+
+
+def pythonpath_prefix(checkout: str) -> str:
+    """The shell prefix of every job that puts ``checkout`` first on PYTHONPATH, as a snakemake
+    shell template: the path is data (a space, an apostrophe, ``$(...)``, braces), so it is
+    shell-quoted and its braces are kept from snakemake's format().
+
+    Args:
+        checkout: the directory holding the qbench package.
+    """
+    quoted = shlex.quote(checkout).replace("{", "{{").replace("}", "}}")
+    return f"export PYTHONPATH={quoted}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+
+
+def command_words(text: str, key: str) -> list[str]:
+    """A command line from the config as its words, split as a shell splits them; nothing in it
+    is expanded or run (each word reaches the shell quoted).
+
+    Args:
+        text: the command line.
+        key: the config key, for the message.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise PipelineConfigError(f"config key '{key}': cannot be split into words ({exc})") from None
+    if not words:
+        raise PipelineConfigError(f"config key '{key}': empty command")
+    return words
+
+
+def check_sbatch_extra(extra: str | None) -> None:
+    """Refuse `cluster.extra` text that is not a list of plain long sbatch options, or that sets
+    an option the executor plugin manages (naming the key that sets it instead).
+
+    Args:
+        extra: the value of `cluster.extra`.
+    """
+    if not extra:
+        return
+    for word in extra.split():
+        m = SBATCH_EXTRA_WORD.fullmatch(word)
+        if m is None:
+            raise PipelineConfigError(
+                f"config key 'cluster.extra': {word!r} is not a long sbatch option "
+                "('--name' or '--name=value' of letters, digits and _.,:@/+%=-)")
+        name = m.group(1)
+        if name in SLURM_MANAGED_OPTIONS:
+            instead = SLURM_MANAGED_OPTIONS[name]
+            raise PipelineConfigError(
+                f"config key 'cluster.extra': --{name} is set by the SLURM executor plugin"
+                + (f"; use '{instead}'" if instead else "; leave it to the plugin"))
+
+
 def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
     """Check what the JSON schema cannot: every rendered run config (by the trainer's own
     rules), the names the scale config uses, and the files it points to.
@@ -323,6 +409,9 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
         cfg: the schema-validated scale config.
         cells: the cells this scale runs.
     """
+    check_sbatch_extra((cfg.get("cluster") or {}).get("extra"))
+    if cfg.get("train_command"):
+        command_words(cfg["train_command"], "train_command")
     known_archs = CLASSIFY_ARCHS + DETECT_ARCHS
     for arch in cfg.get("models", {}):
         if arch not in known_archs:

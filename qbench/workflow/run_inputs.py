@@ -20,9 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
-
-from qbench.io import read_json, write_json
+from qbench.io import read_json, read_yaml, write_json
 
 RECORD = "inputs.json"
 log = logging.getLogger("qbench.run_inputs")
@@ -43,8 +41,7 @@ def digest_inputs(config: Path) -> dict:
         config: the rendered ``qbench train`` config of the run.
     """
     record = {"config": _sha256(config)}
-    with open(config, encoding="utf-8") as fh:
-        start = (yaml.safe_load(fh) or {}).get("start") or {}
+    start = (read_yaml(config, allow_empty=True) or {}).get("start") or {}
     if start.get("checkpoint"):
         record["start_checkpoint"] = _sha256(Path(start["checkpoint"]))
     return record
@@ -86,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         prepare_run_dir(args.config, args.out)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, ValueError) as exc:  # FileFormatError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

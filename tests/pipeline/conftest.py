@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,17 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     """Run ``python -m snakemake -s <repo>/Snakefile -d workdir ARGS`` and capture its output."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The workflow's files (Snakefile, workflows/, qbench/) copied to ``dest``."""
+    dest.mkdir(parents=True)
+    shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
+    ignore = shutil.ignore_patterns("__pycache__", "*.so")
+    for name in ("workflows", "qbench"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    return dest
+
 
 
 def job_counts(output: str) -> dict[str, int]:

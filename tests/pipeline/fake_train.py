@@ -37,6 +37,8 @@ def main(argv=None) -> int:
         return 3
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.cache:  # shows which directory the argument named, exactly as it arrived
+        Path(args.cache).mkdir(parents=True, exist_ok=True)
     q = cfg.get("quant", {})
     bits = {None: 32, "binary": 1, "ternary": 2, "3bit_pm2": 3, "3bit_pm4": 3, "5bit": 5}
     wb = bits.get(q.get("weights"), 8)

@@ -19,8 +19,8 @@ rule aggregate:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.aggregate --plan {input.plan} "
-        "--out-runs {output.runs} --out-cells {output.cells} {input.evals} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.aggregate --plan {input.plan:q} "
+        "--out-runs {output.runs:q} --out-cells {output.cells:q} {input.evals:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -46,5 +46,5 @@ rule claims:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.claims --plan {input.plan} "
-        "--runs {input.runs} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.claims --plan {input.plan:q} "
+        "--runs {input.runs:q} --out {output:q} > {log:q} 2>&1"

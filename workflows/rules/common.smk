@@ -30,6 +30,8 @@ def site_resources(gpu: int) -> dict:
         res["slurm_partition"] = partition
     if SITE["qos"]:
         res["qos"] = SITE["qos"]
+    if SITE["constraint"]:
+        res["constraint"] = SITE["constraint"]  # the plugin's own option (sbatch -C, quoted)
     if SITE["extra"]:
         res["slurm_extra"] = SITE["extra"]
     return res
@@ -73,13 +75,16 @@ wildcard_constraints:
     dataset=_alternation(list(DATASETS)),
 
 
+# The trainer's command as a list of words, each passed to the shell quoted (`{params.train:q}`):
+# `train_command` is split like a shell would split it, but nothing in it is expanded or run.
 if config["train_command"]:
-    TRAIN_CMD = config["train_command"]
+    TRAIN_ARGV = plan.command_words(config["train_command"], "train_command")
 elif config["launcher"] == "torchrun":
     # one process per GPU of the job
-    TRAIN_CMD = f"{PY} -m torch.distributed.run --standalone --nproc_per_node={max(TRAIN['gpu'], 1)} -m qbench.cli train"
+    TRAIN_ARGV = [PY, "-m", "torch.distributed.run", "--standalone",
+                  f"--nproc_per_node={max(TRAIN['gpu'], 1)}", "-m", "qbench.cli", "train"]
 else:
-    TRAIN_CMD = f"{PY} -m qbench.cli train"
+    TRAIN_ARGV = [PY, "-m", "qbench.cli", "train"]
 
 # glibc returns every freed buffer above its mmap threshold to the kernel and faults it in again
 # on the next step; an AlexNet-BN weight is 150 MB, so a mini step spent 40 % of its time in the
@@ -104,7 +109,8 @@ PLAN_TEXT = json.dumps(
 )
 
 
-FP_CACHE_ARG = (f"--cache '{os.path.expanduser(config['fp_cache'])}'" if config.get("fp_cache") else "")
+# arguments, not shell text: each word reaches the shell quoted (`{params.cache:q}` in train_fp)
+FP_CACHE_ARGS = ["--cache", os.path.expanduser(config["fp_cache"])] if config.get("fp_cache") else []
 
 
 def output_dir(wildcards, output):

@@ -36,7 +36,7 @@ rule render_config:
         CONDA_ENV
     # a shell job, not a run: block, which would start a whole snakemake process per config
     shell:
-        "printf '%s' {params.text:q} > {output}.tmp && chmod 644 {output}.tmp && mv {output}.tmp {output}"
+        "printf '%s' {params.text:q} > {output:q}.tmp && chmod 644 {output:q}.tmp && mv {output:q}.tmp {output:q}"
 
 
 rule prepare_data:
@@ -57,5 +57,5 @@ rule prepare_data:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m qbench.workflow.prepare_data --spec '{params.spec}' "
-        "--out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.workflow.prepare_data --spec {params.spec:q} "
+        "--out {output:q} > {log:q} 2>&1"

@@ -18,5 +18,5 @@ rule evaluate:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m qbench.report.collect --run-dir {params.rundir} "
-        "--cell {wildcards.cell} --seed {wildcards.seed} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.collect --run-dir {params.rundir:q} "
+        "--cell {wildcards.cell:q} --seed {wildcards.seed:q} --out {output:q} > {log:q} 2>&1"

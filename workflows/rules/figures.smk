@@ -21,6 +21,6 @@ rule figures:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} MPLBACKEND=Agg {params.py} -m qbench.report.figures "
-        "--plan {input.plan} --runs {input.runs} --cells {input.cells} --outdir {params.outdir} "
-        "> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} MPLBACKEND=Agg {params.py:q} -m qbench.report.figures "
+        "--plan {input.plan:q} --runs {input.runs:q} --cells {input.cells:q} --outdir {params.outdir:q} "
+        "> {log:q} 2>&1"

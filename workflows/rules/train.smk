@@ -14,7 +14,8 @@ rule train_fp:
     params:
         outdir=output_dir,
         py=PY,
-        cache=FP_CACHE_ARG,
+        train=TRAIN_ARGV,
+        cache=FP_CACHE_ARGS,
     log:
         f"{RES}/logs/train/{{cell}}_s{{seed}}.log",
     benchmark:
@@ -28,9 +29,9 @@ rule train_fp:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m qbench.workflow.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
-        f"{TRAIN_ENV} {TRAIN_CMD} "
-        "{input.config} --out {params.outdir} {params.cache} --quiet >> {log} 2>&1"
+        "{params.py:q} -m qbench.workflow.run_inputs --config {input.config:q} --out {params.outdir:q} > {log:q} 2>&1 && "
+        f"{TRAIN_ENV} "
+        "{params.train:q} {input.config:q} --out {params.outdir:q} {params.cache:q} --quiet >> {log:q} 2>&1"
 
 
 rule train_quant:
@@ -45,6 +46,7 @@ rule train_quant:
     params:
         outdir=output_dir,
         py=PY,
+        train=TRAIN_ARGV,
     log:
         f"{RES}/logs/train/{{cell}}_s{{seed}}.log",
     benchmark:
@@ -55,6 +57,6 @@ rule train_quant:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m qbench.workflow.run_inputs --config {input.config} --out {params.outdir} > {log} 2>&1 && "
-        f"{TRAIN_ENV} {TRAIN_CMD} "
-        "{input.config} --out {params.outdir} --quiet >> {log} 2>&1"
+        "{params.py:q} -m qbench.workflow.run_inputs --config {input.config:q} --out {params.outdir:q} > {log:q} 2>&1 && "
+        f"{TRAIN_ENV} "
+        "{params.train:q} {input.config:q} --out {params.outdir:q} --quiet >> {log:q} 2>&1"
