@@ -34,9 +34,8 @@ class QuantPolicy:
         learn_biases: train the biases too (the paper freezes them).
         weight_alpha_init: alpha of weight quantizers: "inverse_beta" (the paper) or
             "least_squares".
-        act_alpha_init: alpha of activation quantizers; "least_squares" by default because the
-            paper's 1 / beta collapses k-means-initialised activation quantizers (see
-            docs/quantizer.md), "inverse_beta" for the paper's rule.
+        act_alpha_init: alpha of activation quantizers: "inverse_beta" (the paper) or
+            "least_squares" (docs/quantizer.md).
     """
 
     weight_levels: str | None = None
@@ -47,7 +46,7 @@ class QuantPolicy:
     exclude: tuple[str, ...] | None = None
     learn_biases: bool = False
     weight_alpha_init: str = "inverse_beta"
-    act_alpha_init: str = "least_squares"
+    act_alpha_init: str = "inverse_beta"
     act_init: str | None = None
 
     def __post_init__(self) -> None:

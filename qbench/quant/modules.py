@@ -155,7 +155,7 @@ class ActivationQuantizer(Quantizer):
 
     def __init__(self, levels: LevelSet | str, state: QuantState | None = None,
                  learn_biases: bool = False, init: str = "kmeans", sample_per_call: int = 4096,
-                 seed: int = 0, alpha_init: str = "least_squares") -> None:
+                 seed: int = 0, alpha_init: str = "inverse_beta") -> None:
         super().__init__(levels, state, learn_biases, alpha_init)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")

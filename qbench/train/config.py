@@ -196,7 +196,7 @@ class QuantConfig:
     bn_reestimate_samples: int = 4096
     # alpha at initialisation: the paper's 1/beta, or least squares (docs/quantizer.md)
     weight_alpha_init: str = "inverse_beta"
-    act_alpha_init: str = "least_squares"
+    act_alpha_init: str = "inverse_beta"
     act_init: str | None = None  # bias init of activation quantizers; null = same as init
 
     def __post_init__(self) -> None:
