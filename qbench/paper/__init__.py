@@ -346,7 +346,10 @@ def cells_for_figure(tag: str) -> list[Cell]:
     return [c for c in _cells_cached() if tag in c.figures]
 
 
-CLAIM_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence", "gap_closes")
+# the tests of the claims engine (qbench.report.claims reads this list): interval tests over
+# comparisons, `gap_closes` and `trains` over cells, `not_testable` with a reason only
+CLAIM_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence", "gap_closes", "trains",
+               "not_testable")
 
 
 def _positive_margin(value: Any, key: str) -> float:
@@ -384,10 +387,19 @@ def check_claims(data: Any) -> None:
             _positive_margin(raw["margin"], f"{key}.margin")
         if raw["test"] == "gap_closes" and raw.get("cell") not in cells:
             raise RegistryError(f"claims.yaml: {key}.cell: unknown cell {raw.get('cell')!r}")
+        if raw["test"] == "trains":
+            listed = raw.get("cells")
+            if not isinstance(listed, list) or not listed:
+                raise RegistryError(f"claims.yaml: {key}.cells: must be a non-empty list of cells")
+            for cell in listed:
+                if cell not in cells:
+                    raise RegistryError(f"claims.yaml: {key}.cells: unknown cell {cell!r}")
+        if raw["test"] == "not_testable" and not (isinstance(raw.get("reason"), str) and raw["reason"].strip()):
+            raise RegistryError(f"claims.yaml: {key}.reason: a claim not testable here needs its reason")
         comps = raw.get("comparisons") or []
         if not isinstance(comps, list):
             raise RegistryError(f"claims.yaml: {key}.comparisons: must be a list")
-        if raw["test"] != "gap_closes" and not comps:
+        if raw["test"] in ("superiority", "noninferiority", "nonsuperiority", "equivalence") and not comps:
             raise RegistryError(f"claims.yaml: {key}: has no comparisons")
         for i, comp in enumerate(comps):
             at = f"{key}.comparisons[{i}]"

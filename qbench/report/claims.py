@@ -38,13 +38,12 @@ import pandas as pd
 import yaml
 
 from qbench.io import write_text
-from qbench.paper import load_cells, load_tables
+from qbench.paper import CLAIM_TESTS, load_cells, load_tables
 from qbench.stats import LEVEL, Interval, contrast_interval, design_for_power
 
 INTERVAL_VERDICTS = ("reproduced", "smaller", "absent", "reversed", "inconclusive")
 VERDICTS = INTERVAL_VERDICTS + ("recipe failed", "not testable at this scale", "not testable here", "not run")
-TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence", "gap_closes", "trains",
-         "not_testable")
+TESTS = CLAIM_TESTS
 BASES = ("stated", "table")
 COLUMNS = ["claim", "basis", "quote_id", "source", "test", "comparison", "paper_effect", "paper_effect_role",
            "ours_effect", "ci_low", "ci_high", "half_width", "margin", "direction", "size", "verdict",
