@@ -63,6 +63,8 @@ def collect(run_dir: str | Path, cell_id: str, seed: int) -> dict:
         "fp_bits": bits.get("fp_bits"), "quantized_bits": bits.get("quantized_bits"),
         "bits_ratio": bits.get("ratio"), "epochs_run": len(metrics.get("history", [])),
         "test_images": final.get("test_images"),
+        # the trainer's flag: hard top-1 far below soft (docs/training.md)
+        "evaluation_mismatch": bool(final.get("evaluation_mismatch", False)),
     }
     for key in FINAL_KEYS:
         record[key] = final.get(key)

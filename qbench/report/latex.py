@@ -255,6 +255,7 @@ def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None =
                           _num(r["last_epoch_gain"]), "yes" if r["plateau"] else "no", r["beaten_by"]]
                          for _, r in checks.iterrows()],
                         r"lrrrl>{\raggedright\arraybackslash}p{6.5cm}")
+    L += evaluation_mismatch_section(runs)
     L += [r"\subsection*{The claims and the sentences they test}", r"\begin{itemize}"]
     L += [rf"\item \textbf{{{esc(s['claim'].replace('_', ' '))}}} ({esc(s['source'])}; "
           rf"{'stated' if s['basis'] == 'stated' else 'read off the tables'}): {esc(s['statement'])} "
@@ -281,6 +282,22 @@ def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None =
         r">{\raggedright}p{3.4cm}>{\raggedright}p{1.6cm}p{0.8cm}>{\raggedright}p{2.2cm}"
         r">{\raggedright}p{2.2cm}>{\raggedright}p{1.5cm}>{\raggedright}p{0.8cm}>{\raggedright\arraybackslash}p{3.6cm}") + ["}"]
     return L
+
+
+def evaluation_mismatch_section(runs: pd.DataFrame | None) -> list[str]:
+    """The runs whose deployed (hard) network is far below the trained (soft) one: their hard
+    numbers measure the evaluation, not the method (docs/training.md)."""
+    if runs is None or "evaluation_mismatch" not in runs:
+        return []
+    flagged = runs[runs["evaluation_mismatch"].fillna(False).astype(bool)]
+    head = [r"\subsection*{Evaluation mismatch}"]
+    if flagged.empty:
+        return head + [esc("No run's hard top-1 is more than 5 points below its soft top-1.")]
+    return head + [esc(f"{len(flagged)} run(s) end with hard top-1 more than 5 points below soft top-1; "
+                       "their hard numbers are in the tables but measure the evaluation, not the method.")] \
+        + _longtable(["Cell", "Seed", "Hard top-1", "Soft top-1"],
+                     [[esc(r["cell"]), str(r["seed"]), _num(r["hard_top1"], "{:.2f}"), _num(r["soft_top1"], "{:.2f}")]
+                      for _, r in flagged.iterrows()], "lrrr")
 
 
 def _deviation_items(devs: list) -> list[str]:
