@@ -256,6 +256,7 @@ def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None =
                          for _, r in checks.iterrows()],
                         r"lrrrl>{\raggedright\arraybackslash}p{6.5cm}")
     L += evaluation_mismatch_section(runs)
+    L += method_sanity_section(runs, plan)
     L += [r"\subsection*{The claims and the sentences they test}", r"\begin{itemize}"]
     L += [rf"\item \textbf{{{esc(s['claim'].replace('_', ' '))}}} ({esc(s['source'])}; "
           rf"{'stated' if s['basis'] == 'stated' else 'read off the tables'}): {esc(s['statement'])} "
@@ -298,6 +299,29 @@ def evaluation_mismatch_section(runs: pd.DataFrame | None) -> list[str]:
         + _longtable(["Cell", "Seed", "Hard top-1", "Soft top-1"],
                      [[esc(r["cell"]), str(r["seed"]), _num(r["hard_top1"], "{:.2f}"), _num(r["soft_top1"], "{:.2f}")]
                       for _, r in flagged.iterrows()], "lrrr")
+
+
+def method_sanity_section(runs: pd.DataFrame | None, plan: dict, read_export="exported") -> list[str]:
+    """Did each rerun baseline train at all (qbench.report.sanity)? A flagged cell is a harness
+    finding, not a win of the paper's method. ``read_export``: how to read a run's exported
+    weights (default: its model_hard.pt; None: do not read them)."""
+    from qbench.report.sanity import load_export, sanity_grid, sanity_rows
+
+    num_classes = ((plan.get("config") or {}).get("train") or {}).get("model", {}).get("num_classes")
+    if runs is None or not len(runs) or not num_classes or "run_dir" not in runs:
+        return []
+    rows = sanity_rows(runs.to_dict("records"), int(num_classes),
+                       read_export=load_export if read_export == "exported" else read_export)
+    if not rows:
+        return []
+    grid = sanity_grid(rows)
+    return [r"\subsection*{Method sanity: did each baseline train?}",
+            esc("Per rerun baseline cell: top-1 of each seed, the share of nonzero weights and the levels "
+                "its exported weights use, and whether a seed collapsed (within a quarter of the way from "
+                "chance to the FP model). A flagged cell is a finding about the harness, not a win of the "
+                "paper's method.")] + [r"{\footnotesize\setlength{\tabcolsep}{3pt}"] + _longtable(
+        grid[0], grid[1:],
+        r">{\raggedright}p{2.6cm}ll>{\raggedright}p{2cm}rrrrr>{\raggedright\arraybackslash}p{3cm}") + ["}"]
 
 
 def _deviation_items(devs: list) -> list[str]:

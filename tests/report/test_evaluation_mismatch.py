@@ -20,3 +20,17 @@ def test_no_flag_says_so_and_old_runs_csv_adds_nothing():
     assert "No run" in "\n".join(evaluation_mismatch_section(runs))
     assert evaluation_mismatch_section(runs.drop(columns="evaluation_mismatch")) == []
     assert evaluation_mismatch_section(None) == []
+
+
+def test_method_sanity_section_lists_baseline_cells_from_their_runs():
+    from qbench.report.latex import method_sanity_section
+
+    runs = pd.DataFrame([
+        {"cell": "alexnet_fp", "seed": 0, "hard_top1": 76.8, "run_dir": "x"},
+        {"cell": "alexnet_w2a32_ttq", "seed": 0, "hard_top1": 10.1, "run_dir": "missing-dir"},
+        {"cell": "alexnet_w2a32_ttq", "seed": 1, "hard_top1": 74.0, "run_dir": "missing-dir"},
+    ])
+    plan = {"config": {"train": {"model": {"num_classes": 10}}}}
+    text = "\n".join(method_sanity_section(runs, plan, read_export=None))
+    assert "alexnet" in text and "10.1" in text and "74.0" in text and "chance" in text
+    assert method_sanity_section(runs, {}) == []
