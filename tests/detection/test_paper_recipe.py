@@ -52,6 +52,7 @@ def test_ssd_backbone_from_imagenet_vgg16(tiny_config, tmp_path, mmdet_stack):
 
     # through the runner: an FP run from scratch starts from the file's backbone
     tiny_config["detect"]["backbone_checkpoint"] = str(tmp_path / "vgg16.pth")
+    tiny_config["detect"]["pixel_norm"] = "torchvision"  # the normalisation its weights expect
     tiny_config["optim"]["lr"] = 1e-12  # one step leaves the loaded weights (numerically) as they are
     run_from_config(tiny_config, tmp_path / "fp", quiet=True)
     trained = torch.load(tmp_path / "fp" / "checkpoint.pt", weights_only=True)["model"]
