@@ -263,3 +263,11 @@ def test_report_deviation_section_is_the_generated_list(scales, scale):
     for d in devs:
         assert latex_escape(d["text"]) in tex
         assert all(latex_escape(x) in tex for x in d["differences"])
+
+
+def test_a_changed_value_is_labelled_with_its_source_not_called_paper(scales):
+    lines = [line for d in R.deviations(scales["mini"]) for line in d.summary()]
+    assert any(line.startswith("epochs.joint: ours 40, here ") for line in lines)  # the phase split
+    assert any(line.startswith("optim.lr: cited 0.001, here 0.004 (ssd_fp)") for line in lines)
+    assert any(line.startswith("optim.lr: paper 0.001, here 0.01") for line in lines)
+    assert not any(line.startswith("epochs.joint: paper 40") for line in lines)
