@@ -116,3 +116,31 @@ def test_a_gpu_job_without_gpus_exits_2_in_seconds_with_one_line(config, tmp_pat
     assert len(lines) == 1 and lines[0].startswith("qbench: error: device: cuda requested but "), res.stderr
     assert seconds < 60
     assert not (tmp_path / "run").exists()
+
+
+def test_device_detect_script_stops_at_the_preflight_without_gpus(tmp_path):
+    """scripts/device_detect.py (step detect of scripts/device_check.sh) reports the pre-flight's
+    reason and fails, instead of building an SSD, on a machine without usable GPUs."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "device_detect.py"), "--device", "cuda",
+                          "--out-json", str(tmp_path / "d.json")], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 1
+    assert "preflight: device: cuda requested but " in res.stdout and "detect FAILED on cuda" in res.stdout
+    import json
+
+    assert json.loads((tmp_path / "d.json").read_text())["runs"] == []
+
+
+def test_device_detect_script_trains_one_ssd_iteration_on_the_cpu(tmp_path, mmdet_stack):
+    """The same script's CPU check (what device_check.sh --cpu-dry-run runs): FP and W3(+-4)/A8
+    SSD, one step and one prediction each, with torchvision-normalised inputs."""
+    import json
+
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "device_detect.py"), "--device", "cpu",
+                          "--small", "--images", "2", "--out-json", str(tmp_path / "d.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    runs = json.loads((tmp_path / "d.json").read_text())["runs"]
+    assert [r["quantized"] for r in runs] == [False, True] and all(r["ok"] for r in runs)
+    assert runs[1]["quantized_layers"] > 0 and 0.3 < runs[0]["input_std"] < 3
