@@ -29,11 +29,15 @@ class DeviceUnavailable(ConfigError):
     """The job asked for a device this process cannot use; the message says why."""
 
 
-def mmcv_cuda_ops() -> str | None:
+def mmcv_cuda_ops(device: str | None = None) -> str | None:
     """Why the installed mmcv cannot run its ops on CUDA, or None when it can.
 
     Reads the CUDA version mmcv's compiled extension was built against (no GPU needed):
-    ``"not available"`` means a CPU-only build.
+    ``"not available"`` means a CPU-only build. With ``device``, also runs one NMS there (a
+    build for other GPU architectures fails only when an op runs).
+
+    Args:
+        device: a CUDA device to run one op on; None: only read the build.
     """
     try:
         from mmcv.ops import get_compiling_cuda_version
@@ -44,6 +48,15 @@ def mmcv_cuda_ops() -> str | None:
         import mmcv
 
         return f"mmcv {mmcv.__version__} was built without CUDA ops ({SETUP_HINT})"
+    if device is not None:
+        try:
+            from mmcv.ops import nms
+
+            box = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=device)
+            nms(box, torch.ones(1, device=device), 0.5)
+        except Exception as e:
+            return (f"mmcv's CUDA ops (built for CUDA {built}) fail on {device}: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
     return None
 
 
@@ -69,7 +82,7 @@ def cuda_problem(device: str, mmcv_ops: bool = False) -> str | None:
         return (f"device: {device} requested for GPU {index} (LOCAL_RANK {os.environ.get('LOCAL_RANK', 'unset')}) "
                 f"but only {count} GPU(s) are visible (CUDA_VISIBLE_DEVICES {_visible()})")
     if mmcv_ops:
-        problem = mmcv_cuda_ops()
+        problem = mmcv_cuda_ops(f"cuda:{index}")
         if problem:
             return f"device: {device} requested but {problem}"
     return None

@@ -60,12 +60,14 @@ def test_a_torchrun_process_without_its_gpu(monkeypatch):
 
 def test_detection_needs_mmcv_cuda_ops(monkeypatch):
     _fake_gpus(monkeypatch, 1)
-    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda: "mmcv 2.1.0 was built without CUDA ops (x)")
+    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda device=None: "mmcv 2.1.0 was built without CUDA ops (x)")
     require_device("cuda")  # classification does not need mmcv
     with pytest.raises(DeviceUnavailable, match="^device: cuda requested but mmcv 2.1.0 was built without CUDA ops"):
         require_device("cuda", mmcv_ops=True)
-    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda: None)
+    seen = []
+    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda device=None: seen.append(device))
     require_device("cuda", mmcv_ops=True)
+    assert seen == ["cuda:0"]  # one op is run on the job's own GPU
 
 
 def test_mmcv_build_is_read_from_its_compiled_extension(monkeypatch, mmdet_stack):
@@ -76,17 +78,19 @@ def test_mmcv_build_is_read_from_its_compiled_extension(monkeypatch, mmdet_stack
     assert "setup_detection.sh" in preflight.mmcv_cuda_ops()
     monkeypatch.setattr(mmcv.ops, "get_compiling_cuda_version", lambda: "12.1")
     assert preflight.mmcv_cuda_ops() is None
+    # a CUDA build whose ops cannot run on the job's GPU (here: no GPU at all) is named too
+    assert "mmcv's CUDA ops (built for CUDA 12.1) fail on cuda:0" in preflight.mmcv_cuda_ops("cuda:0")
 
 
 def test_detection_runner_resolves_through_the_preflight(monkeypatch):
     from qbench.detection import runner
 
     _fake_gpus(monkeypatch, 1)
-    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda: "mmcv was built without CUDA ops")
+    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda device=None: "mmcv was built without CUDA ops")
     assert runner.resolve_device("auto") == "cpu"  # auto: the CPU when mmcv cannot run on CUDA
     with pytest.raises(DeviceUnavailable, match="mmcv was built without CUDA ops"):
         runner.resolve_device("cuda")
-    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda: None)
+    monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda device=None: None)
     assert runner.resolve_device("auto") == "cuda"
     assert runner.resolve_device("cuda") == "cuda"
 
