@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared check for a lent GPU machine (no internet, no snakemake, nothing installed):
 # environment, the quantizer tests (CUDA cases included), the smoke-scale classification cells
-# trained on CUDA, the quantizer benchmark on CUDA with the torch.compile contender, and the
+# trained on CUDA, one SSD300 iteration on CUDA (FP and W3(+-4)/A8: the device pre-flight, mmcv's
+# CUDA ops, torchvision-normalised inputs; scripts/device_detect.py), the quantizer benchmark on CUDA with the torch.compile contender, and the
 # training-step benchmark (FP vs W3(+-4)/A2 vs W1/A1, ResNet-18/50, mini and paper size, eager
 # vs torch.compile with CUDA graphs).
 #
@@ -10,13 +11,13 @@
 #   OUT=/tmp/x PYTHON=.venv/bin/python bash scripts/device_check.sh --cpu-dry-run   # here
 #
 # Everything useful lands in $OUT: summary.txt (rc and seconds of every step, key results),
-# env.log, pytest_quant.log, smoke.log, smoke_<dev>.json, torchrun.log, torchrun_<dev>.json
+# env.log, pytest_quant.log, smoke.log, smoke_<dev>.json, detect.log, detect_<dev>.json, torchrun.log, torchrun_<dev>.json
 # (torchrun with nccl on min(2, GPUs) GPUs against one process: the paper scale's launcher),
 # bench_<dev>.log, quantizer_<dev>.json (or quantizer_<dev>.partial.json when the benchmark was
 # cut off), train_step_<dev>.log, train_step_<dev>.json (or train_step_<dev>.partial.json).
 # A step that fails does not stop the next one. The step time limits share one budget,
 # QB_BUDGET_S seconds (default 600), so the whole script ends in about 10 minutes; QB_STEPS
-# (comma-separated: env, pytest, smoke, bench, train_step; default all) picks the steps.
+# (comma-separated: env, pytest, smoke, detect, bench, train_step; default all) picks the steps.
 # The training-step benchmark runs its cells in order (ResNet-18 mini and paper first) and
 # keeps the finished ones when its time runs out.
 # --cpu-dry-run: no GPU needed; a few tests, two smoke cells on the CPU, a one-level-set CPU
@@ -37,7 +38,7 @@ case "${1:-}" in
   *) echo "usage: OUT=DIR bash scripts/device_check.sh [--cpu-dry-run]" >&2; exit 2 ;;
 esac
 BUDGET_S=${QB_BUDGET_S:-600}
-STEPS=",${QB_STEPS:-env,pytest,smoke,bench,train_step},"
+STEPS=",${QB_STEPS:-env,pytest,smoke,detect,bench,train_step},"
 want() { case $STEPS in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 T0=$(date +%s)
 SUMMARY=$OUT/summary.txt
@@ -167,6 +168,20 @@ else
     --out-json "$OUT/smoke_$DEV.json" 2>&1 | tee "$OUT/smoke.log"
   rc=${PIPESTATUS[0]}
   record smoke "$rc" "$s" "$(grep -m1 'cells ok in' "$OUT/smoke.log")"
+fi
+
+# --- 3a. one SSD iteration (the paper scale's Table 4 jobs) ----------------------------------
+s=$(date +%s)
+if ! want detect; then
+  :
+elif [ "$DEV" = none ]; then
+  record detect skip "$s" "no CUDA"
+else
+  if [ "$DRY" = 1 ]; then DET_ARGS=(--device cpu --small --images 2); else DET_ARGS=(--device cuda); fi
+  timeout -k 10 "$(limit 120)" "$PY" scripts/device_detect.py "${DET_ARGS[@]}" \
+    --out-json "$OUT/detect_$DEV.json" 2>&1 | tee "$OUT/detect.log"
+  rc=${PIPESTATUS[0]}
+  record detect "$rc" "$s" "$(grep -m1 -E '^(preflight: [^o]|detect )' "$OUT/detect.log")"
 fi
 
 # --- 3b. torchrun: the paper scale's launcher (one process per GPU, nccl) --------------------

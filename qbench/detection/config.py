@@ -20,6 +20,16 @@ from qbench.train.config import ConfigError, RunConfig, is_int, is_number, requi
 from .data import ITEM_KEYS, FmnistVocSpec
 
 AUGMENTS = ("ssd", "light")
+# SSD input normalisation (detect.pixel_norm) in 0-255 pixel units, as mmdet's data preprocessor
+# applies it ((x - mean) / std on RGB): "caffe" is mmdet's SSD300 (the Caffe VGG16's inputs: mean
+# subtracted, std 1); "torchvision" is ImageNet's mean and std x 255, i.e. exactly torchvision's
+# Normalize(mean, std) of [0, 1] pixels, what torchvision's VGG16 weights were trained on.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PIXEL_NORMS = {
+    "caffe": {"mean": [123.675, 116.28, 103.53], "std": [1.0, 1.0, 1.0]},
+    "torchvision": {"mean": [255 * m for m in IMAGENET_MEAN], "std": [255 * s for s in IMAGENET_STD]},
+}
 EVAL_MODES = ("11points", "area")
 VOC_YEARS = (2007, 2012)
 MIN_IMAGE_SIZE = 96  # the SSD's extra levels need it (docs/detection.md)
@@ -58,6 +68,10 @@ class DetectConfig:
         backbone_checkpoint: ImageNet VGG16 state_dict (torchvision's ``vgg16-*.pth`` layout,
             loaded with weights_only) that initialises the backbone's conv layers of an FP
             run started from scratch, as SSD does; null = random initialisation.
+        pixel_norm: input normalisation. "torchvision": [0, 1] RGB pixels minus ImageNet's
+            mean, divided by its std (what torchvision's VGG16 weights were trained on);
+            "caffe": 0-255 RGB pixels minus the mean, std 1 (mmdet's SSD300, made for the
+            Caffe VGG16). A backbone_checkpoint (torchvision's layout) needs "torchvision".
     """
 
     lr_other: float = 1e-7
@@ -75,6 +89,7 @@ class DetectConfig:
     log_interval: int = 50
     width_div: int = 1
     backbone_checkpoint: str | None = None
+    pixel_norm: str = "caffe"
 
     def __post_init__(self) -> None:
         require(is_number(self.lr_other) and self.lr_other >= 0, "detect.lr_other",
@@ -96,6 +111,12 @@ class DetectConfig:
         require(self.backbone_checkpoint is None or (isinstance(self.backbone_checkpoint, str)
                                                     and self.backbone_checkpoint != ""),
                 "detect.backbone_checkpoint", f"must be a file path or null, got {self.backbone_checkpoint!r}")
+        require(self.pixel_norm in PIXEL_NORMS, "detect.pixel_norm",
+                f"must be one of {tuple(PIXEL_NORMS)}, got {self.pixel_norm!r}")
+        # torchvision's VGG16 weights on Caffe-scaled inputs see every feature ~58x too large
+        require(self.backbone_checkpoint is None or self.pixel_norm == "torchvision", "detect.pixel_norm",
+                "must be 'torchvision' with detect.backbone_checkpoint (torchvision's VGG16 weights "
+                f"expect [0, 1] pixels normalised by ImageNet's mean and std), got {self.pixel_norm!r}")
 
 
 @dataclass

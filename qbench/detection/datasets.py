@@ -13,7 +13,7 @@ from .data import FMNIST_CLASSES, SUBSET, FmnistVocSpec, generate_fmnist_voc
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep",
                "sofa", "train", "tvmonitor")
-# mmdet SSD data preprocessor: RGB means, std 1
+# the mean RGB pixel: what Expand fills its canvas with (the same under both detect.pixel_norm)
 MEAN = [123.675, 116.28, 103.53]
 
 

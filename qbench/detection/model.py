@@ -16,7 +16,7 @@ from torch import nn
 
 from qbench.io import load_state_dict
 
-from .config import DetectRunConfig
+from .config import PIXEL_NORMS, DetectRunConfig
 from .mmdet_compat import fix_ssd_head_predict, require_mmdet
 
 SSD_VOC_CONFIG = "pascal_voc/ssd300_voc0712.py"
@@ -108,7 +108,7 @@ def _register_narrow_backbone() -> None:
 
 
 def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.02,
-                  width_div: int = 1) -> dict:
+                  width_div: int = 1, pixel_norm: str = "caffe") -> dict:
     """mmdet model config of SSD-VGG16 for VOC-style data.
 
     Args:
@@ -117,6 +117,7 @@ def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.
         score_thr: test-time score threshold.
         width_div: divide every backbone/neck/head channel count by this (1 = VGG16 as is;
             only for small-scale runs on CPUs).
+        pixel_norm: input normalisation, a key of ``PIXEL_NORMS``.
 
     Returns:
         A ``ConfigDict`` for ``mmdet.registry.MODELS.build`` (mmdet reads ``test_cfg`` by attribute).
@@ -126,6 +127,7 @@ def ssd_model_cfg(num_classes: int, input_size: int = 300, score_thr: float = 0.
     base = Config.fromfile(str(mmdet_config_path()))
     model = copy.deepcopy(base.to_dict()["model"])
     model["backbone"]["init_cfg"] = None  # SSDVGG then uses Kaiming init: no ImageNet download
+    model["data_preprocessor"].update(copy.deepcopy(PIXEL_NORMS[pixel_norm]))
     head = model["bbox_head"]
     head["num_classes"] = num_classes
     model["test_cfg"]["score_thr"] = score_thr
@@ -167,7 +169,7 @@ def build_ssd(cfg: DetectRunConfig) -> nn.Module:
     from mmdet.registry import MODELS
 
     model = MODELS.build(ssd_model_cfg(cfg.model.num_classes, cfg.data.image_size, cfg.detect.score_thr,
-                                       cfg.detect.width_div))
+                                       cfg.detect.width_div, cfg.detect.pixel_norm))
     model.init_weights()  # once here; mmengine's Runner then skips it (already initialised)
     fix_ssd_head_predict(model)
     return model

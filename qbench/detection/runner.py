@@ -12,6 +12,7 @@ from unittest import mock
 
 import torch
 
+from qbench.preflight import cuda_problem, require_device
 from qbench.quant import QuantMethod, model_size_bits, quantize_
 
 from qbench.io import (
@@ -36,34 +37,21 @@ from .mmdet_compat import require_mmdet
 from .model import build_ssd, load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
 
 
-def _mmcv_has_cuda_ops() -> bool:
-    try:
-        from mmcv.ops import nms
-
-        boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device="cuda")
-        nms(boxes, torch.ones(1, device="cuda"), 0.5)
-        return True
-    except Exception:
-        return False
-
-
 def resolve_device(device: str) -> str:
     """Map ``device`` to a torch device string the installed mmcv can run.
 
-    The cached mmcv wheel is built with CPU ops only; "auto" then means CPU even on a GPU
-    machine (SSD's NMS is an mmcv op), and asking for CUDA fails before any work.
+    ``cuda``/``cuda:N`` must find a GPU and an mmcv built with CUDA ops, else the job fails
+    here, in seconds, naming the reason (qbench.preflight; exit 2 from ``qbench train``).
+    ``auto`` means CUDA when both are there, else the CPU.
 
     Args:
         device: "auto", "cpu", "cuda" or "cuda:N".
     """
     if device == "cpu":
         return "cpu"
-    cuda_ok = torch.cuda.is_available() and _mmcv_has_cuda_ops()
     if device == "auto":
-        return "cuda" if cuda_ok else "cpu"
-    if not cuda_ok:
-        raise ConfigError(f"device: {device!r} requested but CUDA or mmcv's CUDA ops are unavailable "
-                          "(the set-up script builds mmcv with CPU ops)")
+        return "cuda" if torch.cuda.is_available() and cuda_problem("cuda", mmcv_ops=True) is None else "cpu"
+    require_device(device, mmcv_ops=True)
     return device
 
 

@@ -36,9 +36,89 @@ def _read(name: str) -> Any:
     return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
 
 
+SOURCES = ("paper", "cited", "ours")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one recipe value comes from (recipe.yaml).
+
+    Args:
+        task: classify, detect or scale.
+        part: the recipe section it belongs to (``common``, ``models.resnet18``, ``fp``,
+            ``quant``, ``phases.both``, ...).
+        key: dotted run-config key.
+        value: the value.
+        source: "paper" (the paper gives it), "cited" (the paper defers to a reference) or
+            "ours" (the paper is silent).
+        detail: paper: the section; cited: the reference and where its value comes from;
+            ours: the reason.
+        quote: the paper's words (source "paper" only).
+    """
+
+    task: str
+    part: str
+    key: str
+    value: Any
+    source: str
+    detail: str
+    quote: str = ""
+
+    def line(self) -> str:
+        """One line for docs and the report: ``key = value (part): source ...``."""
+        where = f"{self.key} = {_fmt(self.value)} ({self.task if self.task == 'scale' else f'{self.task} {self.part}'})"
+        if self.source == "paper":
+            return f"{where}: paper, {self.detail}: \"{self.quote}\""
+        return f"{where}: {self.source}: {self.detail}"
+
+
+def _leaf(task: str, part: str, key: str, entry: Any) -> Provenance:
+    where = f"recipe.yaml: {task}.{part}.{key}"
+    if not isinstance(entry, dict) or "value" not in entry:
+        raise RecipeError(f"{where}: needs {{value: ..., paper|cited|ours: ...}}, got {entry!r}")
+    given = [s for s in SOURCES if s in entry]
+    unknown = set(entry) - {"value", "quote", *SOURCES}
+    if len(given) != 1 or unknown:
+        raise RecipeError(f"{where}: needs exactly one of {SOURCES} (got {given}), unknown {sorted(unknown)}")
+    source = given[0]
+    detail = entry[source]
+    quote = entry.get("quote", "")
+    if not isinstance(detail, str) or not detail.strip():
+        raise RecipeError(f"{where}: {source} must say where the value comes from, got {detail!r}")
+    if (source == "paper") != bool(isinstance(quote, str) and quote.strip()):
+        raise RecipeError(f"{where}: a 'paper' value needs the paper's words (quote); only it has one")
+    return Provenance(task, part, key, entry["value"], source, detail.strip(), quote.strip() if quote else "")
+
+
+@lru_cache(maxsize=None)
+def provenance() -> tuple[Provenance, ...]:
+    """Every value of recipe.yaml with its source, in file order (validated)."""
+    out = []
+    for task, sections in _read("recipe.yaml").items():
+        if task == "scale":
+            out += [_leaf(task, "scale", k, v) for k, v in sections.items()]
+            continue
+        for part, tree in sections.items():
+            groups = tree.items() if part in ("models", "phases") else [(None, tree)]
+            for sub, leaves in groups:
+                name = part if sub is None else f"{part}.{sub}"
+                out += [_leaf(task, name, k, v) for k, v in leaves.items()]
+    return tuple(out)
+
+
 @lru_cache(maxsize=None)
 def _recipe() -> dict:
-    return _read("recipe.yaml")
+    """recipe.yaml with every value unwrapped from its provenance."""
+    tree: dict = {}
+    for p in provenance():
+        if p.task == "scale":
+            tree.setdefault("scale", {})[p.key] = p.value
+            continue
+        node = tree.setdefault(p.task, {})
+        for name in p.part.split("."):
+            node = node.setdefault(name, {})
+        node[p.key] = p.value
+    return tree
 
 
 @lru_cache(maxsize=None)
@@ -89,6 +169,27 @@ def expected(cell) -> dict[str, Any]:
     return {k: v for k, v in out.items() if k not in skip}
 
 
+def source_of(cell, key: str) -> str:
+    """Where the recipe value of ``key`` for ``cell`` comes from: paper, cited or ours.
+
+    The section that sets it last in ``expected`` decides; keys set from the cell itself (its
+    start, slope, bias learning: the paper's tables and Sec. 4.1-4.3) are the paper's.
+
+    Args:
+        cell: a qbench.paper.Cell.
+        key: a dotted run-config key of ``expected(cell)``.
+    """
+    from qbench.workflow.plan import phase_of
+
+    phase = phase_of(cell)
+    parts = ["common", f"models.{cell.model}"] + (["fp"] if phase == "fp" else ["quant", f"phases.{phase}"])
+    found = {p.part: p.source for p in provenance() if p.task == cell.task and p.key == key}
+    for part in reversed(parts):
+        if part in found:
+            return found[part]
+    return "paper"
+
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}} -> {"a.b": 1}``."""
     out: dict[str, Any] = {}
@@ -115,10 +216,11 @@ class Difference:
 
     Args:
         key: dotted run-config key (``seeds``/``cells`` for scale-level differences).
-        paper: the paper's value.
+        paper: the recipe's value (recipe.yaml).
         here: the scale's value.
         task: classify, detect or ``scale``.
         cell: the cell id ('' for scale-level differences).
+        source: where the recipe's value comes from (paper, cited, ours; recipe.yaml).
     """
 
     key: str
@@ -126,6 +228,7 @@ class Difference:
     here: Any
     task: str
     cell: str = ""
+    source: str = "paper"
 
 
 def resolved_run_config(cfg: dict, cell) -> dict:
@@ -157,7 +260,8 @@ def differences(cfg: dict) -> list[Difference]:
     from qbench.workflow.plan import enabled_cells
 
     scale = _recipe()["scale"]
-    out = [Difference(k, scale[k], len(cfg[k]), "scale") for k in ("seeds", "fp_seeds")
+    scale_source = {p.key: p.source for p in provenance() if p.task == "scale"}
+    out = [Difference(k, scale[k], len(cfg[k]), "scale", source=scale_source[k]) for k in ("seeds", "fp_seeds")
            if len(cfg[k]) != scale[k]]
     cells = enabled_cells(cfg)
     everything = load_cells()
@@ -172,7 +276,7 @@ def differences(cfg: dict) -> list[Difference]:
             if key not in flat:
                 raise RecipeError(f"recipe.yaml: {key!r} is not a key of a {cell.task} run config")
             if not _same(paper, flat[key]):
-                out.append(Difference(key, paper, flat[key], cell.task, cell.id))
+                out.append(Difference(key, paper, flat[key], cell.task, cell.id, source_of(cell, key)))
     return out
 
 
@@ -189,17 +293,19 @@ class Deviation:
     id: str
     text: str
     differences: list[Difference] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> list[str]:
-        """One line per (key, paper value, value here), naming the cells it applies to."""
+        """One line per (key, paper value, value here), naming the cells it applies to; then
+        the notes (``key = value (where): source ...`` of the recipe's provenance)."""
         groups: dict[tuple, list[str]] = defaultdict(list)
         for d in self.differences:
-            groups[(d.key, _fmt(d.paper), _fmt(d.here), d.task)].append(d.cell)
+            groups[(d.key, d.source, _fmt(d.paper), _fmt(d.here), d.task)].append(d.cell)
         lines = []
-        for (key, paper, here, task), cells in groups.items():
+        for (key, source, paper, here, task), cells in groups.items():
             where = "" if task == "scale" else f" ({_cells_text(task, cells)})"
-            lines.append(f"{key}: paper {paper}, here {here}{where}")
-        return lines
+            lines.append(f"{key}: {source} {paper}, here {here}{where}")
+        return lines + list(self.notes)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "text": self.text, "differences": self.summary()}
@@ -262,13 +368,42 @@ def deviations(cfg: dict, strict: bool = True) -> list[Deviation]:
         if len(hits) != 1:
             what = "no reason" if not hits else f"several reasons {hits}"
             raise RecipeError(f"scale {scale}: {d.key} of {d.cell or 'the scale'} is "
-                              f"{_fmt(d.here)}, the paper's is {_fmt(d.paper)}: {what} in "
+                              f"{_fmt(d.here)}, " + (f"the paper's is {_fmt(d.paper)}" if d.source == "paper" else
+                                                      f"the recipe's ({d.source}) is {_fmt(d.paper)}") + f": {what} in "
                               "qbench/paper/deviations.yaml")
         found.setdefault(hits[0], Deviation(hits[0], reasons[hits[0]]["text"].strip())).differences.append(d)
     for rid, entry in reasons.items():
         if entry.get("always") and scale in entry.get("scales", SCALES) and _note_applies(entry, cfg):
             found[rid] = Deviation(rid, entry["text"].strip())
-    return [found[rid] for rid in [*reasons, UNEXPLAINED] if rid in found]
+    found.update(provenance_notes(cfg))
+    return [found[rid] for rid in [*reasons, *PROVENANCE_NOTES, UNEXPLAINED] if rid in found]
+
+
+# the recipe values the paper does not give itself, printed with the deviations of every scale
+PROVENANCE_NOTES = {
+    "recipe_cited": ("cited", "Values the paper takes from a reference (Sec. 4.2: \"We follow the same "
+                     "settings in [24]\"): the reference, and where its released config gives the value "
+                     "(qbench/paper/recipe.yaml)."),
+    "recipe_ours": ("ours", "Values the paper does not give: our choice and why (qbench/paper/recipe.yaml). "
+                    "The paper's own values, each with its quote, are listed in docs/recipes.md."),
+}
+
+
+def provenance_notes(cfg: dict) -> dict[str, Deviation]:
+    """The cited and our own recipe values of the tasks a scale runs, as two notes.
+
+    Args:
+        cfg: a merged scale config.
+    """
+    from qbench.workflow.plan import enabled_cells
+
+    tasks = {c.task for c in enabled_cells(cfg)} | {"scale"}
+    out = {}
+    for rid, (source, text) in PROVENANCE_NOTES.items():
+        lines = [p.line() for p in provenance() if p.source == source and p.task in tasks]
+        if lines:
+            out[rid] = Deviation(rid, text, notes=lines)
+    return out
 
 
 def _note_applies(entry: dict, cfg: dict) -> bool:
@@ -302,7 +437,11 @@ def deviations_markdown(configs: dict[str, dict]) -> str:
              "Generated by `python -m qbench.paper.recipe docs` from the scale configs",
              "(`workflows/config/<scale>.yaml`) compared with the paper's recipe",
              "(`qbench/paper/recipe.yaml`); the reasons are `qbench/paper/deviations.yaml`. The",
-             "report prints the same list. Do not edit by hand.", ""]
+             "report prints the same list. Do not edit by hand.", "",
+             "Each changed value names where the recipe's value comes from: `paper` (the paper",
+             "gives it), `cited` (a reference the paper defers to) or `ours` (the paper is silent);",
+             "`recipe_cited` and `recipe_ours` list those values with their sources, and",
+             "docs/recipes.md lists every value with its quote or reason.", ""]
     for scale, cfg in configs.items():
         lines += [f"## {scale}", ""]
         devs = deviations(cfg)
@@ -331,11 +470,15 @@ def recipes_markdown(cfg: dict) -> str:
              "and `qbench/train/phases.py` (the schedule the trainers run). Do not edit by hand.", "",
              "Per-phase schedules (the paper is silent; our reading, qbench/train/phases.py):",
              "the lr schedule restarts in each phase, compressed to the phase's length (a phase of",
-             "L of the run's E epochs decays after round(m L / E) epochs for each milestone m),",
-             "because each phase trains to convergence; T counts the epochs each quantizer has",
+             "L of the run's E epochs decays after round(m L / E) epochs for each milestone m).",
+             "The paper gives one lr schedule per run and says only of phase 3 that it trains",
+             "\"until the model converges\"; restarting gives every phase the paper's schedule",
+             "from its initial lr, and is our choice. T counts the epochs each quantizer has",
              "trained, so activation quantizers start at T = k in phase 2 and weight quantizers",
-             "keep their phase-1 T while fixed. One split for every cell: 55 epochs of weights",
+             "keep their phase-1 T while fixed. One split for every cell, also ours (the paper",
+             "gives three phases and \"at most 55 epochs in total\"): 55 epochs of weights",
              "(W only), 15 activations + 40 joint (A only), 20 + 15 + 20 (W and A).", ""]
+    lines += provenance_markdown() + [""]
     for cell in enabled_cells(cfg):
         rc = resolved_run_config(cfg, cell)
         lines += [f"## {cell.id}", "", _pipeline_text(cell, rc), ""]
@@ -351,6 +494,22 @@ def recipes_markdown(cfg: dict) -> str:
                          f"{_t_range(first, last, step, 't_activations', conf)} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def provenance_markdown() -> list[str]:
+    """The recipe's values with their source, as a markdown section of docs/recipes.md."""
+    lines = ["## Where each value comes from", "",
+             "From `qbench/paper/recipe.yaml`. **paper**: the paper gives the value (its words are",
+             "quoted; tests/paper/test_recipe.py finds each quote in the paper's text). **cited**: the",
+             "paper defers to a reference; the reference and where its released config gives the",
+             "value. **ours**: the paper is silent; our choice and why. What a scale changes is in",
+             "docs/deviations.md.", "",
+             "| task | part | key | value | source | from |", "|---|---|---|---|---|---|"]
+    for p in provenance():
+        origin = f"{p.detail}: \"{p.quote}\"" if p.source == "paper" else p.detail
+        lines.append(f"| {p.task} | {p.part} | `{p.key}` | {_fmt(p.value)} | {p.source} | "
+                     f"{origin.replace('|', '/')} |")
+    return lines
 
 
 def _typed(cell, rc: dict):
@@ -371,7 +530,9 @@ def _pipeline_text(cell, rc: dict) -> str:
         aug = "SSD augmentation (expand, min-IoU crop, photometric, flip)" if det["augment"] == "ssd" \
             else "resize + flip"
         backbone = det.get("backbone_checkpoint")
-        extra = (f", VGG16 backbone from {backbone}" if backbone else "") + \
+        norm = "[0, 1] pixels normalised by ImageNet's mean/std (torchvision's)" \
+            if det["pixel_norm"] == "torchvision" else "0-255 pixels minus the mean (Caffe's)"
+        extra = f", inputs {norm}" + (f", VGG16 backbone from {backbone}" if backbone else "") + \
             (f", {det['warmup_iters']}-iteration linear warm-up" if det["warmup_iters"] else "")
         return (f"{d['dataset']} {d['image_size']}x{d['image_size']}, {aug}, batch {d['batch_size']}; "
                 f"SGD momentum {o['momentum']}, weight decay {o['weight_decay']}, clip {o['grad_clip']}, "

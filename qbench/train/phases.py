@@ -6,7 +6,8 @@ network, but not how they continue across phases. Our reading (docs/recipes.md):
 
 - **lr restarts in every phase**: each phase runs the run's lr schedule compressed to the phase's
   length (milestone m of a run of E epochs falls after round(m x L / E) epochs of an L-epoch
-  phase), because each phase trains "to convergence". A single-phase run is the paper's schedule
+  phase): our choice, so that each phase gets the whole schedule (the paper says only that the
+  last phase trains until the model converges). A single-phase run is the paper's schedule
   unchanged.
 - **T counts the epochs each quantizer has trained**: weight quantizers count the weights and
   joint epochs, activation quantizers the activations and joint epochs. Activation quantizers so

@@ -23,6 +23,7 @@ from ..data import build_data
 from .. import io
 from ..io import FileFormatError, RunDirError, RunDirLock, RunLog, read_json, read_yaml, remove_stale_tmp
 from ..models import build_model, load_pretrained
+from .. import preflight
 from .config import FLOAT32_MAX, Config
 from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
 from .phases import configure_phase, epoch_plan, phase_problem
@@ -189,6 +190,7 @@ def run(config: Config, out_dir: str | Path, quiet: bool = False) -> dict:
     """
     out = Path(out_dir)
     resolved = config.to_dict()
+    preflight.require_device(config.device)  # a job that asked for GPUs and sees none fails here, naming why
     old_det = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     info = DistInfo()

@@ -52,6 +52,7 @@ def test_ssd_backbone_from_imagenet_vgg16(tiny_config, tmp_path, mmdet_stack):
 
     # through the runner: an FP run from scratch starts from the file's backbone
     tiny_config["detect"]["backbone_checkpoint"] = str(tmp_path / "vgg16.pth")
+    tiny_config["detect"]["pixel_norm"] = "torchvision"  # the normalisation its weights expect
     tiny_config["optim"]["lr"] = 1e-12  # one step leaves the loaded weights (numerically) as they are
     run_from_config(tiny_config, tmp_path / "fp", quiet=True)
     trained = torch.load(tmp_path / "fp" / "checkpoint.pt", weights_only=True)["model"]
@@ -118,3 +119,61 @@ def test_two_processes_match_one(tiny_config, tmp_path, mmdet_stack):
         d1, d2 = c1["model"][key] - init[key], c2["model"][key] - init[key]
         cos = torch.nn.functional.cosine_similarity(d1.flatten(), d2.flatten(), dim=0)
         assert cos > 0.8, (key, float(cos))
+
+
+def test_paper_scale_plans_every_job_on_cuda_with_the_cited_ssd_batch(tmp_path):
+    """`snakemake -n --config scale=paper` with a site file plans, and every job it plans (every
+    cell and seed) runs on CUDA; the FP SSD takes mmdet's batch 64, >= 8 images per GPU."""
+    from pathlib import Path
+
+    from qbench.paper import load_cells
+    from qbench.workflow import plan
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "imagenet").mkdir()
+    weights = {}
+    for name in ("resnet18", "resnet50", "vgg16"):
+        weights[name] = tmp_path / f"{name}.pth"
+        weights[name].write_bytes(b"x")
+    site = {"train": {"data": {"root": str(tmp_path / "imagenet")}},
+            "fp_weights": {a: str(weights[a]) for a in ("resnet18", "resnet50")},
+            "detection": {"phases": {"fp": {"detect": {"backbone_checkpoint": str(weights["vgg16"])}}}}}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(tmp_path),
+                          "-n", "reproduce_tables", "--config", "scale=paper", "--configfile",
+                          str(tmp_path / "site.yaml")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+
+    cfg = plan.merge_scale_file({"scale": "paper", **site}, root / "workflows" / "config")
+    cells = plan.enabled_cells(cfg)
+    assert {c.id for c in cells} == set(load_cells())
+    devices = {(c.id, s): plan.run_config(cfg, c, s)["device"] for c in cells for s in plan.seeds_of(cfg, c)}
+    assert set(devices.values()) == {"cuda"}, {k: v for k, v in devices.items() if v != "cuda"}
+    gpus = cfg["resources"]["train"]["gpu"]
+    fp = DetectRunConfig.from_dict(plan.run_config(cfg, load_cells()["ssd_fp"], 0))
+    assert (fp.data.batch_size, fp.optim.lr, fp.detect.warmup_iters, fp.epochs.fp) == (64, 1e-3, 500, 240)
+    assert fp.data.batch_size // gpus >= 8 and fp.detect.pixel_norm == "torchvision"
+    for cid in ("ssd_w2a32", "ssd_w3pm4a32", "ssd_w3pm4a8"):
+        q = DetectRunConfig.from_dict(plan.run_config(cfg, load_cells()[cid], 0))
+        assert q.data.batch_size == 16 and q.detect.pixel_norm == "torchvision"  # Sec. 4.2's batch
+
+
+def test_cited_ssd_fp_recipe_is_the_installed_mmdet_config(mmdet_stack):
+    """recipe.yaml's cited FP SSD values are what mmdet's SSD300 VOC07+12 config gives, read from
+    the installed package: batch 8 x 8 GPUs, lr 1e-3, 500 warm-up iterations, milestones 16/20 of
+    24 epochs over a 10x repeated dataset (= 160/200 of 240 passes here)."""
+    from mmengine.config import Config
+
+    from qbench.detection.model import mmdet_config_path
+    from qbench.paper.recipe import _recipe
+
+    mm = Config.fromfile(str(mmdet_config_path()))
+    times = mm.train_dataloader.dataset.times
+    warmup, steps = mm.param_scheduler
+    fp = _recipe()["detect"]["fp"]
+    assert fp["data.batch_size"] == mm.auto_scale_lr.base_batch_size == 8 * mm.train_dataloader.batch_size
+    assert fp["optim.lr"] == mm.optim_wrapper.optimizer.lr
+    assert warmup.type == "LinearLR" and not warmup.by_epoch and fp["detect.warmup_iters"] == warmup.end
+    assert fp["optim.milestones"] == [m * times for m in steps.milestones]
+    assert fp["epochs.fp"] == mm.train_cfg.max_epochs * times
+    assert mm.model.data_preprocessor.std == [1, 1, 1]  # Caffe-style: why pixel_norm exists
