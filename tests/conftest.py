@@ -35,6 +35,23 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+PAPER_TEXT_NAME = "quantization-networks-cvpr2019.txt"
+
+
+@pytest.fixture(scope="session")
+def paper_text() -> str:
+    """The paper's text: ``$QBENCH_PAPER_TEXT``, else ``shared/paper/`` beside the checkout (where
+    CI lays it) or inside it; the test is skipped where none is found."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [Path(os.environ["QBENCH_PAPER_TEXT"])] if os.environ.get("QBENCH_PAPER_TEXT") else []
+    candidates += [root.parent / "shared" / "paper" / PAPER_TEXT_NAME, root / "shared" / "paper" / PAPER_TEXT_NAME]
+    for path in candidates:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    pytest.skip(f"the paper's text ({PAPER_TEXT_NAME}) is not in shared/paper/ beside the checkout; "
+                "set QBENCH_PAPER_TEXT")
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """``write_config(update, name="config.yaml") -> path`` of SMOKE updated with ``update``."""

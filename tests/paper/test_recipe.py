@@ -16,7 +16,6 @@ from qbench.train.config import Config
 from qbench.train.phases import epoch_plan, phase_milestones
 
 ROOT = Path(__file__).resolve().parents[2]
-PAPER_TEXT = Path("/work/shared/paper/quantization-networks-cvpr2019.txt")
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +71,8 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def test_every_paper_value_is_quoted_from_the_paper():
-    text = _normalise(PAPER_TEXT.read_text(encoding="utf-8"))
+def test_every_paper_value_is_quoted_from_the_paper(paper_text):
+    text = _normalise(paper_text)
     prov = R.provenance()
     assert {p.source for p in prov} == set(R.SOURCES)
     for p in prov:
@@ -91,7 +90,7 @@ def test_every_paper_value_is_quoted_from_the_paper():
                                                              "detect.warmup_iters", "data.batch_size"))
 
 
-def test_a_recipe_value_without_its_source_is_refused():
+def test_a_recipe_value_without_its_source_is_refused(paper_text):
     with pytest.raises(R.RecipeError, match="needs the paper's words"):
         R._leaf("classify", "common", "optim.momentum", {"value": 0.9, "paper": "Sec. 4.1"})
     with pytest.raises(R.RecipeError, match="exactly one of"):
@@ -102,7 +101,7 @@ def test_a_recipe_value_without_its_source_is_refused():
         R._leaf("classify", "common", "optim.momentum", 0.9)
     # a quote that is not the paper's fails the test above
     assert _normalise("Gradients are clipped with a maximum L2 norm of 50.") not in \
-        _normalise(PAPER_TEXT.read_text(encoding="utf-8"))
+        _normalise(paper_text)
 
 
 def test_docs_and_report_print_the_provenance(scales):

@@ -4,20 +4,14 @@ run here are listed as such."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 from qbench.report import claims
 
-PAPER_TEXT = Path(os.environ.get("QBENCH_PAPER_TEXT", "/work/shared/paper/quantization-networks-cvpr2019.txt"))
-
-
-@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason=f"{PAPER_TEXT} (the paper's text) not available")
 @pytest.mark.parametrize("claim_id", sorted(claims.load_claims()))
-def test_every_quote_is_in_the_paper(claim_id):
-    paper = claims.normalized_text(PAPER_TEXT.read_text(encoding="utf-8"))
+def test_every_quote_is_in_the_paper(claim_id, paper_text):
+    paper = claims.normalized_text(paper_text)
     quote = claims.load_claims()[claim_id].quote
     assert claims.normalized_text(quote.text) in paper, (claim_id, quote.text)
 
