@@ -571,29 +571,6 @@ def _common_seeds(got: dict, fixed: set) -> dict:
     return out
 
 
-def comparison_interval(results: Results, weights: dict[str, float]
-                        ) -> tuple[Interval, dict[str, tuple[tuple[int, ...], np.ndarray]]] | None:
-    """The interval of a contrast of cells as every claim computes it: FP cells are the fixed
-    reference, fine-tuned cells are restricted to their common seeds and paired on them.
-
-    Returns the interval and the (seeds, matrix) of each cell it used, or None when a cell of the
-    contrast has no results.
-
-    Args:
-        results: the scale's per-image results.
-        weights: cell -> contrast weight, e.g. ``{qn_cell: 1, baseline_cell: -1}``.
-    """
-    got = {c: results.matrix(c) for c in weights}
-    if any(g is None for g in got.values()):
-        return None
-    fixed = {c for c in weights if results.cells[c].kind == "fp"}
-    got = _common_seeds(got, fixed)
-    iv = contrast_interval({c: g[1] for c, g in got.items()}, weights,
-                           seeds={c: g[0] for c, g in got.items()}, fixed=fixed)
-    return iv, got
-
-
-
 def comparison_interval(results: Results, weights: dict[str, float], level: float = LEVEL
                         ) -> tuple[Interval, dict[str, tuple[tuple[int, ...], np.ndarray]]] | None:
     """The interval of a contrast of cells as every claim computes it: FP cells are the fixed
