@@ -97,10 +97,11 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         var = (stats[c:2 * c] / total - mean * mean).clamp_min(0)
         if self.track_running_stats:
             with torch.no_grad():
-                m = self.momentum if self.momentum is not None else 0.1
+                self.num_batches_tracked.add_(1)
+                # momentum None: the cumulative average, as nn.BatchNorm (BatchNorm re-estimation)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(var.detach() * total / (total - 1), alpha=m)
-                self.num_batches_tracked.add_(1)
         shape = [1, c] + [1] * (x.dim() - 2)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:

@@ -399,8 +399,14 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         # bn_hard_stats); the training statistics come back for the soft evaluation and training
         trained_stats = Q.batchnorm_statistics(model) if q.bn_reestimate_samples else None
         if trained_stats:
-            Q.reestimate_batchnorm(model, (x.to(device) for x in data.calib_batches(d.batch_size, config.seed)),
-                                   q.bn_reestimate_samples)
+            def share(m: nn.Module, x: torch.Tensor) -> int:
+                # each process its share of the global batch, so synchronised BatchNorm averages
+                # over the same images as one process does; every process counts the global batch
+                m(x[info.rank::info.world].to(device))
+                return x.shape[0]
+
+            Q.reestimate_batchnorm(model, (x for x in data.calib_batches(d.batch_size, config.seed)
+                                           if x.shape[0] >= info.world), q.bn_reestimate_samples, forward=share)
             eval_stats["hard"] = Q.batchnorm_statistics(model)
         hard = evaluate(model, batches, device, info, config.model.num_classes, every)
         if trained_stats:
