@@ -105,8 +105,11 @@ def test_sigint_is_one_line_and_exit_130(tmp_path, write_config):
     cfg = write_config({"data": {"train_size": 256, "test_size": 32}, "epochs": {"fp": 4}})
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    # a job started in the background of a non-interactive shell (as CI may start this suite)
+    # inherits SIGINT ignored, and Python keeps it so: the child gets the default back
     proc = subprocess.Popen([sys.executable, "-m", "qbench", "train", str(cfg), "--out", str(out), "--quiet",
-                             "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         log = out / "train.log"
