@@ -181,16 +181,3 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
             plan.append(EpochPlan(epoch, phase, k, lr, t_w, t_a,
                                   trained_groups(phase, w_quant, a_quant), total))
     return plan
-
-
-def set_temperatures(model, step: EpochPlan) -> None:
-    """Give the weight and activation quantizers of ``model`` (the paper's method) the
-    temperatures of ``step``; the trainers call ``method.on_epoch`` instead.
-
-    Args:
-        model: a quantized model.
-        step: the epoch's plan.
-    """
-    from qbench.quant.methods.qn import set_quantizer_temperatures
-
-    set_quantizer_temperatures(model, step.t_weights, step.t_activations)
