@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -16,10 +18,15 @@ PARAM_BITS = 32
 
 
 def _params(q: Quantizer) -> dict:
-    return {"levels": list(q.levels.values), "levels_name": q.levels.name,
-            "zero_centered": q.levels.zero_centered,
-            "alpha": q.alpha.detach().cpu().clone(), "beta": q.beta.detach().cpu().clone(),
-            "biases": q.biases.detach().cpu().clone()}
+    out = {"levels": list(q.levels.values), "levels_name": q.levels.name,
+           "zero_centered": q.levels.zero_centered,
+           "alpha": q.alpha.detach().cpu().clone(), "beta": q.beta.detach().cpu().clone(),
+           "biases": q.biases.detach().cpu().clone()}
+    if q.variant.strict_step:
+        # the released code's hard step [beta x - b > 0]: only such exports carry the key, so
+        # an export of the paper's quantizer is what it always was
+        out["strict_step"] = True
+    return out
 
 
 @torch.no_grad()
@@ -37,7 +44,8 @@ def export_hard_model(model: nn.Module) -> dict:
         for what, t in (("weight", original), ("alpha", q.alpha), ("beta", q.beta), ("biases", q.biases)):
             if not torch.isfinite(t).all():
                 raise NonFiniteError(f"export_hard_model: {name}: non-finite {what}; nothing exported")
-        codes = torch.bucketize(original * q.beta.detach(), q.biases.detach(), right=True)
+        # Eq. 1's A(0) = 1 (right=True), or the strict step of the released code (right=False)
+        codes = torch.bucketize(original * q.beta.detach(), q.biases.detach(), right=not q.variant.strict_step)
         dtype = torch.uint8 if q.levels.n < 256 else torch.int16
         weights[name] = {"codes": codes.to(dtype).cpu(), **_params(q)}
     acts = {}
@@ -60,7 +68,8 @@ def load_hard_model(model: nn.Module, exported: dict) -> None:
     """Write the exported integer weights back into ``model`` as plain float weights.
 
     Weight parametrizations are removed (the weights are already quantized); activation
-    quantizers stay and should be used in "hard" mode.
+    quantizers stay and should be used in "hard" mode, with the hard step of the export (an
+    export of a strict-step quantizer makes them strict, any other makes them Eq. 1's).
 
     Args:
         model: a model of the same architecture (quantized or not).
@@ -78,6 +87,9 @@ def load_hard_model(model: nn.Module, exported: dict) -> None:
             q.beta.copy_(entry["beta"])
             q.biases.copy_(entry["biases"])
             q.initialized.fill_(True)
+            strict = bool(entry.get("strict_step", False))
+            if q.variant.strict_step != strict:
+                q.variant = dataclasses.replace(q.variant, strict_step=strict)
 
 
 def model_size_bits(model: nn.Module) -> dict:

@@ -164,3 +164,112 @@ def hard_quantize_reference(x: torch.Tensor, levels: LevelSet | str | Sequence[f
     for i, s in enumerate(levels.steps):
         y = y + s * (beta * x - biases[i] >= 0).to(x.dtype)
     return alpha * (y - levels.offset)
+
+
+# --- the released code's quantizer (qbench.quant.variant) --------------------------------
+# A separate torch path: the fused kernels (native CPU, Triton) compute the paper's function
+# only, so the default path pays nothing for these choices; this one loops over the n steps
+# like the kernels' torch fallback (slower, used only by a non-paper QuantVariant).
+
+class _ReleasedSoftQuantize(torch.autograd.Function):
+    """Eq. 7 with the released code's choices: sigmoid argument clamped to [-clamp, clamp]
+    (forward and backward: a saturated element keeps ``sigma'(clamp) * T``), T already capped
+    by the caller, and optionally the backward's sigmoid derivative taken at T = 1 (times T)."""
+
+    @staticmethod
+    def forward(ctx, x, biases, alpha, beta, T, steps, offset, clamp, unit_t_backward):
+        ctx.save_for_backward(x, biases, alpha, beta, T)
+        ctx.steps, ctx.offset, ctx.clamp, ctx.unit_t = steps, offset, clamp, unit_t_backward
+        u = x * beta
+        acc = torch.zeros_like(u)
+        for s, b in zip(steps, biases.unbind()):
+            z = (u - b) * T
+            if clamp is not None:
+                z = z.clamp(-clamp, clamp)
+            acc.add_(torch.sigmoid(z) * s)
+        return (acc - offset) * alpha
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, biases, alpha, beta, T = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        clamp = ctx.clamp
+        u = x * beta
+        dsum = torch.zeros_like(u)
+        ssum = torch.zeros_like(u) if need[2] else None
+        grad_b = torch.zeros_like(biases) if need[1] else None
+        for i, (s, b) in enumerate(zip(ctx.steps, biases.unbind())):
+            z = (u - b) * T
+            if clamp is not None:
+                z = z.clamp(-clamp, clamp)
+            sig = torch.sigmoid(z)
+            if ssum is not None:
+                ssum.add_(sig * s)
+            if ctx.unit_t:  # the derivative at T = 1; the factor T follows below as for Eq. 8
+                z1 = u - b
+                if clamp is not None:
+                    z1 = z1.clamp(-clamp, clamp)
+                sig = torch.sigmoid(z1)
+            d = sig * (1 - sig) * s
+            dsum.add_(d)
+            if grad_b is not None:
+                grad_b[i] = -(grad_y * d).sum() * alpha * T
+        g = grad_y * dsum
+        grad_x = g * (alpha * beta * T) if need[0] else None
+        grad_alpha = (grad_y * (ssum - ctx.offset)).sum().reshape(alpha.shape) if need[2] else None
+        grad_beta = ((g * x).sum() * alpha * T).reshape(beta.shape) if need[3] else None
+        return grad_x, grad_b, grad_alpha, grad_beta, None, None, None, None, None
+
+
+def soft_quantize_released(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
+                           alpha, beta, T, clamp: float | None = None, t_cap: float | None = None,
+                           unit_t_backward: bool = False) -> torch.Tensor:
+    """Eq. 7 as the authors' released code computes it (``qbench.quant.variant``).
+
+    Args:
+        x, levels, biases, alpha, beta, T: as for ``soft_quantize``.
+        clamp: bound of the sigmoid argument ``T (beta x - b)`` in forward and backward; None:
+            unclamped.
+        t_cap: use ``min(T, t_cap)`` throughout; None: the real T.
+        unit_t_backward: the backward's sigmoid derivative at T = 1, multiplied by T.
+
+    Returns:
+        x's shape and dtype; computed in float64 for float64 x, float32 otherwise.
+    """
+    x = _float_input(x, "soft_quantize_released")
+    levels = as_level_set(levels)
+    biases = _check_biases(biases, levels)
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if isinstance(T, torch.Tensor):
+        T = _check_temperature_tensor(T, dt).to(dt)
+    else:
+        if not 0 < T <= torch.finfo(dt).max:
+            raise ValueError(f"temperature must be positive and within the range of {dt}, got {T}")
+        T = torch.tensor(float(T), dtype=dt, device=x.device)
+    if t_cap is not None:
+        T = torch.clamp(T, max=float(t_cap))
+    alpha, beta = _as_scalar(alpha, x, dt).to(dt), _as_scalar(beta, x, dt).to(dt)
+    y = _ReleasedSoftQuantize.apply(x.to(dt), biases.to(dt), alpha, beta, T, tuple(levels.steps),
+                                    float(levels.offset), None if clamp is None else float(clamp),
+                                    bool(unit_t_backward))
+    return y.to(x.dtype)
+
+
+def hard_quantize_strict(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
+                         alpha, beta) -> torch.Tensor:
+    """Eq. 12 with the released code's strict step ``A(z) = [z > 0]``: an input exactly on a
+    bias takes the lower level (``hard_quantize`` has Eq. 1's ``A(0) = 1``). Same checks and
+    result dtype as ``hard_quantize``; a torch lookup, not the fused kernel."""
+    x = _float_input(x, "hard_quantize_strict")
+    levels = as_level_set(levels)
+    biases = _check_biases(biases, levels).detach()
+    if levels.n > 1 and not _is_sorted(biases):
+        raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
+    if torch.isnan(x).any():
+        raise NonFiniteError(f"hard_quantize_strict: NaN in an input of shape {tuple(x.shape)}")
+    alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
+    with torch.no_grad():
+        xd = x.detach()
+        out = kernels.constant(tuple(levels.outputs()), x.device, x.dtype)
+        k = torch.bucketize(xd * beta.to(x.dtype), biases.to(x.dtype), right=False)
+        return out[k] * alpha.to(x.dtype)

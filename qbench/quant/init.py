@@ -4,7 +4,8 @@
 - ``kmeans_1d``: exact 1-D k-means by dynamic programming over sorted values (optimal
   clusters in 1-D are contiguous runs of the sorted data).
 - ``kmeans_biases``: biases from the sorted cluster centres, with the two steps around zero
-  forced to -0.05 / +0.05 for weight sets that contain 0 (the paper's rule).
+  forced to -0.05 / +0.05 for weight sets that contain 0 (the paper's rule); or, as the
+  authors' released code places them, between the clusters' extreme points without that band.
 - ``linear_biases``: evenly spaced biases over the observed range (Table 5's "linear").
 """
 
@@ -172,8 +173,11 @@ def _pad_centres(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.tensor(centres, dtype=torch.float64)
 
 
+BOUNDARIES = ("centres", "points")
+
+
 def kmeans_biases(scaled: torch.Tensor, levels: LevelSet, max_points: int = DEFAULT_MAX_POINTS,
-                  force_zero_band: bool | None = None) -> torch.Tensor:
+                  force_zero_band: bool | None = None, boundaries: str = "centres") -> torch.Tensor:
     """Biases from k-means of the scaled values ``beta * x`` into n+1 clusters (Sec. 4.1).
 
     ``b_i = (c_i + c_{i+1}) / 2`` over the sorted centres. For weight sets containing 0, the
@@ -184,17 +188,26 @@ def kmeans_biases(scaled: torch.Tensor, levels: LevelSet, max_points: int = DEFA
         scaled: ``beta * x`` for the tensor(s) this quantizer serves.
         levels: target level set (n = levels.n).
         max_points: k-means summary size (see ``kmeans_1d``).
-        force_zero_band: apply the ±0.05 rule; default: when 0 is an interior level.
+        force_zero_band: apply the ±0.05 rule; default: when 0 is an interior level and
+            ``boundaries`` is "centres".
+        boundaries: "centres" (the paper: midpoints of neighbouring centres) or "points" (the
+            authors' released code: each value goes to its nearest centre, and a bias lies
+            halfway between the largest value of one cluster and the smallest of the next; no
+            zero band, and ternary weights are clustered too).
     """
+    if boundaries not in BOUNDARIES:
+        raise ValueError(f"boundaries must be one of {BOUNDARIES}, got {boundaries!r}")
     n = levels.n
     if force_zero_band is None:
-        force_zero_band = 0.0 in levels.values[1:-1]
-    if levels.name == "ternary" or (n == 2 and force_zero_band):
+        force_zero_band = boundaries == "centres" and 0.0 in levels.values[1:-1]
+    if (levels.name == "ternary" and boundaries == "centres") or (n == 2 and force_zero_band):
         return torch.tensor([-ZERO_BAND, ZERO_BAND], dtype=torch.float64)
     if n == 1 and levels.zero_centered:
         return torch.zeros(1, dtype=torch.float64)  # binary weights: b = 0
     centres, _ = kmeans_1d(scaled, n + 1, max_points=max_points)
     b = (centres[:-1] + centres[1:]) / 2
+    if boundaries == "points":
+        b = _point_midpoints(scaled, b)
     if force_zero_band:
         z = levels.values.index(0.0)  # steps z-1 (Y[z-1]->0) and z (0->Y[z+1])
         b[z - 1], b[z] = -ZERO_BAND, ZERO_BAND
@@ -203,6 +216,20 @@ def kmeans_biases(scaled: torch.Tensor, levels: LevelSet, max_points: int = DEFA
         for i in range(z + 1, n):
             b[i] = max(b[i], b[i - 1] + 1e-3)
     return _strictly_increasing(b)
+
+
+def _point_midpoints(scaled: torch.Tensor, cuts: torch.Tensor) -> torch.Tensor:
+    """Halfway between the last value at or below each cut and the first value above it (the
+    cuts are the centre midpoints, so the values on either side are the nearest-centre clusters);
+    a cut with no value on one side keeps its own position."""
+    v = np.sort(scaled.detach().reshape(-1).cpu().to(torch.float64).numpy())
+    v = v[np.isfinite(v)]
+    out = cuts.clone()
+    for i, c in enumerate(cuts.tolist()):
+        j = int(np.searchsorted(v, c, side="right"))  # v[:j] <= c < v[j:]
+        if 0 < j < v.size:
+            out[i] = (v[j - 1] + v[j]) / 2
+    return out
 
 
 def linear_biases(scaled: torch.Tensor, levels: LevelSet) -> torch.Tensor:

@@ -13,6 +13,7 @@ from .levels import LevelSet
 from .init import ALPHA_INITS
 from .methods.base import QUANTIZABLE, QuantReport, feed, quantize_input, select_layers, unique
 from .modules import INITS, ActivationQuantizer, QuantState, Quantizer, WeightQuantizer
+from .variant import QuantVariant
 
 SHARINGS = ("layerwise", "shared")
 
@@ -36,6 +37,10 @@ class QuantPolicy:
             "least_squares".
         act_alpha_init: alpha of activation quantizers: "inverse_beta" (the paper) or
             "least_squares" (docs/quantizer.md).
+        variant: the paper's quantization function ("paper", the default) or the authors'
+            released code's choices: "released" (all of them), a mapping of choices such as
+            ``{"clamp": True}`` or ``{"base": "released", "strict_step": False}``, or a
+            ``QuantVariant`` (qbench.quant.variant; held as one after construction).
     """
 
     weight_levels: str | None = None
@@ -48,8 +53,10 @@ class QuantPolicy:
     weight_alpha_init: str = "inverse_beta"
     act_alpha_init: str = "inverse_beta"
     act_init: str | None = None
+    variant: QuantVariant = QuantVariant()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "variant", QuantVariant.from_config(self.variant, "QuantPolicy.variant"))
         for key in ("weight_levels", "act_levels"):
             name = getattr(self, key)
             if name is not None:
@@ -109,7 +116,8 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
         shared = None
         if policy.sharing == "shared":
             shared = WeightQuantizer(policy.weight_levels, weight_state, policy.learn_biases,
-                                     policy.weight_alpha_init).to(modules[selected[0]].weight.device)
+                                     policy.weight_alpha_init,
+                                     policy.variant).to(modules[selected[0]].weight.device)
             weights = torch.cat([modules[n].weight.detach().reshape(-1) for n in selected])
             shared.initialize(weights, init=policy.init)
         for name in selected:
@@ -119,7 +127,7 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
                 # on the layer's device: a quantizer left on the CPU would make every GPU
                 # call take the torch path and copy its alpha/beta gradients back (a sync each)
                 wq = WeightQuantizer(policy.weight_levels, weight_state, policy.learn_biases,
-                                     policy.weight_alpha_init).to(layer.weight.device)
+                                     policy.weight_alpha_init, policy.variant).to(layer.weight.device)
                 wq.initialize(layer.weight.detach(), init=policy.init)
             parametrize.register_parametrization(layer, "weight", wq)
             report.weight_layers.append(name)
@@ -128,7 +136,7 @@ def quantize_model(model: nn.Module, policy: QuantPolicy) -> QuantReport:
         def new_act_quantizer(device: torch.device) -> ActivationQuantizer:
             return ActivationQuantizer(policy.act_levels, act_state, policy.learn_biases,
                                        policy.act_init or policy.init,
-                                       alpha_init=policy.act_alpha_init).to(device)
+                                       alpha_init=policy.act_alpha_init, variant=policy.variant).to(device)
 
         shared = (new_act_quantizer(modules[selected[0]].weight.device) if policy.sharing == "shared"
                   else None)

@@ -15,9 +15,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .functional import hard_quantize, soft_quantize
+from .functional import hard_quantize, hard_quantize_strict, soft_quantize, soft_quantize_released
 from .init import ALPHA_INITS, initial_beta, kmeans_biases, least_squares_alpha, linear_biases
 from .levels import LevelSet, as_level_set
+from .variant import CLAMP, PAPER, WEIGHT_T_CAP, QuantVariant
 
 Mode = Literal["soft", "hard", "off"]
 MODES = ("soft", "hard", "off")
@@ -69,14 +70,20 @@ class Quantizer(nn.Module):
         learn_biases: make the biases a Parameter (the paper freezes them; Sec. 4.3).
         alpha_init: "inverse_beta" (the paper: alpha = 1 / beta) or "least_squares" (alpha that
             best maps the quantized values onto the initialisation sample).
+        variant: the paper's quantization function (default) or the released code's choices
+            (``qbench.quant.variant``; a name, a mapping or a ``QuantVariant``).
     """
 
+    is_weight = False  # the released code caps T and takes the unit-T backward for weights only
+
     def __init__(self, levels: LevelSet | str, state: QuantState | None = None,
-                 learn_biases: bool = False, alpha_init: str = "inverse_beta") -> None:
+                 learn_biases: bool = False, alpha_init: str = "inverse_beta",
+                 variant: QuantVariant | str | dict | None = None) -> None:
         super().__init__()
         if alpha_init not in ALPHA_INITS:
             raise ValueError(f"alpha_init must be one of {ALPHA_INITS}, got {alpha_init!r}")
         self.alpha_init = alpha_init
+        self.variant = QuantVariant.from_config(variant)
         self.levels = as_level_set(levels)
         self.state = state if state is not None else QuantState()
         self.enabled = True
@@ -108,7 +115,11 @@ class Quantizer(nn.Module):
         q = float(values.abs().max()) if max_abs is None else float(max_abs)
         beta = initial_beta(self.levels, q)
         scaled = values * beta
-        b = kmeans_biases(scaled, self.levels) if init == "kmeans" else linear_biases(scaled, self.levels)
+        if init == "kmeans":
+            b = kmeans_biases(scaled, self.levels,
+                              boundaries="points" if self.variant.point_midpoint_init else "centres")
+        else:
+            b = linear_biases(scaled, self.levels)
         self.beta.fill_(beta)
         if self.alpha_init == "least_squares":
             self.alpha.fill_(least_squares_alpha(values, self.levels, b, beta))
@@ -130,16 +141,30 @@ class Quantizer(nn.Module):
         mode = self.state.mode
         if not self.enabled or mode == "off":
             return x
+        v = self.variant
         if mode == "hard":
+            if v.strict_step:
+                return hard_quantize_strict(x, self.levels, self.biases, self.alpha, self.beta)
             return hard_quantize(x, self.levels, self.biases, self.alpha, self.beta)
-        return soft_quantize(x, self.levels, self.biases, self.alpha, self.beta, self.state.temperature_tensor)
+        T = self.state.temperature_tensor
+        t_cap = WEIGHT_T_CAP if v.weight_t_cap and self.is_weight else None
+        unit_t = v.unit_t_weight_backward and self.is_weight
+        if v.clamp or t_cap is not None or unit_t:
+            # the released code's choices: a torch path beside the fused kernels (functional)
+            return soft_quantize_released(x, self.levels, self.biases, self.alpha, self.beta, T,
+                                          clamp=CLAMP if v.clamp else None, t_cap=t_cap,
+                                          unit_t_backward=unit_t)
+        return soft_quantize(x, self.levels, self.biases, self.alpha, self.beta, T)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels.name}, n={self.levels.n}, learn_biases={self.learn_biases}"
+        out = f"levels={self.levels.name}, n={self.levels.n}, learn_biases={self.learn_biases}"
+        return out if self.variant == PAPER else f"{out}, variant={self.variant.to_config()!r}"
 
 
 class WeightQuantizer(Quantizer):
     """Quantizer used as a parametrization of a layer weight: ``layer.weight = Q(original)``."""
+
+    is_weight = True
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         # assigning to layer.weight stores the full-precision value
@@ -155,8 +180,9 @@ class ActivationQuantizer(Quantizer):
 
     def __init__(self, levels: LevelSet | str, state: QuantState | None = None,
                  learn_biases: bool = False, init: str = "kmeans", sample_per_call: int = 4096,
-                 seed: int = 0, alpha_init: str = "inverse_beta") -> None:
-        super().__init__(levels, state, learn_biases, alpha_init)
+                 seed: int = 0, alpha_init: str = "inverse_beta",
+                 variant: QuantVariant | str | dict | None = None) -> None:
+        super().__init__(levels, state, learn_biases, alpha_init, variant)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.init = init

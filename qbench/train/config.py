@@ -22,6 +22,7 @@ from qbench.quant.methods.qn import SECTION_KEYS as QN_SECTION_KEYS
 from qbench.quant.model import SHARINGS
 from qbench.quant.modules import INITS
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedule
+from qbench.quant.variant import QuantVariant
 
 from ..data import DATASETS_BY_TASK
 from ..models import ARCHS_BY_TASK
@@ -198,8 +199,17 @@ class QuantConfig:
     weight_alpha_init: str = "inverse_beta"
     act_alpha_init: str = "inverse_beta"
     act_init: str | None = None  # bias init of activation quantizers; null = same as init
+    # the paper's quantization function, or the authors' released code's choices: "released",
+    # or a mapping such as {clamp: true} / {base: released, strict_step: false}
+    # (qbench.quant.variant, docs/quantizer.md)
+    variant: Any = "paper"
 
     def __post_init__(self) -> None:
+        try:
+            # canonical form: "paper", "released" or the mapping of choices on base paper
+            self.variant = QuantVariant.from_config(self.variant, "quant.variant").to_config()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         require(self.method in available_methods(), "quant.method",
                 f"must be one of {available_methods()}, got {self.method!r}")
         require(isinstance(self.options, dict), "quant.options", f"must be a mapping, got {self.options!r}")
@@ -255,6 +265,8 @@ class QuantConfig:
             del out["method"]
         if not out["options"]:
             del out["options"]
+        if out["variant"] == "paper":  # the paper's quantizer: the config it always had
+            del out["variant"]
         return out
 
     def policy(self, include: list[str] | None = None) -> QuantPolicy:
@@ -262,7 +274,8 @@ class QuantConfig:
         return QuantPolicy(self.weights, self.activations, self.init, self.sharing,
                            include=include, learn_biases=self.learn_biases,
                            weight_alpha_init=self.weight_alpha_init,
-                           act_alpha_init=self.act_alpha_init, act_init=self.act_init)
+                           act_alpha_init=self.act_alpha_init, act_init=self.act_init,
+                           variant=self.variant)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ..modules import MODES, ActivationQuantizer, WeightQuantizer
 from .base import QuantMethod, QuantReport, register_method, unique
 
 # the keys of the YAML quant: section that configure this method (QuantPolicy fields)
-SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init")
+SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init", "variant")
 
 
 def set_quantizer_temperatures(model: nn.Module, t_weights: float | None, t_activations: float | None) -> None:
