@@ -25,9 +25,10 @@ from qbench.models import ARCHS_BY_TASK, TASKS
 from qbench.quant import DEFAULT_METHOD, PAPER_WEIGHT_SETS, LevelSet, available_methods
 from qbench.quant.model import SHARINGS
 from qbench.quant.modules import INITS
+from qbench.quant.variant import VARIANTS
 
 CELL_FIELDS = ("task", "kind", "model", "method", "weights", "activations", "init", "sharing", "start",
-               "slope", "learn_biases", "figures", "tables")
+               "slope", "learn_biases", "variant", "figures", "tables")
 KINDS = ("fp", "quant")
 STARTS = ("pretrained", "scratch")
 
@@ -181,6 +182,9 @@ class Cell:
         slope: temperature slope k of T = k * epoch.
         learn_biases: the biases b_i train with the network (Sec. 4.3 ablation) instead of
             staying fixed after initialisation.
+        variant: ``paper`` (the paper's quantization function) or ``released`` (the authors'
+            released code's choices, qbench.quant.variant; beyond-paper cells only). Single
+            choices go through ``cell_overrides.<cell>.quant.variant``.
         tables: the table cells it fills.
         figures: figure tags (``fig3``, ``fig4``, ``fig5``) that read its runs.
     """
@@ -197,6 +201,7 @@ class Cell:
     start: str = "pretrained"
     slope: float = 5.0
     learn_biases: bool = False
+    variant: str = "paper"
     tables: tuple[Placement, ...] = field(default_factory=tuple)
     figures: tuple[str, ...] = field(default_factory=tuple)
 
@@ -252,6 +257,15 @@ def _check_cell(cid: str, raw: dict) -> None:
         raise RegistryError(f"experiments.yaml: cell {cid!r} lacks 'model'")
     if not isinstance(raw.get("learn_biases", False), bool):
         raise RegistryError(f"experiments.yaml: cell {cid!r}: learn_biases must be true or false")
+    if raw.get("variant", "paper") not in VARIANTS:
+        raise RegistryError(f"experiments.yaml: cell {cid!r}: variant={raw['variant']!r} not in {VARIANTS}")
+    if raw.get("variant", "paper") != "paper" and (raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD
+                                                   or raw["kind"] != "quant"):
+        raise RegistryError(f"experiments.yaml: cell {cid!r}: variant is an option of the "
+                            f"{DEFAULT_METHOD!r} method's quantized cells")
+    if raw.get("variant", "paper") != "paper" and raw.get("tables"):
+        raise RegistryError(f"experiments.yaml: cell {cid!r}: a variant={raw['variant']!r} cell is no "
+                            "result of the paper and fills no table")
     for key, allowed in (("kind", KINDS), ("init", INITS), ("sharing", SHARINGS), ("start", STARTS),
                          ("task", TASKS)):
         if raw[key] not in allowed:

@@ -257,6 +257,9 @@ def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
             own["epochs"] = {"weights": 0, "activations": 0, "joint": total}
     else:
         own["quant"].update({"init": cell.init, "sharing": cell.sharing, "learn_biases": cell.learn_biases})
+        if cell.variant != "paper":
+            # only where set: the run configs (and cache keys) of the paper's cells stay as they were
+            own["quant"]["variant"] = cell.variant
     if cell.kind == "fp":
         weights = cfg.get("fp_weights", {}).get(cell.model)
         if weights:
@@ -283,6 +286,7 @@ _TRAINER_ERROR = re.compile(r"^(?:config key )?'?([A-Za-z_][\w.]*)'?: (.*)$", re
 # trainer keys a cell of experiments.yaml sets itself -> its field there
 CELL_KEYS = {"model.arch": "model", "quant.method": "method", "quant.weights": "weights", "quant.activations": "activations",
              "quant.init": "init", "quant.sharing": "sharing", "quant.learn_biases": "learn_biases",
+             "quant.variant": "variant",
              "temperature.slope": "slope"}
 
 

@@ -136,8 +136,9 @@ def test_shared_cell_trained_once():
     cell = load_cells()["alexnet_w2a32"]
     assert {p.table for p in cell.tables} == {"table1", "table5", "table6"}
     ids = [c.id for c in load_cells().values() if (c.method, c.model, c.weights, c.activations, c.init, c.sharing,
-                                                   c.start, c.slope) == ("qn", "alexnet_bn", "ternary", None,
-                                                                         "kmeans", "layerwise", "pretrained", 10.0)]
+                                                   c.start, c.slope, c.variant) == ("qn", "alexnet_bn", "ternary", None,
+                                                                                    "kmeans", "layerwise", "pretrained",
+                                                                                    10.0, "paper")]
     assert ids == ["alexnet_w2a32"]
 
 
@@ -212,3 +213,26 @@ def test_names_are_defined_once():
 
         _check_cell("x", {"task": "detect", "kind": "quant", "model": "resnet18", "init": "kmeans",
                           "sharing": "layerwise", "start": "pretrained"})
+
+
+def test_variant_cells_are_quantized_qn_cells_outside_the_papers_tables():
+    from qbench.paper import RegistryError, _check_cell
+
+    cells = load_cells()
+    released = sorted(c.id for c in cells.values() if c.variant != "paper")
+    assert released == ["alexnet_w1a1_released", "alexnet_w2a32_released", "resnet18_w1a2_released",
+                        "resnet18_w1a32_released"]
+    for cid in released:
+        cell, paper = cells[cid], cells[cid.removesuffix("_released")]
+        assert cell.variant == "released" and not cell.is_baseline and not cell.tables and not cell.figures
+        assert (cell.model, cell.weights, cell.activations, cell.slope, cell.init, cell.sharing, cell.start) == \
+            (paper.model, paper.weights, paper.activations, paper.slope, paper.init, paper.sharing, paper.start)
+    base = {"task": "classify", "kind": "quant", "model": "resnet18", "init": "kmeans", "sharing": "layerwise",
+            "start": "pretrained"}
+    _check_cell("x", {**base, "variant": "released"})
+    for raw, match in [({"variant": "relased"}, r"cell 'x': variant='relased' not in \('paper', 'released'\)"),
+                       ({"variant": "released", "method": "lsq"}, r"variant is an option of the 'qn' method"),
+                       ({"variant": "released", "kind": "fp"}, r"variant is an option of the 'qn' method"),
+                       ({"variant": "released", "tables": ["table2:ours:w1a32"]}, r"fills no table")]:
+        with pytest.raises(RegistryError, match=match):
+            _check_cell("x", {**base, **raw})

@@ -20,7 +20,7 @@ def test_rendered_configs_are_valid_trainer_configs(scale):
                                 ROOT / "workflows" / "config")
     cfg["fp_weights"] = {}  # imported FP weights: see the test below
     cells = plan.enabled_cells(cfg)
-    assert len(cells) == len(plan.load_cells()) == 64
+    assert len(cells) == len(plan.load_cells()) == 68
     assert sum(c.is_baseline for c in cells) == 30
     for cell in cells:
         for seed in plan.seeds_of(cfg, cell):
@@ -75,7 +75,7 @@ def test_the_baselines_key_selects_other_methods_cells_by_model_and_setting():
         ["resnet18_w1a2_hwgq", "resnet18_w1a2_lqnet"]
     # the paper's own cells do not depend on it
     assert len(plan.enabled_cells(plan.merge_scale_file({"scale": "mini", "baselines": {"enabled": False}},
-                                                        ROOT / "workflows" / "config"))) == 53 - 19
+                                                        ROOT / "workflows" / "config"))) == 57 - 19
 
 
 def test_naming_a_left_out_baseline_in_cells_only_is_an_error_naming_the_key():
@@ -93,3 +93,43 @@ def test_a_baseline_cell_renders_its_method_and_no_keys_of_the_papers_method():
     # same recipe as the paper's cell of the same setting: start, epochs, optimiser, data, seed
     for key in ("start", "epochs", "optim", "data", "seed", "temperature"):
         assert rc[key] == ours[key], key
+
+
+RELEASED_CELLS = ("resnet18_w1a32_released", "resnet18_w1a2_released", "alexnet_w2a32_released",
+                  "alexnet_w1a1_released")
+
+
+@pytest.mark.parametrize("cid", RELEASED_CELLS)
+def test_a_released_cell_renders_the_variant_beside_its_papers_cell(cid):
+    """A `_released` cell is the `qn` cell of the same name with `quant.variant: released` and
+    nothing else changed: same phases, epochs, optimiser, data and T; the paper's cell renders
+    no variant key (its run config, and cache key, as before)."""
+    from qbench.quant.variant import RELEASED
+
+    cfg = plan.merge_scale_file({"scale": "paper"}, ROOT / "workflows" / "config")
+    cells = plan.load_cells()
+    cell, paper = cells[cid], cells[cid.removesuffix("_released")]
+    assert cell.method == paper.method == "qn" and not cell.tables and not cell.figures
+    rc, ours = plan.run_config(cfg, cell, 0), plan.run_config(cfg, paper, 0)
+    assert rc["quant"].pop("variant") == "released" and "variant" not in ours["quant"]
+    assert rc == ours
+    assert plan.phase_of(cell) == plan.phase_of(paper)
+    # the trainer's config reads it into the method's policy
+    from qbench.train.config import Config
+
+    assert Config.from_dict(plan.run_config(cfg, cell, 0)).quant.policy().variant == RELEASED
+
+
+def test_the_released_cells_run_at_mini_and_paper_scale_and_a_single_choice_goes_through_cell_overrides():
+    for scale in ("mini", "paper"):
+        cfg = plan.merge_scale_file({"scale": scale}, ROOT / "workflows" / "config")
+        assert set(RELEASED_CELLS) <= {c.id for c in plan.enabled_cells(cfg)}
+    cfg = plan.merge_scale_file({"scale": "mini", "cell_overrides": {"resnet18_w1a32_released": {
+        "quant": {"variant": {"base": "released", "strict_step": False}}}}}, ROOT / "workflows" / "config")
+    cell = plan.load_cells()["resnet18_w1a32_released"]
+    rc = plan.run_config(cfg, cell, 0)
+    _validate(cell, rc)
+    from qbench.train.config import Config
+
+    v = Config.from_dict(rc).quant.policy().variant
+    assert v.clamp and not v.strict_step
