@@ -136,7 +136,8 @@ class DetectRunConfig(RunConfig):
         "optim": {"lr": 1e-5, "milestones": [70, 90], "grad_clip": 20.0},
     }
     EXTRA_SECTIONS: ClassVar[dict] = {"detect": DetectConfig}
-    UNUSED_KEYS: ClassVar[dict] = {"data": ("epoch_test_stride",)}
+    # the SSD's width is detect.width_div; its VGG16 has no stem option
+    UNUSED_KEYS: ClassVar[dict] = {"data": ("epoch_test_stride",), "model": ("width", "stem")}
 
     task: str = "detect"
     detect: DetectConfig = field(default_factory=DetectConfig)

@@ -33,6 +33,11 @@ class FitMaxPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
+def scaled(channels: int, width: float) -> int:
+    """``channels`` times the width multiplier, at least 8 (a rounded, never-empty layer)."""
+    return max(8, int(round(channels * width)))
+
+
 def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
     # Conv bias is redundant in front of BatchNorm.
     return [nn.Conv2d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm2d(cout),
@@ -49,24 +54,31 @@ class AlexNetBN(nn.Module):
     Args:
         num_classes: output classes.
         in_channels: 1 (grey) or 3 (RGB).
+        width: multiplier of every conv's and hidden FC's width (1: the paper's network).
+        stem: "imagenet" (the paper's 11x11 stride-4 first conv) or "small" (a 3x3 stride-1
+            first conv for 28-32 px inputs, where stride 4 leaves a 1x1 map after the
+            second pool).
     """
 
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, width: float = 1.0,
+                 stem: str = "imagenet") -> None:
         super().__init__()
+        c1, c2, c3, c4, hidden = (scaled(c, width) for c in (64, 192, 384, 256, 4096))
+        first = (11, 4, 2) if stem == "imagenet" else (3, 1, 1)
         self.features = nn.Sequential(
-            *_conv_bn_relu(in_channels, 64, 11, 4, 2), FitMaxPool2d(3, 2),
-            *_conv_bn_relu(64, 192, 5, 1, 2), FitMaxPool2d(3, 2),
-            *_conv_bn_relu(192, 384, 3, 1, 1),
-            *_conv_bn_relu(384, 256, 3, 1, 1),
-            *_conv_bn_relu(256, 256, 3, 1, 1), FitMaxPool2d(3, 2),
+            *_conv_bn_relu(in_channels, c1, *first), FitMaxPool2d(3, 2),
+            *_conv_bn_relu(c1, c2, 5, 1, 2), FitMaxPool2d(3, 2),
+            *_conv_bn_relu(c2, c3, 3, 1, 1),
+            *_conv_bn_relu(c3, c4, 3, 1, 1),
+            *_conv_bn_relu(c4, c4, 3, 1, 1), FitMaxPool2d(3, 2),
         )
         # At small inputs the map is 1x1 here; adaptive pooling replicates it to 6x6 so the
         # classifier keeps the paper's shape at every scale.
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
-            nn.Linear(256 * 6 * 6, 4096, bias=False), nn.BatchNorm1d(4096), nn.ReLU(inplace=True),
-            nn.Linear(4096, 4096, bias=False), nn.BatchNorm1d(4096), nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
+            nn.Linear(c4 * 6 * 6, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -236,7 +236,8 @@ def _bits(level_set: str | None) -> int:
     return 32 if level_set is None else LevelSet.from_name(level_set).bits
 
 
-def layer_macs(arch: str, num_classes: int, in_channels: int, image_size: int) -> list[tuple[str, int, bool]]:
+def layer_macs(arch: str, num_classes: int, in_channels: int, image_size: int, width: float = 1.0,
+               stem: str = "imagenet") -> list[tuple[str, int, bool]]:
     """Multiply-accumulates of every Conv2d / Linear of ``arch`` for one image.
 
     Returns ``(name, macs, quantized)`` per layer; as in the paper (and qbench.quant's default
@@ -247,13 +248,14 @@ def layer_macs(arch: str, num_classes: int, in_channels: int, image_size: int) -
         num_classes: classifier outputs.
         in_channels: image channels.
         image_size: square input size.
+        width, stem: as ``qbench.models.build_model``.
     """
     import torch
     from torch import nn
 
     from qbench.models import build_model
 
-    model = build_model(arch, num_classes=num_classes, in_channels=in_channels).eval()
+    model = build_model(arch, num_classes=num_classes, in_channels=in_channels, width=width, stem=stem).eval()
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     macs: dict[str, int] = {}
 
@@ -294,7 +296,8 @@ def _table8_layers(table: dict, plan: dict) -> list[tuple[str, int, bool]] | Non
     model_cfg = {**train.get("model", {}), **cfg.get("models", {}).get(table["model"], {}).get("model", {})}
     try:
         return layer_macs(table["model"], int(model_cfg.get("num_classes", 1000)),
-                          int(model_cfg.get("in_channels", 3)), int(train.get("data", {}).get("image_size", 224)))
+                          int(model_cfg.get("in_channels", 3)), int(train.get("data", {}).get("image_size", 224)),
+                          float(model_cfg.get("width", 1.0)), str(model_cfg.get("stem", "imagenet")))
     except Exception:  # noqa: BLE001 - no model factory: fall back to bits per MAC
         return None
 

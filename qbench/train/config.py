@@ -25,7 +25,7 @@ from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedul
 from qbench.quant.variant import QuantVariant
 
 from ..data import DATASETS_BY_TASK
-from ..models import ARCHS_BY_TASK
+from ..models import ARCHS_BY_TASK, STEMS
 from .phases import PHASES
 
 
@@ -122,9 +122,16 @@ class ModelConfig:
     arch: str = "resnet18"
     num_classes: int | None = 10
     in_channels: int = 1
+    # the paper's topology at another channel width / with a first conv for small inputs
+    # (qbench.models.build_model); 1.0 and "imagenet" are the paper's networks
+    width: float = 1.0
+    stem: str = "imagenet"
 
     def __post_init__(self) -> None:
         require(self.arch in ALL_ARCHS, "model.arch", f"must be one of {ALL_ARCHS}, got {self.arch!r}")
+        require(is_number(self.width) and 0 < self.width <= 4, "model.width",
+                f"must be a number in (0, 4], got {self.width!r}")
+        require(self.stem in STEMS, "model.stem", f"must be one of {STEMS}, got {self.stem!r}")
         require(self.num_classes is None or (is_int(self.num_classes) and self.num_classes >= 2),
                 "model.num_classes", f"must be null or an integer >= 2, got {self.num_classes!r}")
         require(self.in_channels in (1, 3) and is_int(self.in_channels), "model.in_channels",

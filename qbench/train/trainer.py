@@ -284,7 +284,8 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
 
     # Model: same initialisation on every process (seeded), then the FP weights if any.
     torch.manual_seed(config.seed)
-    model = build_model(config.model.arch, config.model.num_classes, config.model.in_channels)
+    model = build_model(config.model.arch, config.model.num_classes, config.model.in_channels,
+                        config.model.width, config.model.stem)
     if config.start.mode == "pretrained":
         loaded = load_pretrained(model, config.start.checkpoint)
         log(f"loaded {config.start.checkpoint} (adapted {loaded['adapted']}, kept init {loaded['skipped']})")
