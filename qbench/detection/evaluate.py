@@ -6,11 +6,16 @@ import numpy as np
 import torch
 from torch import nn
 
+# test images are grouped for the jackknife of the mAP: every image its own group up to this
+# many (mini's 60 scenes), groups of ~50 on VOC07 test (4952 images); G evaluations of the mAP
+JACKKNIFE_GROUPS = 100
+
 
 
 @torch.no_grad()
 def voc_map(model: nn.Module, dataloader, classes: tuple[str, ...], eval_mode: str = "11points",
-            quant_mode: str | None = None, iou_thr: float = 0.5, method=None) -> dict:
+            quant_mode: str | None = None, iou_thr: float = 0.5, method=None,
+            jackknife_groups: int | None = None) -> dict:
     """Pascal VOC mAP (IoU 0.5) of ``model`` on ``dataloader``, in percent.
 
     Uses mmdet's ``VOCMetric`` to collect detections and ground truth (difficult boxes are
@@ -27,9 +32,13 @@ def voc_map(model: nn.Module, dataloader, classes: tuple[str, ...], eval_mode: s
         iou_thr: IoU for a true positive.
         method: the model's quantization method (``qbench.quant.QuantMethod``); needed with
             ``quant_mode``.
+        jackknife_groups: also return the grouped-jackknife pseudo-values of the mAP
+            (``map_pseudo_values``) over this many groups of test images (at most one group per
+            image); None: not computed.
 
     Returns:
-        ``{"map": float, "ap": {class: float}, "num_images": int}``, AP values in percent.
+        ``{"map": float, "ap": {class: float}, "num_images": int}``, AP values in percent, plus
+        ``"pseudo": list[float]`` with ``jackknife_groups``.
     """
     from mmdet.evaluation import VOCMetric
     from mmdet.evaluation.functional import eval_map
@@ -57,8 +66,43 @@ def voc_map(model: nn.Module, dataloader, classes: tuple[str, ...], eval_mode: s
     if n == 0:
         raise ValueError("empty test set")
     gts, dets = zip(*metric.results)
-    mean_ap, per_class = eval_map(list(dets), list(gts), scale_ranges=None, iou_thr=iou_thr,
-                                  dataset=list(classes), logger="silent", eval_mode=eval_mode,
-                                  use_legacy_coordinate=True)
+
+    def mean_ap_of(keep: list[int]) -> tuple[float, list]:
+        value, per_class = eval_map([dets[i] for i in keep], [gts[i] for i in keep], scale_ranges=None,
+                                    iou_thr=iou_thr, dataset=list(classes), logger="silent",
+                                    eval_mode=eval_mode, use_legacy_coordinate=True)
+        return 100.0 * float(np.nan_to_num(value)), per_class
+
+    full, per_class = mean_ap_of(list(range(n)))
     ap = {c: 100.0 * float(r["ap"]) for c, r in zip(classes, per_class)}
-    return {"map": 100.0 * float(np.nan_to_num(mean_ap)), "ap": ap, "num_images": n}
+    out = {"map": full, "ap": ap, "num_images": n}
+    if jackknife_groups is not None:
+        out["pseudo"] = map_pseudo_values(n, jackknife_groups, lambda keep: mean_ap_of(keep)[0], full)
+    return out
+
+
+def jackknife_group(num_images: int, groups: int) -> np.ndarray:
+    """Group of each test image (in test order): ``i mod G``, G = min(groups, images), so
+    every run of a scale groups the same images together."""
+    if groups < 2 or num_images < 2:
+        raise ValueError(f"jackknife needs >= 2 groups and images, got {groups} groups, {num_images} images")
+    return np.arange(num_images) % min(groups, num_images)
+
+
+def map_pseudo_values(num_images: int, groups: int, map_of, full: float) -> list[float]:
+    """Grouped-jackknife pseudo-values of the mAP, ``G * mAP - (G - 1) * mAP(without group g)``.
+
+    mAP is not a mean over images, so its test-sampling error has no per-image terms; the
+    pseudo-values are (Tukey): their mean is the jackknife estimate of the mAP and their variance
+    / G its variance, so they enter the same seeds x images interval as per-image correctness
+    (qbench.stats.contrast_interval), paired by group across runs.
+
+    Args:
+        num_images: test images, in test order.
+        groups: number of groups (``jackknife_group``).
+        map_of: ``map_of(kept image indices) -> mAP``.
+        full: the mAP of all images.
+    """
+    group = jackknife_group(num_images, groups)
+    G = int(group.max()) + 1
+    return [G * full - (G - 1) * map_of([int(i) for i in np.flatnonzero(group != g)]) for g in range(G)]

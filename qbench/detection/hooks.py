@@ -128,7 +128,8 @@ class RunStateHook(Hook):
         config_json: the resolved config; a checkpoint made with another config is refused.
         seed: base seed; epoch e reseeds python/numpy/torch with (seed, e), so a resumed run
             draws the same augmentations as an uninterrupted one.
-        evaluate: ``evaluate(model) -> {"hard_map", "soft_map"}``.
+        evaluate: ``evaluate(model, final) -> {"hard_map", "soft_map", ...}``; ``final`` at
+            the last epoch (where the runner also records the test-sampling pseudo-values).
         eval_interval: evaluate every this many epochs (and at the last epoch).
         max_epochs: the run's number of epochs.
         phase_hook, temperature_hook: read for the history rows (``temperature_hook``: the
@@ -233,7 +234,7 @@ class RunStateHook(Hook):
                "hard_map": None, "soft_map": None, "time_s": train_time}
         if self.main and (e % self.eval_interval == 0 or e == self.max_epochs):
             t0 = time.perf_counter()
-            row.update(self.evaluate(_unwrap(runner.model)))
+            row.update(self.evaluate(_unwrap(runner.model), e == self.max_epochs))
             row["eval_time_s"] = time.perf_counter() - t0
         self.history.append(row)
         now = time.perf_counter()

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import torch
 
 from qbench.preflight import cuda_problem, require_device
@@ -25,6 +26,7 @@ from qbench.io import (
     read_yaml,
     remove_stale_tmp,
     run_environment,
+    save_arrays,
     save_torch,
     write_json,
     write_yaml,
@@ -32,7 +34,8 @@ from qbench.io import (
 
 from .config import ConfigError, DetectRunConfig
 from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
-from .evaluate import voc_map
+from . import MAP_PSEUDO_FILE
+from .evaluate import JACKKNIFE_GROUPS, voc_map
 from .mmdet_compat import require_mmdet
 from .model import build_ssd, load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
 
@@ -251,19 +254,24 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         test_loader = Runner.build_dataloader(
             dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
 
-    def evaluate(m) -> dict:
+    def evaluate(m, final: bool = False) -> dict:
         # "hard": the method's deployed mode, "soft": its training mode; a model without two
-        # such modes (FP, or a method that computes one way) is evaluated once for both
+        # such modes (FP, or a method that computes one way) is evaluated once for both. The
+        # final evaluation also gives the hard mAP's jackknife pseudo-values (map_pseudo.npz).
+        groups = JACKKNIFE_GROUPS if final else None
         if method is None or method.eval_mode is None:
-            r = voc_map(m, test_loader, classes, cfg.detect.eval_mode)
-            return {"hard_map": r["map"], "soft_map": r["map"], "ap": r["ap"]}
-        hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.eval_mode,
-                       method=method)
-        if method.train_mode is None or method.train_mode == method.eval_mode:
-            return {"hard_map": hard["map"], "soft_map": hard["map"], "ap": hard["ap"]}
-        soft = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.train_mode,
-                       method=method)
-        return {"hard_map": hard["map"], "soft_map": soft["map"], "ap": hard["ap"]}
+            hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, jackknife_groups=groups)
+            soft = hard
+        else:
+            hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.eval_mode,
+                           method=method, jackknife_groups=groups)
+            soft = hard if method.train_mode is None or method.train_mode == method.eval_mode else \
+                voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.train_mode,
+                        method=method)
+        row = {"hard_map": hard["map"], "soft_map": soft["map"], "ap": hard["ap"]}
+        if final:
+            row["map_pseudo"] = hard["pseudo"]
+        return row
 
     phase_hook = PhaseHook(cfg.epochs, method)
     temp_hook = None
@@ -323,7 +331,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     metrics = {
         "task": "detect", "status": "complete",
         "final": {"hard_map": last["hard_map"], "soft_map": last["soft_map"]},
-        "history": [{k: v for k, v in row.items() if k != "ap"} for row in history],
+        "history": [{k: v for k, v in row.items() if k not in ("ap", "map_pseudo")} for row in history],
         "wall_time_s": wall,
         "images_per_s": state_hook.train_images / state_hook.train_time_s if state_hook.train_time_s else 0.0,
         "peak_memory_mb": peak_mb,
@@ -334,6 +342,9 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         "resumed_from_epoch": state_hook.resumed_from,
         "process_time_s": time.perf_counter() - t_start,
     }
+    if "map_pseudo" in last:
+        # per-group test-sampling terms of the hard mAP, paired across runs by group (claims)
+        save_arrays(out_dir / MAP_PSEUDO_FILE, {"hard": np.asarray(last["map_pseudo"], dtype=np.float64)})
     write_json(out_dir / "metrics.json", metrics)
     if world > 1:
         import torch.distributed as dist

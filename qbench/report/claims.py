@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from qbench.detection import MAP_PSEUDO_FILE
 from qbench.io import write_text
 from qbench.paper import CLAIM_TESTS, load_cells, load_tables
 from qbench.stats import LEVEL, Interval, contrast_interval, design_for_power
@@ -380,6 +381,16 @@ class Results:
             rows = rows[rows["seed"] == self.fp_seed]
         return rows
 
+    def _map_pseudo(self, run_dir: str) -> np.ndarray | None:
+        path = Path(run_dir) / MAP_PSEUDO_FILE
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            values = np.asarray(data["hard"], dtype=float)
+        if values.ndim != 1 or len(values) < 2 or not np.isfinite(values).all():
+            raise ClaimsError(f"{path}: expected a finite vector of >= 2 pseudo-values")
+        return values
+
     def _predictions(self, run_dir: str) -> dict[str, np.ndarray]:
         path = Path(run_dir) / PREDICTIONS_FILE
         if not path.is_file():
@@ -397,7 +408,15 @@ class Results:
             seeds = tuple(int(s) for s in rows["seed"])
             if self.cells[cell_id].task == "detect":
                 values = pd.to_numeric(rows["hard_map"], errors="coerce").to_numpy(dtype=float)
-                result = (seeds, values[:, None]) if np.isfinite(values).all() else None
+                pseudo = [self._map_pseudo(d) for d in rows["run_dir"]]
+                if not np.isfinite(values).all():
+                    result = None
+                elif all(p is not None for p in pseudo) and len({len(p) for p in pseudo}) == 1:
+                    # jackknife pseudo-values of each run's mAP (qbench.detection.evaluate),
+                    # centred on the run's mAP: the tables' numbers, with test sampling's variance
+                    result = (seeds, np.stack([p - p.mean() + v for p, v in zip(pseudo, values)]))
+                else:  # runs without them: the mAP per run, seed noise only
+                    result = (seeds, values[:, None])
             else:
                 mats = []
                 for run_dir in rows["run_dir"]:
@@ -431,16 +450,6 @@ class Results:
             epochs = [int(p["curve_epoch"][0]), int(p["curve_epoch"][-1])]
         seeds = tuple(int(s) for s in rows["seed"])
         return seeds, {k: np.stack(v) for k, v in parts.items()}, epochs
-
-
-def cell_interval(results: Results, cell_id: str) -> Interval | None:
-    """95 % interval of one cell's mean (test sampling and seeds), None when it did not run."""
-    got = results.matrix(cell_id)
-    if got is None:
-        return None
-    return contrast_interval({cell_id: got[1]}, {cell_id: 1.0})
-
-
 
 
 def cell_interval(results: Results, cell_id: str) -> Interval | None:
@@ -657,18 +666,22 @@ def _comparison_row(res: Results, spec: ClaimSpec, comp) -> tuple[dict, dict | N
     row["seeds"] = "; ".join(f"{c}: {' '.join(map(str, g[0]))}" for c, g in got.items())
     row["test_images"] = next(iter(got.values()))[1].shape[1] if task == "classify" else None
     row["note"] = ("FP reference fixed; " if fixed else "") + _note(iv)
+    if task == "detect" and iv.test_sampling:
+        row["note"] = (f"mAP's test sampling by a grouped jackknife over {next(iter(got.values()))[1].shape[1]} "
+                       "groups of test images; " + row["note"])
     failed = [f for f in (training_failure(res, c) for c in weights) if f]
     if failed:
         _fill_interval(row, iv)
         row.update(verdict="recipe failed", note="; ".join(failed) + "; " + row["note"],
                    decides_at="runs that train")
         return row, None
-    if task == "detect":
+    if task == "detect" and not iv.test_sampling:
         _fill_interval(row, iv)
         row.update(verdict="inconclusive", direction="undetermined",
-                   note="mAP per run only: the runs record no per-image detections, so test sampling "
-                        "cannot enter the interval (seed noise alone is not an honest interval); " + row["note"],
-                   decides_at="per-image detections recorded by the detection runs")
+                   note=f"mAP per run only: runs without {MAP_PSEUDO_FILE} (the mAP's jackknife over test "
+                        "images), so test sampling cannot enter the interval (seed noise alone is not an "
+                        "honest interval); " + row["note"],
+                   decides_at=f"detection runs that write {MAP_PSEUDO_FILE} (rerun them)")
         return row, None
     if not iv.seed_noise:
         _judge(row, spec, spec.test, iv, margin, paper)

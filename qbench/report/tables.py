@@ -136,8 +136,10 @@ class CellIntervals:
     """95 % intervals of cell means from the scale's runs, with the estimator of the claims.
 
     A cell's mean is the contrast ``{cell: 1}`` of ``qbench.stats.contrast_interval``: top-1 over
-    the seeds x test-images matrix of predictions.npz, mAP (detection) and top-5 over the per-run
-    values (no per-image top-5 is kept), i.e. seed-to-seed noise only. Every seed of a cell counts,
+    the seeds x test-images matrix of predictions.npz, mAP (detection) over the seeds x groups
+    matrix of the runs' jackknife pseudo-values (map_pseudo.npz; per-run values where a run has
+    none), top-5 over the per-run values (no per-image top-5 is kept), i.e. seed-to-seed noise
+    only. Every seed of a cell counts,
     FP cells included.
 
     Args:

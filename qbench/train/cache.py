@@ -17,13 +17,14 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
+from qbench.detection import MAP_PSEUDO_FILE
 from qbench.io import (FileFormatError, RunDirLock, atomic_directory, read_yaml, remove_stale_tmp,
                        write_bytes)
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "env.json", "checkpoint.pt", "model_hard.pt", "predictions.npz", "train.log",
-             "metrics.json")  # metrics.json last: its presence marks a complete copy
+RUN_FILES = ("config.yaml", "env.json", "checkpoint.pt", "model_hard.pt", "predictions.npz", MAP_PSEUDO_FILE,
+             "train.log", "metrics.json")  # metrics.json last: its presence marks a complete copy
 
 
 @lru_cache(maxsize=None)

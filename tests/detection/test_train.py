@@ -42,6 +42,14 @@ def test_quantized_training_step(tiny_config, tmp_path, mmdet_stack):
     assert json.loads((out / "metrics.json").read_text()) == metrics
     for name in ("config.yaml", "env.json", "train.log", "checkpoint.pt", "model_hard.pt"):
         assert (out / name).exists(), name
+    # the final hard mAP's jackknife pseudo-values, one per test image up to 100 groups
+    import numpy as np
+
+    from qbench.detection import MAP_PSEUDO_FILE
+    with np.load(out / MAP_PSEUDO_FILE, allow_pickle=False) as data:
+        pseudo = data["hard"]
+    assert pseudo.shape == (min(100, cfg["data"]["test_size"]),) and np.isfinite(pseudo).all()
+    assert "map_pseudo" not in hist[-1]
 
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     trained = ckpt["model"]
