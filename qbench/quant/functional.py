@@ -111,6 +111,18 @@ def soft_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
     return ops.soft_quantize(x, biases.to(dt), alpha, beta, T, levels.steps, levels.offset)
 
 
+def _hard_inputs(name: str, x, levels, biases, alpha, beta):
+    # the checks of Eq. 12's inputs, shared by the paper's step and the released code's strict one
+    x = _float_input(x, name)
+    levels = as_level_set(levels)
+    biases = _check_biases(biases, levels).detach()
+    if levels.n > 1 and not _is_sorted(biases):
+        raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
+    if torch.isnan(x).any():
+        raise NonFiniteError(f"{name}: NaN in an input of shape {tuple(x.shape)}")
+    return x, levels, biases, _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
+
+
 def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], biases: torch.Tensor,
                   alpha, beta) -> torch.Tensor:
     """Ideal quantization function, Eq. 12 (unit steps, ``A(0) = 1``).
@@ -127,14 +139,7 @@ def hard_quantize(x: torch.Tensor, levels: LevelSet | str | Sequence[float], bia
         ``alpha * (Y_k - Y_0 - o)`` with k the number of biases not above ``beta * x``.
         Carries no gradient.
     """
-    x = _float_input(x, "hard_quantize")
-    levels = as_level_set(levels)
-    biases = _check_biases(biases, levels).detach()
-    if levels.n > 1 and not _is_sorted(biases):
-        raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
-    if torch.isnan(x).any():
-        raise NonFiniteError(f"hard_quantize: NaN in an input of shape {tuple(x.shape)}")
-    alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
+    x, levels, biases, alpha, beta = _hard_inputs("hard_quantize", x, levels, biases, alpha, beta)
     with torch.no_grad():
         return ops.hard_quantize(x.detach(), biases.to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype),
                                  levels.outputs())
@@ -260,14 +265,7 @@ def hard_quantize_strict(x: torch.Tensor, levels: LevelSet | str | Sequence[floa
     """Eq. 12 with the released code's strict step ``A(z) = [z > 0]``: an input exactly on a
     bias takes the lower level (``hard_quantize`` has Eq. 1's ``A(0) = 1``). Same checks and
     result dtype as ``hard_quantize``; a torch lookup, not the fused kernel."""
-    x = _float_input(x, "hard_quantize_strict")
-    levels = as_level_set(levels)
-    biases = _check_biases(biases, levels).detach()
-    if levels.n > 1 and not _is_sorted(biases):
-        raise ValueError(f"biases must be sorted ascending, got {biases.tolist()}")
-    if torch.isnan(x).any():
-        raise NonFiniteError(f"hard_quantize_strict: NaN in an input of shape {tuple(x.shape)}")
-    alpha, beta = _as_scalar(alpha, x).detach(), _as_scalar(beta, x).detach()
+    x, levels, biases, alpha, beta = _hard_inputs("hard_quantize_strict", x, levels, biases, alpha, beta)
     with torch.no_grad():
         xd = x.detach()
         out = kernels.constant(tuple(levels.outputs()), x.device, x.dtype)
