@@ -245,7 +245,8 @@ def ssd_quant_layers(model: nn.Module) -> list[str]:
 
 
 def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, lr_other: float,
-                     quantizer_params: Iterable[nn.Parameter] | None = None) -> dict:
+                     quantizer_params: Iterable[nn.Parameter] | None = None,
+                     quantizer_groups: list[dict] | None = None) -> dict:
     """mmengine ``paramwise_cfg`` giving the paper's parameter-wise learning rates.
 
     "Quantized parameters" (lr ``lr``) are everything that defines a quantized layer: its
@@ -261,6 +262,9 @@ def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, l
         lr_other: learning rate of the others.
         quantizer_params: the quantization method's parameters (``method.parameters(model)``);
             None: those of the paper's method.
+        quantizer_groups: the method's own groups (``method.param_groups(model)``: lr and
+            weight-decay multipliers, e.g. PACT's decayed clipping level), applied to its
+            parameters in quantized layers; None: lr x1 and no weight decay for all of them.
 
     Returns:
         ``dict(custom_keys=...)`` keyed by full parameter names.
@@ -269,12 +273,15 @@ def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, l
         from qbench.quant import DEFAULT_METHOD, QuantPolicy, get_method
 
         quantizer_params = get_method(DEFAULT_METHOD)(QuantPolicy()).parameters(model)
-    own = {id(p) for p in quantizer_params}
+    own = {id(p): dict(decay_mult=0.0) for p in quantizer_params}
+    for group in quantizer_groups or ():
+        for p in group["params"]:
+            own[id(p)] = dict(lr_mult=float(group.get("lr_mult", 1.0)), decay_mult=float(group.get("decay_mult", 0.0)))
     prefixes = tuple(f"{name}." for name in quantized_layers)
     custom: dict[str, dict] = {}
     for name, p in model.named_parameters():
         if not name.startswith(prefixes):
             custom[name] = dict(lr_mult=lr_other / lr)
         elif id(p) in own:
-            custom[name] = dict(decay_mult=0.0)
+            custom[name] = own[id(p)]
     return dict(custom_keys=custom)

@@ -246,7 +246,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         optim_wrapper["clip_grad"] = dict(max_norm=optim.grad_clip, norm_type=2)
     if method is not None:
         optim_wrapper["paramwise_cfg"] = param_groups_cfg(model, q_layers, optim.lr, cfg.detect.lr_other,
-                                                          method.parameters(model))
+                                                          method.parameters(model), method.param_groups(model))
     total = cfg.epochs.total
     plan = epoch_plan(cfg)  # lr and T of every epoch, as qbench.train.phases (docs/recipes.md)
 

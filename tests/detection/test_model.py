@@ -144,3 +144,27 @@ def test_workaround_makes_predict_work(mmdet_stack):
     pred = out[0].pred_instances
     assert pred.bboxes.shape[1] == 4 and len(pred.scores) == len(pred.labels) > 0
     assert float(pred.scores.max()) <= 1.0 and int(pred.labels.max()) < 10
+
+
+def test_param_groups_follow_the_methods_own_groups(mmdet_stack):
+    # PACT decays its clipping level (QuantMethod.param_groups): the detection optimizer does too
+    from mmengine.optim import build_optim_wrapper
+
+    from qbench.quant import get_method
+
+    torch.manual_seed(0)
+    model = build_ssd(_cfg(96))
+    layers = ssd_quant_layers(model)
+    method = get_method("pact")(get_method("pact").config_from_section(None, "act_2bit", {}))
+    method.quantize(model, include=layers)
+    groups = method.param_groups(model)
+    decayed = {id(p) for g in groups if g["decay_mult"] > 0 for p in g["params"]}
+    assert decayed  # PACT's alpha carries weight decay
+    wrapper = build_optim_wrapper(model, dict(
+        type="OptimWrapper", optimizer=dict(type="SGD", lr=1e-5, momentum=0.9, weight_decay=5e-4),
+        paramwise_cfg=param_groups_cfg(model, layers, 1e-5, 1e-7, method.parameters(model), groups)))
+    group_of = {id(p): g for g in wrapper.optimizer.param_groups for p in g["params"]}
+    for g in groups:
+        for p in g["params"]:
+            assert group_of[id(p)]["weight_decay"] == pytest.approx(5e-4 * g["decay_mult"])
+            assert group_of[id(p)]["lr"] == pytest.approx(1e-5 * g["lr_mult"])
