@@ -830,6 +830,93 @@ def methods_caption(summary: SummaryTable, plan: dict) -> str:
             "left out.")
 
 
+@dataclass
+class VariantResult:
+    """One cell run with the released code's quantizer beside its paper's-quantizer twin.
+
+    Args:
+        cell: the variant cell (``Cell.variant != "paper"``).
+        twin: the cell it differs from only by the variant (None: no such cell).
+        status: "compared", or why there is no difference.
+        paper, variant: the two cells' means (None when not run).
+        difference: variant minus paper, paired on images and common seeds.
+    """
+
+    cell: Cell
+    twin: Cell | None
+    status: str
+    paper: Interval | None = None
+    variant: Interval | None = None
+    difference: Interval | None = None
+
+
+def _variant_twin(cell: Cell) -> Cell | None:
+    same = ("model", "method", "task", "weights", "activations", "init", "sharing", "start", "slope",
+            "learn_biases")
+    return next((c for c in load_cells().values() if c.kind == "quant" and c.variant == "paper"
+                 and all(getattr(c, k) == getattr(cell, k) for k in same)), None)
+
+
+def variant_results(summary: SummaryTable, plan: dict, intervals: CellIntervals) -> list[VariantResult]:
+    """Every planned cell of another quantizer variant than the paper's (the authors' released
+    code, qbench.quant.variant) with its paper's-quantizer twin and the difference.
+
+    Args:
+        summary: the registered summary table.
+        plan: plan.json of the scale.
+        intervals: the scale's runs.
+    """
+    planned = set(plan.get("cells", []))
+    out = []
+    for cell in load_cells().values():
+        if cell.variant == "paper" or cell.id not in planned:
+            continue
+        twin = _variant_twin(cell)
+        r = VariantResult(cell, twin, "compared")
+        r.variant = intervals.mean(cell.id, "top1")
+        r.paper = intervals.mean(twin.id, "top1") if twin is not None and twin.id in planned else None
+        if twin is None:
+            r.status = "no paper's-quantizer cell of the same setting"
+        elif r.variant is None or r.paper is None:
+            r.status = not_run_reason(cell.id if r.variant is None else twin.id, plan, cell.task)
+        else:
+            r.difference = intervals.difference(cell.id, twin.id)
+        out.append(r)
+    return out
+
+
+def variant_grid(results: list[VariantResult]) -> list[list[str]]:
+    """The variant table: model, W/A, variant, the paper's quantizer and the variant's top-1
+    [95 % CI], variant minus paper's [95 % CI], seeds, test images."""
+    grid = [["Model", "W/A", "Variant", "Paper's quantizer [95 % CI]", "Variant [95 % CI]",
+             "Variant − paper's [95 % CI]", "Seeds", "Test images"]]
+    for r in results:
+        row = [r.cell.model, r.cell.wa_label, r.cell.variant]
+        if r.difference is None:
+            grid.append(row + [_interval_text(r.paper) if r.paper else "-",
+                               _interval_text(r.variant) if r.variant else "-", r.status, "-", "-"])
+            continue
+        images = str(r.variant.images) if r.variant.test_sampling else "per-run values"
+        grid.append(row + [_interval_text(r.paper), _interval_text(r.variant),
+                           _interval_text(r.difference, signed=True), str(r.difference.seeds), images])
+    return grid
+
+
+def variant_caption(summary: SummaryTable, plan: dict) -> str:
+    """Caption of the variant table."""
+    return (f"Table {summary.label}: {summary.title} (not in the paper; {plan['scale']} scale: "
+            f"{plan.get('description', '')}). Each row trains one setting of the paper's method twice "
+            "under the same recipe, seeds and FP start: with the paper's quantization function and "
+            "with the authors' released code's choices (sigmoid argument clamped to +-10, weight T "
+            "capped at 2000, weight backward at T = 1 times T, strict hard step, point-midpoint "
+            "k-means biases; docs/quantizer.md, which measures each choice on the quantizer). Hard "
+            "top-1 (%), mean [95 % interval] over seeds and test images; the difference is paired on "
+            "images and common seeds (qbench.stats).")
+
+
+VARIANT_COLUMNS_SPEC = _wrapped(1.8) + "l" + _wrapped(1.6) + _wrapped(2.9) + _wrapped(2.9) + _wrapped(2.9) + "cc"
+
+
 @dataclass(frozen=True)
 class SummaryMaker:
     """How a summary table of the registry is made: its results, their grid, its caption and
@@ -842,7 +929,9 @@ class SummaryMaker:
 
 
 SUMMARY_TABLE_MAKERS = {"methods_one_recipe": SummaryMaker(methods_results, methods_grid, methods_caption,
-                                                           METHODS_COLUMNS_SPEC)}
+                                                           METHODS_COLUMNS_SPEC),
+                        "released_variant": SummaryMaker(variant_results, variant_grid, variant_caption,
+                                                         VARIANT_COLUMNS_SPEC)}
 
 
 def build_summaries(plan: dict, intervals: CellIntervals) -> dict[str, tuple[SummaryTable, list, list[list[str]]]]:

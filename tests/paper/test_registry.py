@@ -173,9 +173,10 @@ def test_table_and_figure_lists_come_from_the_registry():
     assert table_keys() == tuple(f"table{i}" for i in range(1, 9))
     # the suite's own tables are written beside the paper's, each after the paper table it follows
     assert table_names() == ("table1", "table2", "table3", "methods_one_recipe", "table4", "table5", "table6",
-                             "table7", "table8")
+                             "table7", "released_variant", "table8")
     assert [(t.name, t.label, t.sources) for t in summary_tables()] == [
-        ("methods_one_recipe", "A", ("table1", "table2", "table3"))]
+        ("methods_one_recipe", "A", ("table1", "table2", "table3")),
+        ("released_variant", "B", ("table1", "table2"))]
     assert set(table_writer.SUMMARY_TABLE_MAKERS) == {t.name for t in summary_tables()}
     assert figure_names() == ("fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap",
                               "fig5_temperature", "summary_paper_vs_repro")

@@ -24,10 +24,12 @@ CELLS = ["alexnet_fp", "alexnet_w1a32", "alexnet_w2a32", "alexnet_w2a32_linear",
          "resnet18_fp", "resnet18_w3pm4a32", "resnet18_w3pm4a32_scratch",
          # baselines: placed in a cited row (TWN, DoReFa 1/1), not cited by the paper (LSQ), and one
          # beside a paper cell of its setting that this scale does not run (ResNet-18 LQ-Net 2/32)
-         "alexnet_w2a32_twn", "alexnet_w2a32_lsq", "alexnet_w1a1_dorefa", "resnet18_w2a32_lqnet"]
+         "alexnet_w2a32_twn", "alexnet_w2a32_lsq", "alexnet_w1a1_dorefa", "resnet18_w2a32_lqnet",
+         # the released code's quantizer beside its paper twin (Table B)
+         "alexnet_w2a32_released"]
 ONE_SEED = "alexnet_w2a32_lsq"
 # planned, but without a completed run
-PLANNED_NOT_RUN = ["alexnet_w2a32_ttq"]
+PLANNED_NOT_RUN = ["alexnet_w2a32_ttq", "resnet18_w1a2_released"]
 
 
 def _fake_train():
@@ -450,3 +452,25 @@ def test_wide_tables_keep_their_type_size_on_a_landscape_page(built):
     t2 = tex[tex.index("label{tab:table2}") - 400:tex.index("label{tab:table2}") + 3000]
     assert "\\begin{landscape}" in tex[:tex.index("label{tab:table2}")]
     assert "\\footnotesize" in t2 and "\\resizebox" not in t2 and "p{4.0cm}" in t2
+
+
+def test_released_variant_table_pairs_each_variant_cell_with_its_paper_twin(built):
+    wd, plan_data, runs, _ = built
+    summary = next(t for t in summary_tables() if t.name == "released_variant")
+    results = tables.variant_results(summary, plan_data, tables.CellIntervals(runs))
+    grid = pd.read_csv(wd / "tables" / "released_variant.csv", dtype=str)
+    assert list(grid.itertuples(index=False, name=None)) == [tuple(r) for r in tables.variant_grid(results)[1:]]
+    at = {r.cell.id: r for r in results}
+    assert set(at) == {"alexnet_w2a32_released", "resnet18_w1a2_released"}
+    ran = at["alexnet_w2a32_released"]
+    assert ran.twin.id == "alexnet_w2a32" and ran.status == "compared"
+    (sv, mv), (sp, mp) = _direct_matrix(runs, "alexnet_w2a32_released"), _direct_matrix(runs, "alexnet_w2a32")
+    direct = contrast_interval({"v": mv, "p": mp}, {"v": 1.0, "p": -1.0}, seeds={"v": sv, "p": sp})
+    assert ran.difference == direct
+    row = grid[grid["Model"] == "alexnet_bn"].iloc[0]
+    assert row["Variant − paper's [95 % CI]"] == f"{direct.effect:+.2f} [{direct.low:+.2f}, {direct.high:+.2f}]"
+    assert at["resnet18_w1a2_released"].difference is None
+    assert grid[grid["Model"] == "resnet18"].iloc[0]["Variant − paper's [95 % CI]"].startswith("not run")
+    tex = (wd / "report.tex").read_text()
+    assert tex.index("tab:table7") < tex.index("tab:released_variant") < tex.index("tab:table8")
+    assert r"\renewcommand{\thetable}{B}" in tex
