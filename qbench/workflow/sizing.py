@@ -1,0 +1,177 @@
+"""Size a scale by measurement: for each candidate sizing, train each model's FP, W1/32 and
+W3(+-4)/32 cells through the pipeline and report the positive control the weight-bit claims
+need (FP minus W1/32, paired on test images), W3(+-4)/32 against FP, and the cost.
+
+    python -m qbench.workflow.sizing sizings.yaml --workdir /tmp/sizing [--cores 2]
+
+``sizings.yaml``::
+
+    base: mini                       # the scale the sizings start from
+    models: [resnet18, alexnet_bn]
+    seeds: [0, 1, 2]
+    sizings:
+      today: {}                      # the scale as it is
+      w025_n5000:                    # deep-merged over the scale config
+        train: {model: {width: 0.25}, data: {train_size: 5000}}
+
+Each sizing runs in ``<workdir>/<name>`` (resumable: snakemake reruns only what is missing).
+The table (markdown, one row per sizing and model) goes to stdout and ``<workdir>/sizing.md``:
+FP top-1, FP - W1/32 and W3(+-4)/32 - FP with 95 % intervals (qbench.report.claims), whether
+the control is visible (its lower bound above the W3 comparison's half-width, as the claims
+require) and the CPU minutes of the training jobs (snakemake benchmarks: ``cpu_time``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from qbench.io import read_yaml, write_text, write_yaml
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
+CELLS = ("fp", "w1a32", "w3pm4a32")
+
+
+class SizingError(ValueError):
+    """A sizing file that cannot be run (one line, naming the key)."""
+
+
+def _prefix(arch: str) -> str:
+    return "alexnet" if arch == "alexnet_bn" else arch
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_sizings(path: Path) -> dict:
+    """The validated sizing file."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SizingError(f"{path}: must be a mapping")
+    for key in ("base", "models", "seeds", "sizings"):
+        if key not in raw:
+            raise SizingError(f"{path}: missing key {key!r}")
+    if not isinstance(raw["sizings"], dict) or not raw["sizings"]:
+        raise SizingError(f"{path}: sizings: must be a non-empty mapping name -> overrides")
+    for name, over in raw["sizings"].items():
+        if not str(name).replace("_", "").isalnum():
+            raise SizingError(f"{path}: sizings.{name}: names are letters, digits and _")
+        if not isinstance(over, dict):
+            raise SizingError(f"{path}: sizings.{name}: must be a mapping of config overrides")
+    from qbench.models import ARCHS
+
+    for arch in raw["models"]:
+        if arch not in ARCHS:
+            raise SizingError(f"{path}: models: {arch!r} is not one of {ARCHS}")
+    if len(raw["seeds"]) < 2:
+        raise SizingError(f"{path}: seeds: at least 2 (the interval needs seed noise)")
+    return raw
+
+
+def overrides(spec: dict, name: str) -> dict:
+    """The config a sizing's pipeline run gets on top of the base scale."""
+    cells = [f"{_prefix(a)}_{c}" for a in spec["models"] for c in CELLS]
+    base = {"cells": {"only": cells, "skip": []}, "fp_cache": None, "detection": {"enabled": False},
+            "baselines": {"enabled": False}, "seeds": list(spec["seeds"]), "cell_seeds": {}}
+    return _deep_merge(base, spec["sizings"][name])
+
+
+def run_sizing(spec: dict, name: str, workdir: Path, cores: int) -> Path:
+    """Run one sizing's cells through the pipeline; returns its runs.csv."""
+    wd = workdir / name
+    wd.mkdir(parents=True, exist_ok=True)
+    write_yaml(wd / "sizing.yaml", overrides(spec, name))
+    scale = spec["base"]
+    target = f"results/{scale}/aggregate/runs.csv"
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", str(cores),
+           "--rerun-incomplete", "--configfile", str(wd / "sizing.yaml"), "--config", f"scale={scale}", "--", target]
+    log.info("sizing %s: %s", name, " ".join(cmd))
+    with open(wd / "snakemake.log", "w") as out:
+        subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT)
+    return wd / target
+
+
+def cpu_minutes(results_dir: Path) -> float:
+    """CPU minutes of a results tree's training jobs (snakemake benchmark files)."""
+    total = 0.0
+    for tsv in sorted((results_dir / "benchmarks" / "train").glob("*.tsv")):
+        total += float(pd.read_csv(tsv, sep="\t")["cpu_time"].iloc[0])
+    return total / 60.0
+
+
+def sizing_rows(name: str, runs: pd.DataFrame, models: list[str], minutes: float | None) -> list[dict]:
+    """One row per model: the FP top-1, the control FP - W1/32 and W3(+-4)/32 - FP with 95 %
+    intervals as the claims compute them, the W3 comparison's margin and whether the control
+    is visible."""
+    from qbench.report.claims import Results, comparison_interval, margin_from_fp
+
+    res = Results(runs, fp_seed=0)
+    out = []
+    for arch in models:
+        p = _prefix(arch)
+        fp, w1, w3 = (f"{p}_{c}" for c in CELLS)
+        row = {"sizing": name, "model": arch, "fp_top1": None, "fp_minus_w1": "", "w3_minus_fp": "",
+               "margin": None, "control_visible": "", "cpu_min": minutes}
+        got_fp = res.matrix(fp)
+        gap, w3c = comparison_interval(res, {fp: 1.0, w1: -1.0}), comparison_interval(res, {w3: 1.0, fp: -1.0})
+        if got_fp is None or gap is None or w3c is None:
+            row["control_visible"] = "not run"
+            out.append(row)
+            continue
+        fp_value = float(got_fp[1].mean())
+        g, w = gap[0], w3c[0]
+        row.update(fp_top1=round(fp_value, 2), margin=round(margin_from_fp(fp_value), 2),
+                   fp_minus_w1=f"{g.effect:+.2f} [{g.low:+.2f}, {g.high:+.2f}]",
+                   w3_minus_fp=f"{w.effect:+.2f} [{w.low:+.2f}, {w.high:+.2f}]",
+                   control_visible="yes" if g.low > w.half_width else "no")
+        out.append(row)
+    return out
+
+
+def markdown(rows: list[dict]) -> str:
+    """The trade-off table."""
+    head = ["sizing", "model", "FP top-1", "FP - W1/32 [95 % CI]", "W3(+-4)/32 - FP [95 % CI]", "margin",
+            "control visible", "CPU min (training)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cpu = "-" if r["cpu_min"] is None else f"{r['cpu_min']:.1f}"
+        lines.append("| " + " | ".join(str(x) for x in (
+            r["sizing"], r["model"], "-" if r["fp_top1"] is None else r["fp_top1"], r["fp_minus_w1"] or "-",
+            r["w3_minus_fp"] or "-", "-" if r["margin"] is None else r["margin"], r["control_visible"], cpu)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sizings", type=Path)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        spec = read_sizings(args.sizings)
+    except (SizingError, OSError) as e:
+        print(f"qbench sizing: {e}", file=sys.stderr)
+        return 2
+    rows = []
+    for name in spec["sizings"]:
+        runs_csv = run_sizing(spec, name, args.workdir, args.cores)
+        results = runs_csv.parents[1]
+        rows += sizing_rows(name, pd.read_csv(runs_csv), spec["models"], cpu_minutes(results))
+        write_text(args.workdir / "sizing.md", markdown(rows))  # after every sizing: partial tables survive
+    print(markdown(rows), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

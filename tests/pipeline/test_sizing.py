@@ -1,0 +1,69 @@
+"""The sizing tool: its file is checked before work starts, and its table is the claims' control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qbench.io import save_arrays
+from qbench.report.claims import Results, comparison_interval
+from qbench.workflow import sizing
+
+
+def _runs(tmp_path, accuracy: dict[str, list[float]], images: int = 2000) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 10, images)
+    difficulty = rng.random(images)  # shared by all runs: paired on images
+    rows = []
+    for cell, per_seed in accuracy.items():
+        for seed, acc in enumerate(per_seed):
+            d = tmp_path / f"{cell}_s{seed}"
+            d.mkdir()
+            correct = difficulty < acc / 100 + rng.normal(0, 0.01)
+            hard = np.where(correct, label, (label + 1) % 10)
+            save_arrays(d / "predictions.npz", {"hard": hard, "soft": hard, "label": label})
+            rows.append({"cell": cell, "seed": seed, "task": "classify", "run_dir": str(d)})
+    return pd.DataFrame(rows)
+
+
+def test_rows_give_the_claims_control_and_say_whether_it_is_visible(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sees = _runs(tmp_path / "a", {"resnet18_fp": [80.0], "resnet18_w1a32": [74.0, 75.0, 73.5],
+                                  "resnet18_w3pm4a32": [79.5, 80.2, 79.8]})
+    rows = sizing.sizing_rows("narrow", sees, ["resnet18"], 12.5)
+    (row,) = rows
+    iv = comparison_interval(Results(sees, 0), {"resnet18_fp": 1.0, "resnet18_w1a32": -1.0})[0]
+    assert row["fp_minus_w1"] == f"{iv.effect:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]"
+    assert row["control_visible"] == "yes" and row["fp_top1"] == pytest.approx(80.0, abs=1.5)
+    blind = _runs(tmp_path / "b", {"resnet18_fp": [80.0], "resnet18_w1a32": [80.1, 79.8, 80.0],
+                                   "resnet18_w3pm4a32": [80.0, 80.1, 79.9]})
+    assert sizing.sizing_rows("today", blind, ["resnet18"], None)[0]["control_visible"] == "no"
+    assert sizing.sizing_rows("x", blind, ["alexnet_bn"], None)[0]["control_visible"] == "not run"
+    table = sizing.markdown(rows + sizing.sizing_rows("today", blind, ["resnet18"], None))
+    assert table.count("\n") == 4 and "| narrow | resnet18 |" in table and "| 12.5 |" in table
+
+
+def test_overrides_run_only_the_control_cells_of_each_model():
+    spec = {"base": "mini", "models": ["resnet18", "alexnet_bn"], "seeds": [0, 1, 2],
+            "sizings": {"narrow": {"train": {"model": {"width": 0.25}}, "detection": {"enabled": True}}}}
+    over = sizing.overrides(spec, "narrow")
+    assert over["cells"]["only"] == ["resnet18_fp", "resnet18_w1a32", "resnet18_w3pm4a32",
+                                     "alexnet_fp", "alexnet_w1a32", "alexnet_w3pm4a32"]
+    assert over["train"] == {"model": {"width": 0.25}} and over["detection"] == {"enabled": True}
+    assert over["fp_cache"] is None and over["seeds"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("base: mini\nmodels: [resnet18]\nseeds: [0, 1]\n", "sizings"),
+    ("base: mini\nmodels: [vgg]\nseeds: [0, 1]\nsizings: {a: {}}\n", "models"),
+    ("base: mini\nmodels: [resnet18]\nseeds: [0]\nsizings: {a: {}}\n", "seeds"),
+    ("base: mini\nmodels: [resnet18]\nseeds: [0, 1]\nsizings: {'a b': {}}\n", "sizings.a b"),
+])
+def test_bad_sizing_files_fail_before_work_with_one_line(tmp_path, capsys, text, key):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    assert sizing.main([str(path), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and key in err and not (tmp_path / "w").exists()
