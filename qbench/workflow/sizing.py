@@ -81,8 +81,9 @@ def read_sizings(path: Path) -> dict:
 def overrides(spec: dict, name: str) -> dict:
     """The config a sizing's pipeline run gets on top of the base scale."""
     cells = [f"{_prefix(a)}_{c}" for a in spec["models"] for c in CELLS]
+    # the scale's cell_seeds stay (a config file merges into them; it cannot remove them)
     base = {"cells": {"only": cells, "skip": []}, "fp_cache": None, "detection": {"enabled": False},
-            "baselines": {"enabled": False}, "seeds": list(spec["seeds"]), "cell_seeds": {}}
+            "baselines": {"enabled": False}, "seeds": list(spec["seeds"])}
     return _deep_merge(base, spec["sizings"][name])
 
 
