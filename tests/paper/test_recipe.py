@@ -121,7 +121,8 @@ def test_paper_scale_differs_only_where_a_reason_says_why(scales):
     ids = {d.id for d in R.deviations(scales["paper"])}
     assert ids == {"bn_hard_stats", "t_per_quantizer_kind", "ssd_a8_linear", "table8_fpga", "alexnet_fp_trained",
                    "resnet_fp_torchvision", "baselines_joint", "baselines_bits", "ttq_sgd", "inq_first_last",
-                   "hwgq_input_norm", "baselines_own_groups", "dorefa_sgd", "bwn_released_gradient",
+                   "hwgq_input_norm", "abcnet_input_norm", "baselines_own_groups", "dorefa_sgd",
+                   "bwn_released_gradient",
                    "table7_scratch_recipe", "fig5_w2a32", "bn_phase2", "quantizer_no_weight_decay",
                    "recipe_cited", "recipe_ours"}
     keys = {(d.cell, d.key) for d in R.differences(scales["paper"])}

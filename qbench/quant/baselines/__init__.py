@@ -20,12 +20,12 @@ extragradient W-step (plain SGD on the penalised loss instead) and HWGQ's log-ta
 backward (the clipped ReLU instead).
 """
 
-from ._common import BaselineQuantizer, check_bits, dequantize
+from ._common import BaselineQuantizer, StandardisedInput, check_bits, dequantize
 from .abcnet import ABCActivationQuantizer, ABCWeightQuantizer
 from .admm import ADMMQuantizer
 from .bwn import BWNQuantizer
 from .dorefa import DoReFaActivationQuantizer, DoReFaWeightQuantizer
-from .hwgq import HWGQInput, HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
+from .hwgq import HWGQuantizer, half_gaussian_lloyd_max, half_gaussian_uniform_step
 from .inq import INQQuantizer
 from .lqnet import LQNetQuantizer
 from .lsq import LSQQuantizer
@@ -50,6 +50,7 @@ BASELINES = {
 
 __all__ = [
     "ABCActivationQuantizer", "ABCWeightQuantizer", "ADMMQuantizer", "BASELINES", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
-    "HWGQInput", "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "TTQQuantizer", "TWNQuantizer",
+    "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "StandardisedInput", "TTQQuantizer",
+    "TWNQuantizer",
     "check_bits", "dequantize", "half_gaussian_lloyd_max", "half_gaussian_uniform_step",
 ]

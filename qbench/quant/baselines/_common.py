@@ -112,3 +112,41 @@ class BaselineQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, kind={self.kind}"
+
+
+class StandardisedInput(nn.Module):
+    """A layer's input standardised before its quantizer: a BatchNorm without learned affine
+    (``BatchNorm2d`` for a conv's input, ``BatchNorm1d`` for a linear's; running statistics for
+    evaluation), then the quantizer. For the methods whose quantizer is designed for a
+    batch-normalised input (HWGQ's fixed Gaussian levels, ABC-Net's thresholds): the harness's
+    models feed a quantized layer post-ReLU values or residual sums of any scale.
+
+    Args:
+        quantizer: the activation quantizer, whose start values are set for a standardised input.
+        layer: the Conv2d/Linear whose input it quantizes (its input channels size the norm).
+    """
+
+    def __init__(self, quantizer: nn.Module, layer: nn.Module) -> None:
+        super().__init__()
+        if isinstance(layer, nn.Conv2d):
+            self.norm = nn.BatchNorm2d(layer.in_channels, affine=False)
+        elif isinstance(layer, nn.Linear):
+            self.norm = nn.BatchNorm1d(layer.in_features, affine=False)
+        else:
+            raise ValueError(f"a standardised input belongs to a Conv2d or Linear, got {type(layer).__name__}")
+        self.quantizer = quantizer
+
+    @property
+    def bits(self) -> int:
+        return self.quantizer.bits
+
+    @property
+    def num_levels(self) -> int:
+        return self.quantizer.num_levels
+
+    def initialize(self, x: torch.Tensor) -> None:
+        """Nothing to fit: the quantizer starts at values for a standardised input and the norm
+        keeps running statistics."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quantizer(self.norm(x))

@@ -20,13 +20,13 @@ Backward (the paper's backward approximation): the clipped ReLU, ``dQ/dx = 1`` f
 0 < x <= q_m and 0 elsewhere
 (the paper's default; its log-tailed variant is not implemented).
 
-Input (``HWGQInput``): the levels assume x ~ N(0, 1), and the authors' networks make it so: in
+Input (``StandardisedInput``): the levels assume x ~ N(0, 1), and the authors' networks make it so: in
 their ResNet-18 (zhaoweicai/hwgq @ ebc706b,
 examples/imagenet/res18-hwgq-3ne-clip-poly-320k/train_val.prototxt) every ``Quant`` layer reads
 a ``BatchNorm`` with no ``Scale`` layer after it, i.e. without learned affine (bn1 -> qt2a_branch2a,
 lines 85-107; bn2a_branch2b -> qt2a_branch2b, lines 141-163; the block input bn2b_branch2a ->
 qt2b_branch2a, lines 234-256), while the BatchNorms that feed the residual sums have their
-``Scale`` (lines 197-219). ``HWGQInput`` puts such a BatchNorm (``affine=False``, running
+``Scale`` (lines 197-219). ``StandardisedInput`` puts such a BatchNorm (``affine=False``, running
 statistics for evaluation) in front of the quantizer of every quantized layer's input, so the
 quantizer sees a standardised input in every model of the harness, residual sums included. What
 is not done: the harness's models keep their own ReLU (and BatchNorm affine) before the layer,
@@ -177,38 +177,3 @@ class HWGQuantizer(BaselineQuantizer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, uniform={self.uniform}"
-
-
-class HWGQInput(nn.Module):
-    """A layer's input as the authors' networks give it to HWGQ: a BatchNorm without learned
-    affine (``BatchNorm2d`` for a conv's input, ``BatchNorm1d`` for a linear's), then the
-    quantizer.
-
-    Args:
-        quantizer: the ``HWGQuantizer``.
-        layer: the Conv2d/Linear whose input it quantizes (its input channels size the norm).
-    """
-
-    def __init__(self, quantizer: HWGQuantizer, layer: nn.Module) -> None:
-        super().__init__()
-        if isinstance(layer, nn.Conv2d):
-            self.norm = nn.BatchNorm2d(layer.in_channels, affine=False)
-        elif isinstance(layer, nn.Linear):
-            self.norm = nn.BatchNorm1d(layer.in_features, affine=False)
-        else:
-            raise ValueError(f"HWGQ quantizes the input of a Conv2d or Linear, got {type(layer).__name__}")
-        self.quantizer = quantizer
-
-    @property
-    def bits(self) -> int:
-        return self.quantizer.bits
-
-    @property
-    def num_levels(self) -> int:
-        return self.quantizer.num_levels
-
-    def initialize(self, x: torch.Tensor) -> None:
-        """Nothing to fit: the levels are fixed and the norm keeps running statistics."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quantizer(self.norm(x))

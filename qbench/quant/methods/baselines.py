@@ -145,7 +145,7 @@ SPECS: dict[str, Spec] = {
     # HWGQ-Net binarises the weights as BWN does (Cai et al. 2017 pair HWGQ activations with BW
     # weights); its quantizer reads a BatchNorm without affine, as in the authors' networks
     "hwgq": Spec(lambda b, layer, o: B.BWNQuantizer(),
-                 lambda b, layer, o: B.HWGQInput(B.HWGQuantizer(b, uniform=o["uniform"]), layer),
+                 lambda b, layer, o: B.StandardisedInput(B.HWGQuantizer(b, uniform=o["uniform"]), layer),
                  weight_bits=(1, 1), activation_bits=(1, B.hwgq.MAX_BITS),
                  options={"uniform": True}, example=(None, "act_2bit")),
     "ttq": Spec(lambda b, layer, o: B.TTQQuantizer(o["threshold"]), None, weight_bits=(2, 2),
@@ -157,7 +157,9 @@ SPECS: dict[str, Spec] = {
                   options={"momentum": B.lqnet.MOMENTUM}),
     "inq": Spec(lambda b, layer, o: B.INQQuantizer(b), None, weight_bits=(2, B.inq.MAX_BITS),
                 example=("ternary", None)),
-    "abcnet": Spec(lambda b, layer, o: B.ABCWeightQuantizer(b), lambda b, layer, o: B.ABCActivationQuantizer(b),
+    # ABC-Net's thresholds, like HWGQ's levels, are for a batch-normalised input
+    "abcnet": Spec(lambda b, layer, o: B.ABCWeightQuantizer(b),
+                   lambda b, layer, o: B.StandardisedInput(B.ABCActivationQuantizer(b), layer),
                    weight_bits=(1, B.abcnet.MAX_BASES), activation_bits=(1, B.abcnet.MAX_BASES)),
 }
 

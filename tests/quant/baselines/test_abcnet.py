@@ -86,10 +86,14 @@ def test_activations_equal_the_paper(n, seed):
     torch.testing.assert_close(grad_v, torch.from_numpy(grad_v_ref), rtol=1e-12, atol=1e-13)
 
 
-def test_activation_initialisation_is_a_uniform_quantizer():
-    x = torch.tensor([0.0, 0.4, 1.0, 2.0, 3.0], dtype=torch.float64)
-    q = ABCActivationQuantizer(3).double()
-    q.initialize(x)
-    assert torch.equal(q(x).detach(), torch.tensor([0.0, 0.0, 1.0, 2.0, 3.0], dtype=torch.float64))
-    with pytest.raises(ValueError, match="positive activation"):
-        q.initialize(-x)
+@pytest.mark.parametrize("n, thresholds", [(1, [0.0]), (2, [-1.0, 1.0]), (3, [-1.0, 0.0, 1.0])])
+def test_activation_thresholds_start_at_the_weight_shifts(n, thresholds):
+    """On a standardised input the bases switch on at u_n (Sec. 3.1's shifts): one base is the
+    sign of the normalised input, so half of a symmetric input is on."""
+    q = ABCActivationQuantizer(n).double()
+    assert (0.5 - q.v.detach()).tolist() == pytest.approx(thresholds)
+    x = torch.tensor(sorted(thresholds + [t - 0.01 for t in thresholds]), dtype=torch.float64)
+    on = [round(float(v) * n) for v in q(x).detach()]  # beta_n = 1/N: the number of bases on
+    assert on == [sum(t <= float(xi) for t in thresholds) for xi in x]
+    z = torch.randn(10000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert abs(float((q(z) > 0).double().mean()) - (0.5 if n == 1 else 0.84)) < 0.02

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from qbench.quant import get_method, quantize_
-from qbench.quant.baselines import HWGQInput, INQQuantizer, LQNetQuantizer, PACTQuantizer, TTQQuantizer
+from qbench.quant.baselines import (ABCActivationQuantizer, HWGQuantizer, INQQuantizer, LQNetQuantizer, PACTQuantizer,
+                                    StandardisedInput, TTQQuantizer)
 from qbench.quant.methods.baselines import SPECS, level_counts, level_label
 
 # (lr_mult, decay_mult) of each method's own parameters, as cited in its module; None: it has none
@@ -68,24 +69,32 @@ def test_pact_alpha_is_decayed_by_the_optimizer():
     assert all(isinstance(m.quantizer.quantizer, PACTQuantizer) for m in method.input_modules(model).values())
 
 
-def test_hwgq_quantizes_a_batchnorm_without_affine():
-    """zhaoweicai/hwgq res18 train_val.prototxt: a BatchNorm with no Scale before each Quant, so
-    the quantizer sees a standardised input whatever the layer's input scale."""
+@pytest.mark.parametrize("name, activations, quantizer", [("hwgq", "act_2bit", HWGQuantizer),
+                                                           ("abcnet", "act_binary", ABCActivationQuantizer)])
+def test_quantizer_reads_a_batchnorm_without_affine(name, activations, quantizer):
+    """HWGQ: zhaoweicai/hwgq res18 train_val.prototxt has a BatchNorm with no Scale before each
+    Quant; ABC-Net binarizes batch-normalised inputs. Either quantizer then sees a standardised
+    input whatever the layer's input scale."""
     model = _tiny()
-    method = quantize_(model, get_method("hwgq").config_from_section("binary", "act_2bit", {}))
+    method = quantize_(model, get_method(name).config_from_section("binary", activations, {}))
     slots = method.input_modules(model)
     assert slots
-    for name, slot in slots.items():
+    for layer_name, slot in slots.items():
         wrapper = slot.quantizer.quantizer
-        assert isinstance(wrapper, HWGQInput)
+        assert isinstance(wrapper, StandardisedInput) and isinstance(wrapper.quantizer, quantizer)
         assert isinstance(wrapper.norm, nn.BatchNorm2d) and not wrapper.norm.affine
-        assert wrapper.norm.num_features == model.get_submodule(name).in_channels
+        assert wrapper.norm.num_features == model.get_submodule(layer_name).in_channels
     # a large-scale input still uses every level after the norm (train mode: batch statistics)
     wrapper = next(iter(slots.values())).quantizer.quantizer
     x = 50.0 * torch.randn(16, wrapper.norm.num_features, 6, 6) + 20.0
     used = torch.unique(wrapper.train()(x))
-    assert torch.equal(used, wrapper.quantizer.table)
-    assert method.parameters(model, "activations") == []  # the norm has no learned affine
+    assert len(used) == wrapper.num_levels
+    if name == "hwgq":
+        assert torch.equal(used, wrapper.quantizer.table)
+        assert method.parameters(model, "activations") == []  # the norm has no learned affine
+    else:  # ABC-Net's beta and v train; the norm adds nothing learned
+        assert {id(p) for p in method.parameters(model, "activations")} == \
+            {id(p) for s in slots.values() for p in s.quantizer.quantizer.quantizer.parameters()}
 
 
 def test_hwgq_norm_statistics_travel_with_the_export():
