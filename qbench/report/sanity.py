@@ -13,7 +13,12 @@ paper's method. Per cell and scale the table lists:
 - the seeds that collapsed: top-1 below ``chance + COLLAPSE_SHARE * (FP top-1 - chance)``, i.e.
   within a quarter of the way from chance to the full-precision model;
 - the relative drop from the FP model, and the paper's relative drop where a paper number is
-  given; a drop more than ``DROP_TOLERANCE`` above the paper's is flagged.
+  given; a drop more than ``DROP_TOLERANCE`` above the paper's is flagged;
+- the training curve (mean training loss over seeds, ``history`` of each run's metrics.json),
+  which names the usual causes: a first epoch whose loss is above a uniform guess's (ln of the
+  classes: the method's start values do not suit the FP model it fine-tunes) and a loss still
+  falling by more than ``LAST_EPOCH_FALL`` in the last epoch (the schedule ends before the method
+  has recovered).
 
 Inputs are the per-run records the report already collects (``qbench.report.collect``: cell,
 seed, ``hard_top1``, ``run_dir``; ``runs.csv`` of ``qbench.report.aggregate``) and, per model, the
@@ -26,6 +31,7 @@ full-precision caption`` (the paper's own FP, not each baseline paper's).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -45,7 +51,9 @@ log = logging.getLogger(__name__)
 
 COLLAPSE_SHARE = 0.25
 DROP_TOLERANCE = 0.2
+LAST_EPOCH_FALL = 0.25
 EXPORT_FILE = "model_hard.pt"
+METRICS_FILE = "metrics.json"
 
 
 def export_weight_stats(exported: dict) -> dict:
@@ -88,6 +96,25 @@ def load_export(run_dir: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def load_history(run_dir: str | Path) -> list[dict]:
+    """The per-epoch records of a run (metrics.json ``history``; empty: no such file)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh).get("history") or []
+
+
+def mean_loss_curve(histories: Iterable[list[dict]]) -> list[float]:
+    """Training loss per epoch, averaged over runs, over the epochs every run has (empty: a run
+    without a recorded loss)."""
+    curves = [[e.get("train_loss") for e in h] for h in histories]
+    if not curves or any(not c or any(x is None for x in c) for c in curves):
+        return []
+    n = min(len(c) for c in curves)
+    return [sum(c[i] for c in curves) / len(curves) for i in range(n)]
+
+
 def collapse_threshold(num_classes: int, fp_top1: float, share: float = COLLAPSE_SHARE) -> float:
     """Top-1 (%) below which a run counts as collapsed: ``share`` of the way from chance
     (100 / classes) to the FP model."""
@@ -112,6 +139,7 @@ class SanityRow:
         collapsed_seeds: seeds below ``collapse_threshold``.
         relative_drop: 1 - mean top-1 / FP top-1.
         paper_relative_drop: the paper's (None: not given).
+        loss_curve: training loss per epoch, mean over seeds (empty: not recorded).
         findings: why the cell is a harness finding (empty: it is not).
     """
 
@@ -128,6 +156,7 @@ class SanityRow:
     collapsed_seeds: list[int] = field(default_factory=list)
     relative_drop: float = 0.0
     paper_relative_drop: float | None = None
+    loss_curve: list[float] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
 
     @property
@@ -141,7 +170,8 @@ class SanityRow:
 
 def sanity_row(cell: str, method: str, model: str, setting: str, runs: Iterable[dict], fp_top1: float,
                num_classes: int, levels_expected: int | None = None, paper_relative_drop: float | None = None,
-               read_export: Callable[[str | Path], dict] | None = load_export) -> SanityRow:
+               read_export: Callable[[str | Path], dict] | None = load_export,
+               read_history: Callable[[str | Path], list[dict]] | None = load_history) -> SanityRow:
     """The sanity row of one cell from its runs.
 
     Args:
@@ -152,6 +182,7 @@ def sanity_row(cell: str, method: str, model: str, setting: str, runs: Iterable[
         levels_expected: levels of the method's weight quantizer (None: FP weights).
         paper_relative_drop: 1 - the paper's top-1 of the method / the paper's FP top-1.
         read_export: ``run_dir -> export`` (None: do not read weights).
+        read_history: ``run_dir -> per-epoch records`` (None: do not read the training curve).
 
     Raises:
         ValueError: no runs, or a run without ``hard_top1``.
@@ -182,20 +213,37 @@ def sanity_row(cell: str, method: str, model: str, setting: str, runs: Iterable[
                             f"{100 * paper_relative_drop:.0f} %")
     if row.levels_used is not None and row.levels_expected is not None and row.levels_used < row.levels_expected:
         row.findings.append(f"uses {row.levels_used} of {row.levels_expected} weight levels")
+    if read_history is not None:
+        row.loss_curve = mean_loss_curve(read_history(r["run_dir"]) for r in runs)
+    row.findings += curve_findings(row.loss_curve, num_classes)
     return row
+
+
+def curve_findings(curve: list[float], num_classes: int) -> list[str]:
+    """What a mean training-loss curve says about the harness (the module docstring)."""
+    out = []
+    uniform = math.log(num_classes)
+    if curve and curve[0] > uniform:
+        out.append(f"epoch-1 training loss {curve[0]:.2f} above a uniform guess's {uniform:.2f} "
+                   "(start values)")
+    if len(curve) >= 2 and curve[-2] > 0 and curve[-1] < (1 - LAST_EPOCH_FALL) * curve[-2]:
+        out.append(f"training loss still falling at the end ({curve[-2]:.2f} -> {curve[-1]:.2f} in "
+                   "the last epoch: schedule too short)")
+    return out
 
 
 def sanity_grid(rows: Iterable[SanityRow]) -> list[list[str]]:
     """The table as rows of strings (``qbench.report.tables.to_markdown`` renders it)."""
     grid = [["Cell", "Method", "W/A", "Top-1 per seed (%)", "Mean", "FP", "Nonzero weights",
-             "Levels used / method's", "Collapsed seeds", "Harness finding"]]
+             "Levels used / method's", "Collapsed seeds", "Train loss first -> last", "Harness finding"]]
     for r in rows:
         levels = "-" if r.levels_expected is None else (
             f"{r.levels_used if r.levels_used is not None else '?'} / {r.levels_expected}")
         nonzero = "-" if r.nonzero_fraction is None else f"{100 * r.nonzero_fraction:.1f} %"
+        curve = f"{r.loss_curve[0]:.2f} -> {r.loss_curve[-1]:.2f}" if r.loss_curve else "-"
         grid.append([r.cell, r.method, r.setting, " / ".join(f"{t:.1f}" for t in r.top1), f"{r.mean_top1:.1f}",
                      f"{r.fp_top1:.1f}", nonzero, levels, ", ".join(map(str, r.collapsed_seeds)) or "none",
-                     "; ".join(r.findings) or "no"])
+                     curve, "; ".join(r.findings) or "no"])
     return grid
 
 
@@ -213,13 +261,14 @@ def paper_relative_drop(cell) -> float | None:
 
 
 def sanity_rows(records: Iterable[dict], num_classes: int,
-                read_export: Callable[[str | Path], dict] | None = load_export) -> list[SanityRow]:
+                read_export: Callable[[str | Path], dict] | None = load_export,
+                read_history: Callable[[str | Path], list[dict]] | None = load_history) -> list[SanityRow]:
     """The sanity rows of every baseline classification cell among ``records``.
 
     Args:
         records: per-run records (``cell``, ``seed``, ``hard_top1``, ``run_dir``), FP cells included.
         num_classes: classes of the scale's task.
-        read_export: as in ``sanity_row``.
+        read_export, read_history: as in ``sanity_row``.
 
     Returns:
         One row per baseline cell whose model's FP cell has runs (others are logged and skipped).
@@ -244,7 +293,7 @@ def sanity_rows(records: Iterable[dict], num_classes: int,
         levels = level_counts(cell.method, cell.weights, cell.activations)["weights"]
         out.append(sanity_row(cell_id, cell.method, cell.model, cell.wa_label, by_cell[cell_id], fp_top1[cell.model],
                               num_classes, levels_expected=levels, paper_relative_drop=paper_relative_drop(cell),
-                              read_export=read_export))
+                              read_export=read_export, read_history=read_history))
     return out
 
 

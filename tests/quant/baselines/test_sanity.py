@@ -3,6 +3,8 @@ hard weights, collapsed seeds and harness findings."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -132,3 +134,44 @@ def test_command_line_writes_the_table_and_refuses_bad_input(tmp_path):
     assert lines[0].startswith("| Cell |") and lines[2].startswith("| alexnet_w2a32_ttq | ttq | 2/32 | 20.1 / 60.0 |")
     pd.DataFrame({"cell": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["--runs", str(tmp_path / "bad.csv"), "--num-classes", "10", "--out", str(out)]) == 2
+
+
+def _runs_with_losses(tmp_path, losses_per_seed, top1=40.0):
+    out = []
+    for seed, losses in enumerate(losses_per_seed):
+        run_dir = tmp_path / f"s{seed}"
+        run_dir.mkdir()
+        history = [{"epoch": i + 1, "train_loss": x} for i, x in enumerate(losses)]
+        (run_dir / "metrics.json").write_text(json.dumps({"history": history}))
+        out.append({"seed": seed, "hard_top1": top1, "run_dir": str(run_dir)})
+    return out
+
+
+def test_training_curve_names_a_bad_start_and_a_schedule_too_short(tmp_path):
+    """The mini DoReFa AlexNet 1/1 curve: 6.9 at epoch 1 (ln 10 = 2.30), still -32 % at the end."""
+    runs = _runs_with_losses(tmp_path, [[6.81, 5.81, 3.87], [7.01, 6.33, 4.35]])
+    row = sanity_row("alexnet_w1a1_dorefa", "dorefa", "alexnet_bn", "1/1", runs, fp_top1=76.8, num_classes=10,
+                     read_export=None)
+    assert row.loss_curve == pytest.approx([6.91, 6.07, 4.11])
+    assert row.harness_finding and len(row.findings) == 2
+    assert "epoch-1 training loss 6.91 above a uniform guess's 2.30" in row.findings[0]
+    assert "6.07 -> 4.11" in row.findings[1]
+    assert sanity_grid([row])[1][9] == "6.91 -> 4.11"
+
+
+@pytest.mark.parametrize("losses, findings", [
+    ([2.29, 2.0, 1.6], 0),    # below ln 10 at the start, last fall 20 % < 25 %
+    ([2.31, 2.0, 1.9], 1),    # just above a uniform guess's loss
+    ([1.0, 0.8, 0.59], 1),    # last fall 26 %
+    ([0.5], 0),               # one epoch: no fall to judge
+])
+def test_curve_findings_at_their_boundaries(tmp_path, losses, findings):
+    row = sanity_row("c", "dorefa", "m", "1/1", _runs_with_losses(tmp_path, [losses]), fp_top1=80.0, num_classes=10,
+                     read_export=None)
+    assert len(row.findings) == findings
+
+
+def test_runs_without_a_recorded_loss_give_no_curve(tmp_path):
+    runs = [{"seed": 0, "hard_top1": 80.0, "run_dir": str(tmp_path / "absent")}]
+    row = sanity_row("c", "ttq", "m", "2/32", runs, fp_top1=80.0, num_classes=10, read_export=None)
+    assert row.loss_curve == [] and not row.findings and sanity_grid([row])[1][9] == "-"
