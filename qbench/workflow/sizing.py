@@ -81,9 +81,12 @@ def read_sizings(path: Path) -> dict:
 def overrides(spec: dict, name: str) -> dict:
     """The config a sizing's pipeline run gets on top of the base scale."""
     cells = [f"{_prefix(a)}_{c}" for a in spec["models"] for c in CELLS]
-    # the scale's cell_seeds stay (a config file merges into them; it cannot remove them)
+    seeds = list(spec["seeds"])
+    # every quantized cell on the sizing's seeds: a scale's extra seeds for one claim (mini's six
+    # ResNet-18 seeds) would make one model's control cost twice the other's
     base = {"cells": {"only": cells, "skip": []}, "fp_cache": None, "detection": {"enabled": False},
-            "baselines": {"enabled": False}, "seeds": list(spec["seeds"])}
+            "baselines": {"enabled": False}, "seeds": seeds,
+            "cell_seeds": {c: seeds for c in cells if not c.endswith("_fp")}}
     return _deep_merge(base, spec["sizings"][name])
 
 

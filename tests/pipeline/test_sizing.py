@@ -53,6 +53,8 @@ def test_overrides_run_only_the_control_cells_of_each_model():
                                      "alexnet_fp", "alexnet_w1a32", "alexnet_w3pm4a32"]
     assert over["train"] == {"model": {"width": 0.25}} and over["detection"] == {"enabled": True}
     assert over["fp_cache"] is None and over["seeds"] == [0, 1, 2]
+    # mini's six ResNet-18 seeds are replaced, so both models' controls cost alike; FP stays on fp_seeds
+    assert over["cell_seeds"] == {c: [0, 1, 2] for c in over["cells"]["only"] if not c.endswith("_fp")}
 
 
 @pytest.mark.parametrize("text, key", [
