@@ -113,6 +113,14 @@ def cpu_minutes(results_dir: Path) -> float:
     return total / 60.0
 
 
+def read_runs(runs_csv: Path, workdir: Path) -> pd.DataFrame:
+    """A sizing's runs.csv with each run directory anchored at the sizing's pipeline directory
+    (the pipeline writes them relative to it, and the tool runs from elsewhere)."""
+    runs = pd.read_csv(runs_csv)
+    runs["run_dir"] = [str(Path(workdir) / d) for d in runs["run_dir"]]
+    return runs
+
+
 def sizing_rows(name: str, runs: pd.DataFrame, models: list[str], minutes: float | None) -> list[dict]:
     """One row per model: the FP top-1, the control FP - W1/32 and W3(+-4)/32 - FP with 95 %
     intervals as the claims compute them, the W3 comparison's margin and whether the control
@@ -171,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in spec["sizings"]:
         runs_csv = run_sizing(spec, name, args.workdir, args.cores)
         results = runs_csv.parents[1]
-        rows += sizing_rows(name, pd.read_csv(runs_csv), spec["models"], cpu_minutes(results))
+        runs = read_runs(runs_csv, args.workdir / name)
+        rows += sizing_rows(name, runs, spec["models"], cpu_minutes(results))
         write_text(args.workdir / "sizing.md", markdown(rows))  # after every sizing: partial tables survive
     print(markdown(rows), end="")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,3 +71,16 @@ def test_bad_sizing_files_fail_before_work_with_one_line(tmp_path, capsys, text,
     assert sizing.main([str(path), "--workdir", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and key in err and not (tmp_path / "w").exists()
+
+
+def test_run_directories_are_read_from_the_sizings_pipeline_directory(tmp_path, monkeypatch):
+    """runs.csv names run directories relative to the pipeline's directory; the tool runs elsewhere."""
+    wd = tmp_path / "w025"
+    (wd / "results/mini/runs/resnet18_fp/s0").mkdir(parents=True)
+    (wd / "results/mini/aggregate").mkdir(parents=True)
+    csv = wd / "results/mini/aggregate/runs.csv"
+    pd.DataFrame([{"cell": "resnet18_fp", "seed": 0, "run_dir": "results/mini/runs/resnet18_fp/s0"}]).to_csv(csv)
+    monkeypatch.chdir(tmp_path)
+    runs = sizing.read_runs(csv, wd)
+    assert runs["run_dir"].tolist() == [str(wd / "results/mini/runs/resnet18_fp/s0")]
+    assert all(Path(d).is_dir() for d in runs["run_dir"])
