@@ -105,11 +105,14 @@ def run_sizing(spec: dict, name: str, workdir: Path, cores: int) -> Path:
     return wd / target
 
 
-def cpu_minutes(results_dir: Path) -> float:
-    """CPU minutes of a results tree's training jobs (snakemake benchmark files)."""
+def cpu_minutes(results_dir: Path, runs: pd.DataFrame | None = None) -> float:
+    """CPU minutes of a results tree's training jobs (snakemake benchmark files); with ``runs``,
+    of those runs only (a tree can hold runs of an earlier plan)."""
     total = 0.0
+    wanted = None if runs is None else {f"{c}_s{int(s)}.tsv" for c, s in zip(runs["cell"], runs["seed"])}
     for tsv in sorted((results_dir / "benchmarks" / "train").glob("*.tsv")):
-        total += float(pd.read_csv(tsv, sep="\t")["cpu_time"].iloc[0])
+        if wanted is None or tsv.name in wanted:
+            total += float(pd.read_csv(tsv, sep="\t")["cpu_time"].iloc[0])
     return total / 60.0
 
 
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         runs_csv = run_sizing(spec, name, args.workdir, args.cores)
         results = runs_csv.parents[1]
         runs = read_runs(runs_csv, args.workdir / name)
-        rows += sizing_rows(name, runs, spec["models"], cpu_minutes(results))
+        rows += sizing_rows(name, runs, spec["models"], cpu_minutes(results, runs))
         write_text(args.workdir / "sizing.md", markdown(rows))  # after every sizing: partial tables survive
     print(markdown(rows), end="")
     return 0

@@ -84,3 +84,13 @@ def test_run_directories_are_read_from_the_sizings_pipeline_directory(tmp_path, 
     runs = sizing.read_runs(csv, wd)
     assert runs["run_dir"].tolist() == [str(wd / "results/mini/runs/resnet18_fp/s0")]
     assert all(Path(d).is_dir() for d in runs["run_dir"])
+
+
+def test_cpu_minutes_count_the_sizings_own_runs(tmp_path):
+    bench = tmp_path / "benchmarks" / "train"
+    bench.mkdir(parents=True)
+    for name, cpu in (("resnet18_w1a32_s0", 60.0), ("resnet18_w1a32_s5", 600.0), ("resnet18_fp_s0", 120.0)):
+        (bench / f"{name}.tsv").write_text(f"s\tcpu_time\n1\t{cpu}\n")
+    runs = pd.DataFrame({"cell": ["resnet18_w1a32", "resnet18_fp"], "seed": [0, 0]})
+    assert sizing.cpu_minutes(tmp_path, runs) == pytest.approx(3.0)  # s5 ran under an earlier plan
+    assert sizing.cpu_minutes(tmp_path) == pytest.approx(13.0)
