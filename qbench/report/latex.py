@@ -319,8 +319,8 @@ def method_sanity_section(runs: pd.DataFrame | None, plan: dict, read_export="ex
             esc("Per rerun baseline cell: top-1 of each seed, the share of nonzero weights and the levels "
                 "its exported weights use, whether a seed collapsed (within a quarter of the way from "
                 "chance to the FP model) and the training loss of the first and last epoch, which names "
-                "the cause where it is the start values or a schedule too short. A flagged cell is a finding about the harness, not a win of the "
-                "paper's method.")] + [r"{\footnotesize\setlength{\tabcolsep}{3pt}"] + _longtable(
+                "the cause where it is the start values or a schedule too short. A flagged cell is a "
+                "finding about the harness, not a win of the paper's method.")] + [r"{\footnotesize\setlength{\tabcolsep}{3pt}"] + _longtable(
         grid[0], grid[1:],
         r">{\raggedright}p{2.6cm}ll>{\raggedright}p{2cm}rrrrrr>{\raggedright\arraybackslash}p{3cm}") + ["}"]
 

@@ -31,7 +31,6 @@ full-precision caption`` (the paper's own FP, not each baseline paper's).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -42,7 +41,7 @@ from typing import Callable, Iterable
 import pandas as pd
 import torch
 
-from qbench.io import write_text
+from qbench.io import read_json, write_text
 from qbench.paper import load_cells, load_tables
 from qbench.quant.baselines import dequantize
 from qbench.quant.methods.baselines import level_counts
@@ -101,8 +100,7 @@ def load_history(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh).get("history") or []
+    return read_json(path).get("history") or []
 
 
 def mean_loss_curve(histories: Iterable[list[dict]]) -> list[float]:

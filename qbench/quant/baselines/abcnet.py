@@ -23,7 +23,8 @@ Start values (our choice; the paper does not fix them): the thresholds 0.5 - v_n
 standardised input at the weights' shifts u_n of Sec. 3.1 (0 for one base: the sign of the
 normalised input; -1, 0, +1 for three), beta_n = 1 / N. An earlier start, a uniform quantizer
 of the raw [0, max R] (one base: a threshold at max R / 2; 3.8 after training in the first
-block of the mini ResNet-18), switched most units off: ResNet-18 1/1 ended at 12.9 / 13.2 / 11.7 % at mini.
+block of the mini ResNet-18), switched most units off: ResNet-18 1/1 ended at 12.9 / 13.2 /
+11.7 % at mini.
 
 Both sums take M + 1 (N + 1) values because the binary bases switch on in a fixed order as the
 input grows, so codes count the bases that are on; ``bits`` is M (N), the binary tensors the

@@ -20,8 +20,8 @@ Backward (the paper's backward approximation): the clipped ReLU, ``dQ/dx = 1`` f
 0 < x <= q_m and 0 elsewhere
 (the paper's default; its log-tailed variant is not implemented).
 
-Input (``StandardisedInput``): the levels assume x ~ N(0, 1), and the authors' networks make it so: in
-their ResNet-18 (zhaoweicai/hwgq @ ebc706b,
+Input (``StandardisedInput``): the levels assume x ~ N(0, 1), and the authors' networks make
+it so: in their ResNet-18 (zhaoweicai/hwgq @ ebc706b,
 examples/imagenet/res18-hwgq-3ne-clip-poly-320k/train_val.prototxt) every ``Quant`` layer reads
 a ``BatchNorm`` with no ``Scale`` layer after it, i.e. without learned affine (bn1 -> qt2a_branch2a,
 lines 85-107; bn2a_branch2b -> qt2a_branch2b, lines 141-163; the block input bn2b_branch2a ->
