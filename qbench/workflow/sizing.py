@@ -1,6 +1,8 @@
-"""Size a scale by measurement: for each candidate sizing, train each model's FP, W1/32 and
-W3(+-4)/32 cells through the pipeline and report the positive control the weight-bit claims
-need (FP minus W1/32, paired on test images), W3(+-4)/32 against FP, and the cost.
+"""Size a scale by measurement: for each candidate sizing, train each model's FP, W1/32,
+W3(+-4)/32, W1/A1 and W1/A2 cells through the pipeline and report the positive controls the
+claims need (weights: FP minus W1/32; activations: W1/32 minus W1/A1, paired on test images),
+W3(+-4)/32 against FP, how far each quantized-activation cell's hard (deployed) network falls
+below its soft (trained) one, and the cost.
 
     python -m qbench.workflow.sizing sizings.yaml --workdir /tmp/sizing [--cores 2]
 
@@ -16,9 +18,11 @@ need (FP minus W1/32, paired on test images), W3(+-4)/32 against FP, and the cos
 
 Each sizing runs in ``<workdir>/<name>`` (resumable: snakemake reruns only what is missing).
 The table (markdown, one row per sizing and model) goes to stdout and ``<workdir>/sizing.md``:
-FP top-1, FP - W1/32 and W3(+-4)/32 - FP with 95 % intervals (qbench.report.claims), whether
-the control is visible (its lower bound above the W3 comparison's half-width, as the claims
-require) and the CPU minutes of the training jobs (snakemake benchmarks: ``cpu_time``).
+FP top-1, FP - W1/32, W3(+-4)/32 - FP and W1/32 - W1/A1 with 95 % intervals
+(qbench.report.claims), whether the weight control is visible (its lower bound above the W3
+comparison's half-width, as the claims require), the soft - hard top-1 of W1/A1 and W1/A2 (mean
+over seeds; a sizing where it is large cannot judge the paper's activation claims) and the CPU
+minutes of the training jobs (snakemake benchmarks: ``cpu_time``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from qbench.io import read_yaml, write_text, write_yaml
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
-CELLS = ("fp", "w1a32", "w3pm4a32")
+CELLS = ("fp", "w1a32", "w3pm4a32", "w1a1", "w1a2")
+ACTIVATION_CELLS = ("w1a1", "w1a2")
 
 
 class SizingError(ValueError):
@@ -124,19 +129,39 @@ def read_runs(runs_csv: Path, workdir: Path) -> pd.DataFrame:
     return runs
 
 
+def soft_minus_hard(results, cell_id: str) -> float | None:
+    """Mean over a cell's seeds of its soft minus hard top-1 on the final test images (points),
+    or None when it has no runs."""
+    rows = results._rows(cell_id)
+    gaps = []
+    for run_dir in rows["run_dir"] if len(rows) else []:
+        p = results._predictions(run_dir)
+        gaps.append(100.0 * float((p["soft"] == p["label"]).mean() - (p["hard"] == p["label"]).mean()))
+    return sum(gaps) / len(gaps) if gaps else None
+
+
+def _ci(iv) -> str:
+    return f"{iv.effect:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]"
+
+
 def sizing_rows(name: str, runs: pd.DataFrame, models: list[str], minutes: float | None) -> list[dict]:
-    """One row per model: the FP top-1, the control FP - W1/32 and W3(+-4)/32 - FP with 95 %
-    intervals as the claims compute them, the W3 comparison's margin and whether the control
-    is visible."""
+    """One row per model: the FP top-1, the weight control FP - W1/32, W3(+-4)/32 - FP and the
+    activation control W1/32 - W1/A1 with 95 % intervals as the claims compute them, the W3
+    comparison's margin, whether the weight control is visible, and each quantized-activation
+    cell's soft - hard gap."""
     from qbench.report.claims import Results, comparison_interval, margin_from_fp
 
     res = Results(runs, fp_seed=0)
     out = []
     for arch in models:
         p = _prefix(arch)
-        fp, w1, w3 = (f"{p}_{c}" for c in CELLS)
+        fp, w1, w3, a1, a2 = (f"{p}_{c}" for c in CELLS)
         row = {"sizing": name, "model": arch, "fp_top1": None, "fp_minus_w1": "", "w3_minus_fp": "",
-               "margin": None, "control_visible": "", "cpu_min": minutes}
+               "w1_minus_a1": "", "margin": None, "control_visible": "", "cpu_min": minutes,
+               "a1_soft_minus_hard": soft_minus_hard(res, a1), "a2_soft_minus_hard": soft_minus_hard(res, a2)}
+        act = comparison_interval(res, {w1: 1.0, a1: -1.0})
+        if act is not None:
+            row["w1_minus_a1"] = _ci(act[0])
         got_fp = res.matrix(fp)
         gap, w3c = comparison_interval(res, {fp: 1.0, w1: -1.0}), comparison_interval(res, {w3: 1.0, fp: -1.0})
         if got_fp is None or gap is None or w3c is None:
@@ -146,8 +171,7 @@ def sizing_rows(name: str, runs: pd.DataFrame, models: list[str], minutes: float
         fp_value = float(got_fp[1].mean())
         g, w = gap[0], w3c[0]
         row.update(fp_top1=round(fp_value, 2), margin=round(margin_from_fp(fp_value), 2),
-                   fp_minus_w1=f"{g.effect:+.2f} [{g.low:+.2f}, {g.high:+.2f}]",
-                   w3_minus_fp=f"{w.effect:+.2f} [{w.low:+.2f}, {w.high:+.2f}]",
+                   fp_minus_w1=_ci(g), w3_minus_fp=_ci(w),
                    control_visible="yes" if g.low > w.half_width else "no")
         out.append(row)
     return out
@@ -156,13 +180,19 @@ def sizing_rows(name: str, runs: pd.DataFrame, models: list[str], minutes: float
 def markdown(rows: list[dict]) -> str:
     """The trade-off table."""
     head = ["sizing", "model", "FP top-1", "FP - W1/32 [95 % CI]", "W3(+-4)/32 - FP [95 % CI]", "margin",
-            "control visible", "CPU min (training)"]
+            "control visible", "W1/32 - W1/A1 [95 % CI]", "soft - hard W1/A1", "soft - hard W1/A2",
+            "CPU min (training)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(v, fmt="{:.2f}"):
+        return "-" if v is None or v == "" else fmt.format(v)
+
     for r in rows:
-        cpu = "-" if r["cpu_min"] is None else f"{r['cpu_min']:.1f}"
         lines.append("| " + " | ".join(str(x) for x in (
-            r["sizing"], r["model"], "-" if r["fp_top1"] is None else r["fp_top1"], r["fp_minus_w1"] or "-",
-            r["w3_minus_fp"] or "-", "-" if r["margin"] is None else r["margin"], r["control_visible"], cpu)) + " |")
+            r["sizing"], r["model"], num(r["fp_top1"]), r["fp_minus_w1"] or "-", r["w3_minus_fp"] or "-",
+            num(r["margin"]), r["control_visible"], r.get("w1_minus_a1") or "-",
+            num(r.get("a1_soft_minus_hard"), "{:+.1f}"), num(r.get("a2_soft_minus_hard"), "{:+.1f}"),
+            num(r["cpu_min"], "{:.1f}"))) + " |")
     return "\n".join(lines) + "\n"
 
 

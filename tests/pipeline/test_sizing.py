@@ -13,7 +13,10 @@ from qbench.report.claims import Results, comparison_interval
 from qbench.workflow import sizing
 
 
-def _runs(tmp_path, accuracy: dict[str, list[float]], images: int = 2000) -> pd.DataFrame:
+def _runs(tmp_path, accuracy: dict[str, list[float]], images: int = 2000,
+          soft: dict[str, float] | None = None) -> pd.DataFrame:
+    """Runs of the cells with the given hard top-1 per seed; ``soft``: cell -> soft top-1 (else
+    the soft network equals the hard one)."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 10, images)
     difficulty = rng.random(images)  # shared by all runs: paired on images
@@ -24,7 +27,10 @@ def _runs(tmp_path, accuracy: dict[str, list[float]], images: int = 2000) -> pd.
             d.mkdir()
             correct = difficulty < acc / 100 + rng.normal(0, 0.01)
             hard = np.where(correct, label, (label + 1) % 10)
-            save_arrays(d / "predictions.npz", {"hard": hard, "soft": hard, "label": label})
+            soft_pred = hard
+            if soft and cell in soft:
+                soft_pred = np.where(difficulty < soft[cell] / 100, label, (label + 1) % 10)
+            save_arrays(d / "predictions.npz", {"hard": hard, "soft": soft_pred, "label": label})
             rows.append({"cell": cell, "seed": seed, "task": "classify", "run_dir": str(d)})
     return pd.DataFrame(rows)
 
@@ -43,16 +49,34 @@ def test_rows_give_the_claims_control_and_say_whether_it_is_visible(tmp_path):
                                    "resnet18_w3pm4a32": [80.0, 80.1, 79.9]})
     assert sizing.sizing_rows("today", blind, ["resnet18"], None)[0]["control_visible"] == "no"
     assert sizing.sizing_rows("x", blind, ["alexnet_bn"], None)[0]["control_visible"] == "not run"
+    assert row["w1_minus_a1"] == "" and row["a1_soft_minus_hard"] is None  # no W+A cells run
     table = sizing.markdown(rows + sizing.sizing_rows("today", blind, ["resnet18"], None))
     assert table.count("\n") == 4 and "| narrow | resnet18 |" in table and "| 12.5 |" in table
+
+
+def test_rows_give_the_activation_control_and_the_soft_hard_gap(tmp_path):
+    runs = _runs(tmp_path, {"resnet18_fp": [85.0], "resnet18_w1a32": [83.0, 83.5, 82.8],
+                            "resnet18_w3pm4a32": [84.8, 85.1, 84.9], "resnet18_w1a1": [20.0, 22.0, 18.0],
+                            "resnet18_w1a2": [70.0, 71.0, 69.0]},
+                 soft={"resnet18_w1a1": 78.0, "resnet18_w1a2": 80.0})
+    (row,) = sizing.sizing_rows("narrow", runs, ["resnet18"], 3.0)
+    iv = comparison_interval(Results(runs, 0), {"resnet18_w1a32": 1.0, "resnet18_w1a1": -1.0})[0]
+    assert row["w1_minus_a1"] == f"{iv.effect:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]" and iv.effect > 55
+    # the soft networks sit at 78 / 80 whatever the seed: the gap is soft minus the hard mean
+    assert row["a1_soft_minus_hard"] == pytest.approx(78.0 - 20.0, abs=3.0)
+    assert row["a2_soft_minus_hard"] == pytest.approx(80.0 - 70.0, abs=3.0)
+    assert sizing.soft_minus_hard(Results(runs, 0), "resnet18_w1a32") == 0.0
+    line = sizing.markdown([row]).splitlines()[2]
+    assert f"| {row['a1_soft_minus_hard']:+.1f} | {row['a2_soft_minus_hard']:+.1f} | 3.0 |" in line
 
 
 def test_overrides_run_only_the_control_cells_of_each_model():
     spec = {"base": "mini", "models": ["resnet18", "alexnet_bn"], "seeds": [0, 1, 2],
             "sizings": {"narrow": {"train": {"model": {"width": 0.25}}, "detection": {"enabled": True}}}}
     over = sizing.overrides(spec, "narrow")
-    assert over["cells"]["only"] == ["resnet18_fp", "resnet18_w1a32", "resnet18_w3pm4a32",
-                                     "alexnet_fp", "alexnet_w1a32", "alexnet_w3pm4a32"]
+    assert over["cells"]["only"] == ["resnet18_fp", "resnet18_w1a32", "resnet18_w3pm4a32", "resnet18_w1a1",
+                                     "resnet18_w1a2", "alexnet_fp", "alexnet_w1a32", "alexnet_w3pm4a32",
+                                     "alexnet_w1a1", "alexnet_w1a2"]
     assert over["train"] == {"model": {"width": 0.25}} and over["detection"] == {"enabled": True}
     assert over["fp_cache"] is None and over["seeds"] == [0, 1, 2]
     # mini's six ResNet-18 seeds are replaced, so both models' controls cost alike; FP stays on fp_seeds
