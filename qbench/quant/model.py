@@ -41,6 +41,10 @@ class QuantPolicy:
             released code's choices: "released" (all of them), a mapping of choices such as
             ``{"clamp": True}`` or ``{"base": "released", "strict_step": False}``, or a
             ``QuantVariant`` (qbench.quant.variant; held as one after construction).
+        act_lr_mult: learning-rate multiplier of the activation quantizers' own parameters
+            (alpha, beta; 1 = the network's lr, the paper). beta's gradient sums over every
+            activation of a batch and grows with T, so at the network's lr a few steps can move
+            it by a fifth of its value (docs/quantizer.md); 0 freezes them at their calibration.
     """
 
     weight_levels: str | None = None
@@ -54,9 +58,13 @@ class QuantPolicy:
     act_alpha_init: str = "inverse_beta"
     act_init: str | None = None
     variant: QuantVariant = QuantVariant()
+    act_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variant", QuantVariant.from_config(self.variant, "QuantPolicy.variant"))
+        if isinstance(self.act_lr_mult, bool) or not isinstance(self.act_lr_mult, (int, float)) \
+                or not 0 <= self.act_lr_mult < float("inf"):
+            raise ValueError(f"QuantPolicy.act_lr_mult must be a number >= 0, got {self.act_lr_mult!r}")
         for key in ("weight_levels", "act_levels"):
             name = getattr(self, key)
             if name is not None:

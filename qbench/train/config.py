@@ -210,8 +210,12 @@ class QuantConfig:
     # or a mapping such as {clamp: true} / {base: released, strict_step: false}
     # (qbench.quant.variant, docs/quantizer.md)
     variant: Any = "paper"
+    # lr multiplier of the activation quantizers' alpha and beta (1 = the paper: the network's lr)
+    act_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
+        require(is_number(self.act_lr_mult) and 0 <= self.act_lr_mult < math.inf, "quant.act_lr_mult",
+                f"must be a number >= 0, got {self.act_lr_mult!r}")
         try:
             # canonical form: "paper", "released" or the mapping of choices on base paper
             self.variant = QuantVariant.from_config(self.variant, "quant.variant").to_config()
@@ -282,7 +286,7 @@ class QuantConfig:
                            include=include, learn_biases=self.learn_biases,
                            weight_alpha_init=self.weight_alpha_init,
                            act_alpha_init=self.act_alpha_init, act_init=self.act_init,
-                           variant=self.variant)
+                           variant=self.variant, act_lr_mult=float(self.act_lr_mult))
 
 
 @dataclass

@@ -249,6 +249,12 @@ def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
     }
     if cell.is_baseline:
         own["quant"]["method"] = cell.method
+        # the paper's method's own quant keys that a scale sets per phase (e.g. act_lr_mult) are
+        # not the baselines': each method takes only its own
+        from qbench.quant.methods.qn import SECTION_KEYS as QN_KEYS
+
+        for key in QN_KEYS:
+            base.get("quant", {}).pop(key, None)
         if phase_of(cell) in ("activations", "both"):
             # the baselines train weights and inputs together (their papers); the same epochs
             # and lr schedule as the paper's phased recipe, all of them joint

@@ -194,3 +194,36 @@ def test_checkpoint_interval_skips_saves_but_not_the_last(every_s, saved, tmp_pa
     assert epochs == saved
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 3
     assert len(metrics["history"]) == 3
+
+
+def _act_betas(out) -> dict[str, float]:
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state = state.get("model", state)
+    return {k: float(v) for k, v in state.items() if k.endswith("input_quantizer.beta")}
+
+
+def test_act_lr_mult_sets_the_activation_quantizers_step(tmp_path, write_config, fp_checkpoint):
+    """quant.act_lr_mult reaches the optimizer: at 0 the activation quantizers' beta stays at its
+    calibrated value however long they train; at 1 (the paper) the same phase moves it."""
+    betas = {}
+    for mult, epochs in ((0.0, 1), (0.0, 2), (1.0, 1)):
+        cfg = write_config({"start": {"mode": "pretrained", "checkpoint": str(fp_checkpoint)},
+                            "quant": {"weights": "binary", "activations": "act_2bit", "calib_samples": 16,
+                                      "act_lr_mult": mult},
+                            "optim": {"lr": 0.05, "milestones": [9]},
+                            "epochs": {"fp": 0, "activations": epochs}}, name=f"q{mult}_{epochs}.yaml")
+        out = tmp_path / f"q{mult}_{epochs}"
+        assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+        betas[mult, epochs] = _act_betas(out)
+    frozen, longer, paper = betas[0.0, 1], betas[0.0, 2], betas[1.0, 1]
+    assert frozen and frozen == longer
+    assert frozen.keys() == paper.keys() and any(abs(paper[k] - frozen[k]) > 1e-6 for k in frozen)
+    assert yaml.safe_load((tmp_path / "q0.0_1" / "config.yaml").read_text())["quant"]["act_lr_mult"] == 0.0
+
+
+@pytest.mark.parametrize("bad", [-0.1, "fast", True, float("inf")])
+def test_act_lr_mult_is_checked(bad, smoke, merge):
+    from qbench.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="quant.act_lr_mult"):
+        Config.from_dict(merge(smoke, {"quant": {"weights": "binary", "act_lr_mult": bad}}))

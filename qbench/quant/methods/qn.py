@@ -19,7 +19,8 @@ from ..modules import MODES, ActivationQuantizer, WeightQuantizer
 from .base import QuantMethod, QuantReport, register_method, unique
 
 # the keys of the YAML quant: section that configure this method (QuantPolicy fields)
-SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init", "variant")
+SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init", "variant",
+                "act_lr_mult")
 
 
 def set_quantizer_temperatures(model: nn.Module, t_weights: float | None, t_activations: float | None) -> None:
@@ -64,6 +65,17 @@ class QuantizationNetworks(QuantMethod):
             # model order, as optimizers of existing checkpoints hold them
             return qmodel.quant_parameters(model)
         return super().parameters(model, kind)
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """One group at the network's lr; with ``act_lr_mult`` != 1 the activation quantizers'
+        alpha and beta get a group of their own at that multiple."""
+        mult = float(self.config.act_lr_mult)
+        if mult == 1.0:
+            return super().param_groups(model)
+        act = {id(p) for p in self.parameters(model, "activations")}
+        params = self.parameters(model)
+        return [{"params": [p for p in params if id(p) not in act], "lr_mult": 1.0, "decay_mult": 0.0},
+                {"params": [p for p in params if id(p) in act], "lr_mult": mult, "decay_mult": 0.0}]
 
     def calibrate(self, model: nn.Module, batches: Iterable, num_samples: int = 1000,
                   forward: Callable[[nn.Module, object], int] | None = None) -> dict[str, float]:
