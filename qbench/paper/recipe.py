@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 SITE_FILE = "<site file>"
-SCALES = ("smoke", "mini", "paper")
+SCALES = ("smoke", "mini", "gpu", "paper")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflows" / "config"
 
 

@@ -79,6 +79,26 @@ def deep_merge(base: dict, over: dict | None) -> dict:
     return out
 
 
+def _read_scale_file(path: Path, config_dir: Path, seen: tuple[str, ...] = ()) -> dict:
+    """A shipped scale file; ``extends: <scale>`` deep-merges it over that scale's file (a scale
+    that differs from another only in its sizing says only that)."""
+    from qbench.io import FileFormatError, read_yaml
+
+    try:
+        data = read_yaml(path, allow_empty=True) or {}
+    except FileFormatError as exc:
+        raise PipelineConfigError(str(exc)) from None
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    parent_path = config_dir / f"{parent}.yaml"
+    if not isinstance(parent, str) or not parent_path.is_file():
+        raise PipelineConfigError(f"{path}: config key 'extends': no shipped scale {parent!r}")
+    if parent in seen:
+        raise PipelineConfigError(f"{path}: config key 'extends': {' -> '.join(seen + (parent,))} is a cycle")
+    return deep_merge(_read_scale_file(parent_path, config_dir, seen + (path.stem,)), data)
+
+
 def merge_scale_file(config: dict, config_dir: str | os.PathLike) -> dict:
     """Merge ``config_dir/<scale>.yaml`` under ``config`` (what the command line gave wins).
 
@@ -91,12 +111,7 @@ def merge_scale_file(config: dict, config_dir: str | os.PathLike) -> dict:
     path = Path(config_dir) / f"{scale}.yaml"
     base = {}
     if path.exists():
-        from qbench.io import FileFormatError, read_yaml
-
-        try:
-            base = read_yaml(path, allow_empty=True) or {}
-        except FileFormatError as exc:
-            raise PipelineConfigError(str(exc)) from None
+        base = _read_scale_file(path, Path(config_dir))
     elif "train" not in config:  # a scale of one's own comes with a whole config (--configfile)
         known = sorted(p.stem for p in Path(config_dir).glob("*.yaml"))
         raise PipelineConfigError(f"config key 'scale': unknown scale {scale!r}; known: {', '.join(known)} "

@@ -103,7 +103,7 @@ def test_detection_switch_adds_table4_cells(tmp_path):
     assert counts["train_quant"] == 1 and counts["train_fp"] == 1  # ssd_w3pm4a8 and ssd_fp
 
 
-@pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
+@pytest.mark.parametrize("scale", ["smoke", "mini", "gpu", "paper"])
 def test_detection_run_configs_follow_docs(scale):
     """Table 4 cells: detection base config, W3/A8 in the joint phase, W/A32 in the weights phase."""
     from qbench.workflow import plan
@@ -176,9 +176,11 @@ def test_schema_rejects_unknown_top_level_key(tmp_path):
 def test_scale_files_are_valid_yaml():
     import yaml
 
-    for scale in ("smoke", "mini", "paper"):
+    for scale in ("smoke", "mini", "gpu", "paper"):
         cfg = yaml.safe_load((ROOT / "workflows" / "config" / f"{scale}.yaml").read_text())
         assert cfg["scale"] == scale
+        if cfg.get("extends"):  # gpu: mini's file with its own sizing
+            cfg = {**yaml.safe_load((ROOT / "workflows" / "config" / f"{cfg['extends']}.yaml").read_text()), **cfg}
         # deviations are generated (qbench.paper.recipe), never written into a scale file
         assert "deviations" not in cfg, scale
         # Table 4 runs at mini and paper; smoke keeps to its few-minute budget without it

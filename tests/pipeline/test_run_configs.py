@@ -13,7 +13,7 @@ def _validate(cell, rc):
     plan.check_run_config({}, cell, rc)  # the trainer's own Config / DetectRunConfig
 
 
-@pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
+@pytest.mark.parametrize("scale", ["smoke", "mini", "gpu", "paper"])
 def test_rendered_configs_are_valid_trainer_configs(scale):
     cfg = plan.merge_scale_file({"scale": scale, "detection": {"enabled": True}, "cells": {"only": None},
                                  "baselines": {"enabled": True, "models": None, "settings": None}},
