@@ -474,3 +474,36 @@ def test_released_variant_table_pairs_each_variant_cell_with_its_paper_twin(buil
     tex = (wd / "report.tex").read_text()
     assert tex.index("tab:table7") < tex.index("tab:released_variant") < tex.index("tab:table8")
     assert r"\renewcommand{\thetable}{B}" in tex
+
+
+def test_collect_with_the_pipelines_cell_fields_gives_the_registry_record(tmp_path):
+    """The evaluate rule passes each cell's fields (no registry, no torch in that process); the
+    record must be the one the registry gives, and fields of another cell are refused."""
+    import subprocess
+    import sys
+
+    from qbench.paper import load_cells
+    from qbench.report.collect import cell_fields
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"status": "complete", "final": {"hard_top1": 1.0},
+                                                  "history": [{}, {}]}))
+    (run / "model_hard.pt").write_bytes(b"")
+    np.savez(run / "predictions.npz", **{k: np.zeros(3, np.int16) for k in ("label", "hard", "soft")})
+    cells = load_cells()
+    for cid in ("resnet18_w1a2", "alexnet_w2a32_ttq", "resnet18_fp"):
+        fields = json.loads(json.dumps(cell_fields(cells[cid])))  # as the rule passes them
+        assert collect(run, cid, 3, fields) == collect(run, cid, 3)
+    with pytest.raises(ValueError, match="resnet18_fp"):
+        collect(run, "alexnet_fp", 0, cell_fields(cells["resnet18_fp"]))
+    # the command the rule runs: no torch imported
+    code = ("import sys, runpy; sys.argv = ['collect', '--run-dir', sys.argv[1], '--cell', 'resnet18_w1a2', "
+            "'--seed', '0', '--out', sys.argv[2], '--cell-fields', sys.argv[3]]\n"
+            "try:\n runpy.run_module('qbench.report.collect', run_name='__main__')\n"
+            "except SystemExit as e:\n assert e.code == 0, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    res = subprocess.run([sys.executable, "-c", code, str(run), str(tmp_path / "e.json"),
+                          json.dumps(cell_fields(cells["resnet18_w1a2"]))], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["wa"] == "1/2"

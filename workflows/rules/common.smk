@@ -118,6 +118,13 @@ def output_dir(wildcards, output):
     return os.path.dirname(output[0])
 
 
+def cell_fields_json(wildcards):
+    """The fields of the job's cell that its evaluation record carries (qbench.report.collect)."""
+    from qbench.report.collect import cell_fields
+
+    return json.dumps(cell_fields(CELL_BY_ID[wildcards.cell]))
+
+
 def input_dir(wildcards, input):
     """Directory of the job's first input (the run directory an evaluation reads)."""
     return os.path.dirname(input[0])

@@ -7,6 +7,8 @@ rule evaluate:
     params:
         rundir=input_dir,
         py=PY,
+        # the cell as the pipeline loaded it: collect then imports neither torch nor the registry
+        fields=cell_fields_json,
     log:
         f"{RES}/logs/evaluate/{{cell}}_s{{seed}}.log",
     benchmark:
@@ -19,4 +21,5 @@ rule evaluate:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.collect --run-dir {params.rundir:q} "
-        "--cell {wildcards.cell:q} --seed {wildcards.seed:q} --out {output:q} > {log:q} 2>&1"
+        "--cell {wildcards.cell:q} --seed {wildcards.seed:q} --cell-fields {params.fields:q} --out {output:q} "
+        "> {log:q} 2>&1"
