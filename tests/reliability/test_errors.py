@@ -191,7 +191,7 @@ def test_unknown_scale_lists_the_known_ones(tmp_path):
     res = _snakemake(tmp_path, "--config", "scale=nonexistent")
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "config key 'scale': unknown scale 'nonexistent'; known: mini, paper, smoke" in out
+    assert "config key 'scale': unknown scale 'nonexistent'; known: gpu, mini, paper, smoke" in out
     assert "required property" not in out
 
 
