@@ -4,7 +4,7 @@
 
 ``--cell-fields JSON`` gives the cell's fields (``cell_fields``) instead of looking the cell up:
 the pipeline has the cells loaded and passes them, so this process imports neither torch nor the
-cell registry (4.3 s per run of a mini pipeline, 175 runs, against 0.3 s).
+cell registry (measured 0.13-0.20 s per run, against 4.2-5.1 s with the registry).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from qbench.io import FileFormatError, read_json, read_predictions, write_json
 
@@ -56,7 +57,7 @@ def collect(run_dir: str | Path, cell_id: str, seed: int, fields: dict | None = 
     if missing or fields["id"] != cell_id:
         what = f"lack {', '.join(missing)}" if missing else f"name cell {fields['id']!r}"
         raise ValueError(f"--cell-fields of {cell_id}: {what}")
-    cell = argparse.Namespace(**{k: fields[k] for k in CELL_FIELDS})
+    cell = SimpleNamespace(**{k: fields[k] for k in CELL_FIELDS})
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise RunError(f"{path} does not exist")
