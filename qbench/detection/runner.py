@@ -337,7 +337,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         "peak_memory_mb": peak_mb,
         "quant_report": {"weight_layers": report.weight_layers if report else [],
                          "activation_layers": report.activation_layers if report else []},
-        "model_bits": method.size_bits(model) if method is not None else model_size_bits(model),
+        "model_bits": model_size_bits(model, method),
         "ap_per_class": last.get("ap", {}),
         "resumed_from_epoch": state_hook.resumed_from,
         "process_time_s": time.perf_counter() - t_start,

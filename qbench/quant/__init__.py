@@ -18,10 +18,11 @@ from .methods import (
     available_methods,
     get_method,
     method_for,
+    model_size_bits,
     quantize_,
     register_method,
 )
-from .export import dequantize, export_hard_model, load_hard_model, model_size_bits
+from .export import dequantize, export_hard_model, load_hard_model
 from .functional import hard_quantize, hard_quantize_reference, soft_quantize, soft_quantize_reference
 from .init import ALPHA_INITS, initial_beta, kmeans_1d, kmeans_biases, least_squares_alpha, linear_biases
 from .levels import PAPER_ACTIVATION_SETS, PAPER_WEIGHT_SETS, LevelSet, as_level_set

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import kernels
+from ._layout import constant, dense, dense_as
 
 # Measured on an H200 (64M elements): 8 warps hide the sigmoid latency once n is large, and a
 # larger backward block halves the per-block reductions of the bias gradients.
@@ -180,14 +180,14 @@ def _temperature(T, x: torch.Tensor) -> torch.Tensor:
     so a compiled graph or a CUDA graph sees the current value of a tensor updated in place."""
     if isinstance(T, torch.Tensor):
         return T.detach()
-    return kernels.constant((float(T),), x.device, torch.float32)
+    return constant((float(T),), x.device, torch.float32)
 
 
 def _elementwise(kernel, x: torch.Tensor, table: torch.Tensor, biases: torch.Tensor, alpha: torch.Tensor,
                  beta: torch.Tensor, *scalars: float, n_steps: int) -> torch.Tensor:
     """Launch an elementwise kernel ``kernel(x, y, table, biases, alpha, beta, N, *scalars)``
     over one program per BLOCK elements; returns y, shaped and typed like x."""
-    xc = kernels.dense(x)
+    xc = dense(x)
     y = torch.empty_like(xc)
     n_el = xc.numel()
     if n_el == 0:
@@ -223,9 +223,9 @@ def soft_backward(grad_y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor, bi
         x, steps, biases, alpha, beta, T, offset: as for ``soft_forward``.
         need_alpha, need_beta, need_biases, need_x: which gradients to compute.
     """
-    xc = kernels.dense(x)
+    xc = dense(x)
     gc = grad_y if grad_y.dtype == xc.dtype else grad_y.to(xc.dtype)
-    gc = kernels.dense_as(gc, xc)
+    gc = dense_as(gc, xc)
     n = biases.numel()
     n_el = xc.numel()
     T_t = _temperature(T, xc)

@@ -1,4 +1,4 @@
-"""Export of a quantized model to integer codes and back, and its size in bits (Table 8)."""
+"""Export of a model quantized by the paper's method to integer codes, and back."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from torch import nn
 from .functional import NonFiniteError
 from .levels import LevelSet
 from .methods.base import write_plain_weight
-from .model import QuantPolicy, activation_quantizers, weight_quantizers
+from .model import activation_quantizers, weight_quantizers
 from .modules import Quantizer
 
 FORMAT = "qbench-hard-v1"
-PARAM_BITS = 32
 
 
 def _params(q: Quantizer) -> dict:
@@ -90,17 +89,3 @@ def load_hard_model(model: nn.Module, exported: dict) -> None:
             strict = bool(entry.get("strict_step", False))
             if q.variant.strict_step != strict:
                 q.variant = dataclasses.replace(q.variant, strict_step=strict)
-
-
-def model_size_bits(model: nn.Module) -> dict:
-    """Storage of the model: full precision vs. quantized weights as integer codes.
-
-    Quantized weights cost ``ceil(log2 |Y|)`` bits each plus 32 bits per quantizer
-    parameter (alpha, beta, each bias); every other parameter costs 32 bits.
-
-    Returns:
-        ``{"fp_bits", "quantized_bits", "ratio", "weight_bits", "quantized_weight_bits"}``.
-    """
-    from .methods.qn import QuantizationNetworks  # the method modules import this one
-
-    return QuantizationNetworks(QuantPolicy()).size_bits(model)

@@ -22,7 +22,6 @@ Three implementations with the same results:
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import os
 import platform
@@ -35,6 +34,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from ._layout import constant, dense, dense_as  # noqa: F401  (the kernels' public helpers)
 
 _SOURCE = Path(__file__).with_name("_cpu_kernel.cpp")
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-std=c++17", "-shared", "-fPIC"]
@@ -236,43 +237,12 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
-def dense(x: torch.Tensor) -> torch.Tensor:
-    """``x`` itself when its elements fill their memory densely (contiguous, channels_last, any
-    permutation), else a dense copy; either way laid out as ``torch.empty_like(x)``.
-
-    The kernels are elementwise and walk memory linearly, so any dense layout works: outputs
-    are allocated with ``empty_like`` and keep the input's layout (channels_last stays
-    channels_last, with no copy in either direction).
-    """
-    x = x.detach()
-    if x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
-        return x
-    y = torch.empty_like(x)  # other permutations: empty_like keeps the strides of a dense x
-    return x if x.stride() == y.stride() else y.copy_(x)
-
-
-def dense_as(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``t`` (same shape as ``like``) laid out with ``like``'s strides, copying only if needed."""
-    if t.stride() == like.stride():
-        return t.detach()
-    return torch.empty_like(like).copy_(t.detach())
-
-
 def _if_tensor(v) -> tuple:
     return (v,) if isinstance(v, torch.Tensor) else ()
 
 
 def _num(v) -> float:
     return v.item() if isinstance(v, torch.Tensor) else float(v)
-
-
-@functools.lru_cache(maxsize=256)
-def constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A small read-only tensor of constants (step heights, level outputs), built once.
-
-    Saves the per-call tensor construction on the hot path; callers must not modify it.
-    """
-    return torch.tensor(values, device=device, dtype=dtype)
 
 
 # --- soft quantizer ---------------------------------------------------------------------

@@ -511,7 +511,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     wall = wall_done + time.perf_counter() - start_wall
     if method is not None and method.eval_mode is not None:
         method.set_mode(model, method.eval_mode)
-    bits = method.size_bits(model) if method is not None else Q.model_size_bits(model)
+    bits = Q.model_size_bits(model, method)
     metrics = {
         "task": "classify", "status": "complete", "final": final, "history": history,
         "wall_time_s": wall, "images_per_s": train_images / max(train_time, 1e-9),

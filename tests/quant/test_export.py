@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from qbench.quant import (QuantPolicy, calibrate_activations, dequantize, export_hard_model,
+from qbench.quant import (QuantPolicy, calibrate_activations, dequantize, export_hard_model, get_method,
                           load_hard_model, model_size_bits, quantize_model, set_mode)
 
 
@@ -58,7 +58,7 @@ def test_load_rejects_foreign_data():
 @pytest.mark.parametrize("levels,bits", [("binary", 1), ("ternary", 2), ("3bit_pm4", 3), ("5bit", 5)])
 def test_model_size_bits(levels, bits):
     model = _quantized_resnet(levels, None)
-    size = model_size_bits(model)
+    size = model_size_bits(model, get_method("qn")(QuantPolicy(levels, None)))
     conv_numel = sum(m.parametrizations.weight.original.numel()
                      for m in model.modules() if hasattr(m, "parametrizations"))
     total = sum(p.numel() for n, p in model.named_parameters()
@@ -68,3 +68,12 @@ def test_model_size_bits(levels, bits):
         "binary": 1, "ternary": 2, "3bit_pm4": 6, "5bit": 30}[levels])
     assert size["quantized_bits"] == size["fp_bits"] - 32 * conv_numel + size["quantized_weight_bits"]
     assert 1 < size["ratio"] < 32
+
+
+def test_model_size_bits_of_a_full_precision_model_counts_every_parameter_at_32_bits():
+    model = torchvision.models.resnet18(num_classes=10)
+    numel = sum(p.numel() for p in model.parameters())
+    assert model_size_bits(model) == {"fp_bits": 32 * numel, "quantized_bits": 32 * numel, "ratio": 1.0,
+                                      "weight_bits": 0, "quantized_weight_bits": 0}
+    # the paper's method on the same unquantized model gives the same storage
+    assert get_method("qn")(QuantPolicy()).size_bits(model) == model_size_bits(model)

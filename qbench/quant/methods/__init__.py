@@ -13,6 +13,7 @@ from .base import (
     available_methods,
     get_method,
     method_for,
+    model_size_bits,
     quantize_,
     register_method,
     select_layers,
@@ -24,5 +25,5 @@ DEFAULT_METHOD = "qn"
 
 __all__ = [
     "CODES_FORMAT", "DEFAULT_METHOD", "InputSlot", "QuantMethod", "QuantReport", "WeightSlot",
-    "available_methods", "get_method", "method_for", "quantize_", "register_method", "select_layers",
+    "available_methods", "get_method", "method_for", "model_size_bits", "quantize_", "register_method", "select_layers",
 ]

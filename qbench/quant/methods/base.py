@@ -492,6 +492,20 @@ class QuantMethod:
                 "weight_bits": weight_bits, "quantized_weight_bits": quant_weight_bits}
 
 
+def model_size_bits(model: nn.Module, method: QuantMethod | None = None) -> dict:
+    """Storage of ``model`` (Table 8): ``method.size_bits(model)`` for a model ``method``
+    quantized; for a full-precision model (``method`` None) every parameter costs 32 bits.
+
+    Returns:
+        ``{"fp_bits", "quantized_bits", "ratio", "weight_bits", "quantized_weight_bits"}``.
+    """
+    if method is not None:
+        return method.size_bits(model)
+    fp_bits = sum(p.numel() for p in model.parameters()) * PARAM_BITS
+    return {"fp_bits": fp_bits, "quantized_bits": fp_bits, "ratio": 1.0 if fp_bits else 0.0,
+            "weight_bits": 0, "quantized_weight_bits": 0}
+
+
 _REGISTRY: dict[str, type[QuantMethod]] = {}
 
 

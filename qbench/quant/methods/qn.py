@@ -16,7 +16,7 @@ from .. import export as qexport
 from .. import model as qmodel
 from ..model import QuantPolicy
 from ..modules import MODES, ActivationQuantizer, WeightQuantizer
-from .base import QuantMethod, QuantReport, register_method, unique
+from .base import PARAM_BITS, QuantMethod, QuantReport, register_method, unique
 
 # the keys of the YAML quant: section that configure this method (QuantPolicy fields)
 SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init", "variant",
@@ -114,5 +114,5 @@ class QuantizationNetworks(QuantMethod):
             out[name] = numel * q.levels.bits
             if id(q) not in counted:
                 counted.add(id(q))
-                out[name] += (2 + q.levels.n) * qexport.PARAM_BITS
+                out[name] += (2 + q.levels.n) * PARAM_BITS
         return out
