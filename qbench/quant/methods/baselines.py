@@ -43,9 +43,9 @@ epochs) freezing the last portion only after the final epoch took hard top-1 fro
 (after epoch 3) to 14.5 %: the BatchNorm statistics had never seen those weights. A run shorter than the number of
 portions freezes several at once; ``on_epoch_end`` of the last epoch freezes any rest.
 
-Not registered: ADMM adds its penalty ``(rho/2) ||W - G + mu||^2`` to every step's loss and runs
-``admm_step`` every few iterations; neither is an epoch-level action, and its training-mode
-forward is the full-precision weight.
+Not implemented: ADMM (Leng et al. 2018) adds its penalty ``(rho/2) ||W - G + mu||^2`` to every
+step's loss and projects every few iterations; neither is an epoch-level action of a method, so
+its Table 1-4 numbers are cited only.
 """
 
 from __future__ import annotations
