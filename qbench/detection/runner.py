@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from qbench.preflight import cuda_problem, require_device
+from qbench.models import get_model
 from qbench.quant import QuantMethod, model_size_bits, quantize_
 
 from qbench.io import (
@@ -37,7 +38,7 @@ from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
 from . import MAP_PSEUDO_FILE
 from .evaluate import JACKKNIFE_GROUPS, voc_map
 from .mmdet_compat import require_mmdet
-from .model import build_ssd, load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
+from .model import load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
 
 
 def resolve_device(device: str) -> str:
@@ -210,7 +211,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     work = (out_dir / "data").resolve()
     train_ds, test_ds, classes = dataset_cfgs(cfg, work)
 
-    model = build_ssd(cfg)
+    model = get_model(cfg.model.arch).build(cfg)
     if cfg.start.mode == "pretrained":
         model.load_state_dict(load_fp_state(Path(cfg.start.checkpoint)))
         log(f"loaded full-precision weights from {cfg.start.checkpoint}")

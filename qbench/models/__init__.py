@@ -1,27 +1,24 @@
-"""Classification models of the paper: AlexNet-BN, ResNet-18, ResNet-50."""
+"""Models of the paper, one registry (``registry.register_model``): AlexNet-BN, ResNet-18,
+ResNet-50 (classification, built here) and SSD300-VGG16 (detection, built by mmdet).
+
+A new architecture is one module with a ``@register_model`` builder plus its import below.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torchvision
 from torch import nn
 
 from qbench.io import load_state_dict
 
-from .alexnet import AlexNetBN, FitMaxPool2d, scaled
+from . import alexnet, resnet, ssd  # noqa: F401  (each registers its architectures, in this order)
+from .alexnet import AlexNetBN, FitMaxPool2d
+from .registry import STEMS, TASKS, ModelEntry, available_models, get_model, register_model
 
-# the one list of architectures: the pipeline, the configs, the paper's cells and the report read it
-ARCHS = ("alexnet_bn", "resnet18", "resnet50")  # classification, built here
-DETECTION_ARCHS = ("ssd300_vgg16",)  # built by qbench.detection.model (mmdet)
-ARCHS_BY_TASK = {"classify": ARCHS, "detect": DETECTION_ARCHS}
-TASKS = tuple(ARCHS_BY_TASK)
+__all__ = ["AlexNetBN", "FitMaxPool2d", "ModelEntry", "STEMS", "TASKS", "available_models", "build_model",
+           "get_model", "load_pretrained", "register_model"]
 
-__all__ = ["ARCHS", "ARCHS_BY_TASK", "AlexNetBN", "DETECTION_ARCHS", "FitMaxPool2d", "STEMS", "TASKS", "build_model",
-           "load_pretrained"]
-
-
-STEMS = ("imagenet", "small")
 
 
 def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3, width: float = 1.0,
@@ -34,7 +31,7 @@ def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3, width:
     only channel counts and the first conv; ``width=1, stem="imagenet"`` is the paper's network.
 
     Args:
-        arch: one of ``ARCHS``.
+        arch: a registered classification architecture (``available_models("classify")``).
         num_classes: size of the classifier output.
         in_channels: input channels of the first conv (1 or 3).
         width: multiplier of every layer's channels (ResNet stage widths 64-512 and their
@@ -46,8 +43,8 @@ def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3, width:
     Returns:
         The model (training mode, CPU).
     """
-    if arch not in ARCHS:
-        raise ValueError(f"model.arch must be one of {ARCHS}, got {arch!r}")
+    if arch not in available_models("classify"):
+        raise ValueError(f"model.arch must be one of {available_models('classify')}, got {arch!r}")
     if num_classes < 2:
         raise ValueError(f"model.num_classes must be >= 2, got {num_classes}")
     if in_channels not in (1, 3):
@@ -56,45 +53,7 @@ def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3, width:
         raise ValueError(f"model.width must be a number in (0, 4], got {width!r}")
     if stem not in STEMS:
         raise ValueError(f"model.stem must be one of {STEMS}, got {stem!r}")
-    if arch == "alexnet_bn":
-        return AlexNetBN(num_classes, in_channels, width, stem)
-    if width == 1:
-        net = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-    else:
-        net = _scaled_resnet(arch, num_classes, width)
-    if in_channels != 3 or stem != "imagenet":
-        old = net.conv1
-        kernel, stride, padding = (old.kernel_size, old.stride, old.padding) if stem == "imagenet" else (3, 1, 1)
-        net.conv1 = nn.Conv2d(in_channels, old.out_channels, kernel, stride, padding, bias=False)
-        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-    if stem == "small":
-        net.maxpool = nn.Identity()
-    return net
-
-
-def _scaled_resnet(arch: str, num_classes: int, width: float) -> nn.Module:
-    # torchvision's ResNet with every stage width scaled: its constructor fixes 64-512, so the
-    # stages are rebuilt with its own _make_layer (same blocks, names and initialisation)
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-    block, layers = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}[arch]
-    net = ResNet(block, layers, num_classes=num_classes)
-    widths = [scaled(c, width) for c in (64, 128, 256, 512)]
-    net.inplanes = widths[0]
-    net.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
-    net.bn1 = nn.BatchNorm2d(widths[0])
-    net.layer1 = net._make_layer(block, widths[0], layers[0])
-    net.layer2 = net._make_layer(block, widths[1], layers[1], stride=2)
-    net.layer3 = net._make_layer(block, widths[2], layers[2], stride=2)
-    net.layer4 = net._make_layer(block, widths[3], layers[3], stride=2)
-    net.fc = nn.Linear(widths[3] * block.expansion, num_classes)
-    for m in net.modules():  # torchvision's initialisation, applied to the rebuilt layers
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
-    return net
+    return get_model(arch).build(num_classes, in_channels, width, stem)
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, list[str]]:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import register_model
+
 
 class FitMaxPool2d(nn.Module):
     """Max pooling whose window shrinks to the feature map when the map is smaller.
@@ -91,3 +93,9 @@ class AlexNetBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
         return self.classifier(torch.flatten(x, 1))
+
+
+@register_model("alexnet_bn")
+def alexnet_bn(num_classes: int, in_channels: int, width: float, stem: str) -> nn.Module:
+    """AlexNet with BatchNorm (``AlexNetBN``), the paper's AlexNet."""
+    return AlexNetBN(num_classes, in_channels, width, stem)

@@ -21,7 +21,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from qbench.models import ARCHS_BY_TASK, TASKS
+from qbench.models import TASKS, available_models
 from qbench.quant import DEFAULT_METHOD, PAPER_WEIGHT_SETS, LevelSet, available_methods
 from qbench.quant.model import SHARINGS
 from qbench.quant.modules import INITS
@@ -276,9 +276,9 @@ def _check_cell(cid: str, raw: dict) -> None:
     if raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD and raw["kind"] != "quant":
         raise RegistryError(f"experiments.yaml: cell {cid!r}: a method other than "
                          f"{DEFAULT_METHOD!r} needs kind: quant")
-    if raw["model"] not in ARCHS_BY_TASK[raw["task"]]:
+    if raw["model"] not in available_models(raw["task"]):
         raise RegistryError(f"experiments.yaml: cell {cid!r}: model={raw['model']!r} not in "
-                         f"{ARCHS_BY_TASK[raw['task']]} (qbench.models)")
+                         f"{available_models(raw['task'])} (qbench.models)")
     tags = {f.tag for f in figures() if f.tag}
     for tag in raw.get("figures", []):
         if tag not in tags:

@@ -25,7 +25,7 @@ from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedul
 from qbench.quant.variant import QuantVariant
 
 from ..data import DATASETS_BY_TASK
-from ..models import ARCHS_BY_TASK, STEMS
+from ..models.registry import STEMS, available_models
 from .phases import PHASES
 
 
@@ -111,7 +111,6 @@ def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
     return levels
 
 
-ALL_ARCHS = tuple(a for archs in ARCHS_BY_TASK.values() for a in archs)
 ALL_DATASETS = tuple(d for names in DATASETS_BY_TASK.values() for d in names)
 
 
@@ -128,7 +127,8 @@ class ModelConfig:
     stem: str = "imagenet"
 
     def __post_init__(self) -> None:
-        require(self.arch in ALL_ARCHS, "model.arch", f"must be one of {ALL_ARCHS}, got {self.arch!r}")
+        require(self.arch in available_models(), "model.arch",
+                f"must be one of {available_models()}, got {self.arch!r}")
         require(is_number(self.width) and 0 < self.width <= 4, "model.width",
                 f"must be a number in (0, 4], got {self.width!r}")
         require(self.stem in STEMS, "model.stem", f"must be one of {STEMS}, got {self.stem!r}")
@@ -413,7 +413,7 @@ class RunConfig:
         require(isinstance(dev, str) and (dev in ("auto", "cpu", "cuda")
                                          or (dev.startswith("cuda:") and dev[5:].isdigit())),
                 "device", f"must be {DEVICES}, got {dev!r}")
-        archs, datasets = ARCHS_BY_TASK[self.TASK], DATASETS_BY_TASK[self.TASK]
+        archs, datasets = available_models(self.TASK), DATASETS_BY_TASK[self.TASK]
         require(self.model.arch in archs, "model.arch",
                 f"task {self.TASK} takes one of {archs}, got {self.model.arch!r}")
         require(self.data.dataset in datasets, "data.dataset",

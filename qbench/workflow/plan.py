@@ -21,10 +21,7 @@ import yaml
 from qbench.io import write_text  # noqa: F401 (the config-rendering rules write through it)
 from qbench.paper import Cell, fp_cell_of, load_cells  # noqa: F401 (load_cells re-exported)
 
-from qbench.data.registry import DATASETS_BY_TASK as DATASETS
-from qbench.models import ARCHS_BY_TASK
-
-CLASSIFY_ARCHS, DETECT_ARCHS = ARCHS_BY_TASK["classify"], ARCHS_BY_TASK["detect"]
+from qbench.models import available_models
 
 
 PHASE_KINDS = ("fp", "weights", "activations", "both")
@@ -437,7 +434,7 @@ def validate_semantics(cfg: dict, cells: list[Cell]) -> None:
     check_sbatch_extra((cfg.get("cluster") or {}).get("extra"))
     if cfg.get("train_command"):
         command_words(cfg["train_command"], "train_command")
-    known_archs = CLASSIFY_ARCHS + DETECT_ARCHS
+    known_archs = available_models()
     for arch in cfg.get("models", {}):
         if arch not in known_archs:
             raise PipelineConfigError(f"config key 'models.{arch}': unknown model {arch!r}; "

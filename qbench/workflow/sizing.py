@@ -73,11 +73,11 @@ def read_sizings(path: Path) -> dict:
             raise SizingError(f"{path}: sizings.{name}: names are letters, digits and _")
         if not isinstance(over, dict):
             raise SizingError(f"{path}: sizings.{name}: must be a mapping of config overrides")
-    from qbench.models import ARCHS
+    from qbench.models import available_models
 
     for arch in raw["models"]:
-        if arch not in ARCHS:
-            raise SizingError(f"{path}: models: {arch!r} is not one of {ARCHS}")
+        if arch not in available_models("classify"):
+            raise SizingError(f"{path}: models: {arch!r} is not one of {available_models('classify')}")
     if len(raw["seeds"]) < 2:
         raise SizingError(f"{path}: seeds: at least 2 (the interval needs seed noise)")
     return raw

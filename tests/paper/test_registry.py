@@ -200,15 +200,7 @@ def test_bits_labels_follow_the_level_sets():
                       "5bit": "5", "act_binary": "1", "act_2bit": "2", "act_linear8": "8", "pow2_3": "3"}
 
 
-def test_names_are_defined_once():
-    from qbench.data import DATASETS_BY_TASK
-    from qbench.models import ARCHS_BY_TASK
-    from qbench.paper import STARTS
-    from qbench.workflow import plan
-
-    assert plan.CLASSIFY_ARCHS is ARCHS_BY_TASK["classify"] and plan.DETECT_ARCHS is ARCHS_BY_TASK["detect"]
-    assert plan.DATASETS is DATASETS_BY_TASK
-    assert STARTS == ("pretrained", "scratch")
+def test_a_cell_names_a_model_of_its_task():
     with pytest.raises(ValueError, match="model='resnet18' not in \\('ssd300_vgg16',\\)"):
         from qbench.paper import _check_cell
 
