@@ -410,7 +410,7 @@ def test_baseline_level_set_names_give_bit_widths():
 def test_inq_freezes_its_portions_on_the_runs_epoch_schedule(run_epochs, starts):
     """Portions 50/75/87.5/100 % at the starts of evenly spaced epochs, so the last epochs
     re-train the rest of the network around fully quantized weights."""
-    from qbench.quant.methods.baselines import inq_stages_due
+    from qbench.quant.baselines.inq import stages_due as inq_stages_due
 
     due = [inq_stages_due(e, run_epochs, 4) for e in range(1, run_epochs + 1)]
     assert due == [sum(1 for s in starts if s <= e) for e in range(1, run_epochs + 1)]
@@ -432,7 +432,7 @@ def test_inq_freezes_its_portions_on_the_runs_epoch_schedule(run_epochs, starts)
 
 def test_inq_ternary_runs_the_papers_2_bit_portions():
     """Sec. 3.4 of the INQ paper: ten accumulated portions at 2 bits, frozen over the run."""
-    from qbench.quant.methods.baselines import inq_stages_due
+    from qbench.quant.baselines.inq import stages_due as inq_stages_due
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3), nn.Flatten(), nn.Linear(8 * 2 * 2, 3))

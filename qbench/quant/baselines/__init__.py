@@ -20,7 +20,7 @@ step's loss and a projection every few iterations, which no method hook gives) a
 log-tailed ReLU backward (the clipped ReLU instead).
 """
 
-from ._common import BaselineQuantizer, StandardisedInput, check_bits, dequantize
+from ._common import BaselineQuantizer, BaselineSpec, StandardisedInput, check_bits, dequantize
 from .abcnet import ABCActivationQuantizer, ABCWeightQuantizer
 from .bwn import BWNQuantizer
 from .dorefa import DoReFaActivationQuantizer, DoReFaWeightQuantizer
@@ -33,7 +33,7 @@ from .ttq import TTQQuantizer
 from .twn import TWNQuantizer
 
 __all__ = [
-    "ABCActivationQuantizer", "ABCWeightQuantizer", "BWNQuantizer", "BaselineQuantizer", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
+    "ABCActivationQuantizer", "ABCWeightQuantizer", "BWNQuantizer", "BaselineQuantizer", "BaselineSpec", "DoReFaActivationQuantizer", "DoReFaWeightQuantizer",
     "HWGQuantizer", "INQQuantizer", "LQNetQuantizer", "LSQQuantizer", "PACTQuantizer", "StandardisedInput", "TTQQuantizer",
     "TWNQuantizer",
     "check_bits", "dequantize", "half_gaussian_lloyd_max", "half_gaussian_uniform_step",

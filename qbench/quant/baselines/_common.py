@@ -10,6 +10,10 @@ a lookup or a product that the level table repeats exactly.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
@@ -150,3 +154,39 @@ class StandardisedInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.quantizer(self.norm(x))
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """A baseline as a quantization method: what its module's ``METHOD`` declares, and all that
+    ``qbench.quant.methods.baselines`` needs to register it (``quant.method: <name>``).
+
+    Attributes:
+        name: the method's registry name (``quant.method``).
+        title: the name as its paper writes it (the config and method class names).
+        weight: ``weight(bits, layer, options) -> quantizer`` or None (weights stay FP).
+        activation: ``activation(bits, layer, options) -> quantizer`` or None (inputs stay FP).
+        weight_bits / activation_bits: the supported bit widths (low, high).
+        options: the method's own options and their defaults (``quant.options``).
+        example: (weights, activations) of the method's example config (the contract test).
+        on_epoch / on_epoch_end: ``hook(method, model, step)``, the method's epoch actions
+            (``QuantMethod.on_epoch`` / ``on_epoch_end``); None: nothing.
+    """
+
+    name: str
+    title: str
+    weight: Callable[[int, nn.Module, dict], nn.Module] | None
+    activation: Callable[[int, nn.Module, dict], nn.Module] | None
+    weight_bits: tuple[int, int] = (1, 8)
+    activation_bits: tuple[int, int] = (1, 8)
+    options: dict = dataclasses.field(default_factory=dict)
+    example: tuple[str | None, str | None] = ("linear2", "act_2bit")
+    on_epoch: Callable[[Any, nn.Module, Any], None] | None = None
+    on_epoch_end: Callable[[Any, nn.Module, Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or not self.title.isidentifier():
+            raise ValueError(f"baseline {self.name!r}: name and title must be identifiers, got {self.title!r}")
+        if self.weight is None and self.activation is None:
+            raise ValueError(f"baseline {self.name!r} quantizes neither weights nor activations")
+

@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import BaselineQuantizer, check_bits, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, StandardisedInput, check_bits, codes_dtype
 
 MAX_BASES = 5
 
@@ -170,3 +170,10 @@ class ABCActivationQuantizer(BaselineQuantizer):
             masks[k, order[:k]] = 1
         table = (masks * beta).sum(-1)
         return on.sum(-1).to(codes_dtype(self.bits + 1)), table
+
+
+# the method ``quant.method: abcnet`` (qbench.quant.methods.baselines registers it)
+# ABC-Net's thresholds, like HWGQ's levels, are for a batch-normalised input
+METHOD = BaselineSpec("abcnet", "ABCNet", lambda b, layer, o: ABCWeightQuantizer(b),
+                      lambda b, layer, o: StandardisedInput(ABCActivationQuantizer(b), layer),
+                      weight_bits=(1, MAX_BASES), activation_bits=(1, MAX_BASES))

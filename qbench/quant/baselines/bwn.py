@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import BaselineQuantizer, broadcast_channels, channel_view, codes_dtype, sign_nonzero
+from ._common import BaselineQuantizer, BaselineSpec, broadcast_channels, channel_view, codes_dtype, sign_nonzero
 
 
 class _SignClippedSTE(torch.autograd.Function):
@@ -69,3 +69,8 @@ class BWNQuantizer(BaselineQuantizer):
         alpha = self.scales(w)
         codes = (w >= 0).to(codes_dtype(2))
         return codes, torch.stack((-alpha, alpha), dim=1)
+
+
+# the method ``quant.method: bwn`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("bwn", "BWN", lambda b, layer, o: BWNQuantizer(), None, weight_bits=(1, 1),
+                      example=("binary", None))

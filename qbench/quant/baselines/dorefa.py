@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import BaselineQuantizer, check_bits, codes_dtype, round_ste, sign_nonzero
+from ._common import BaselineQuantizer, BaselineSpec, check_bits, codes_dtype, round_ste, sign_nonzero
 
 MAX_BITS = 8
 
@@ -110,3 +110,9 @@ class DoReFaActivationQuantizer(BaselineQuantizer):
         codes = torch.round(torch.clamp(x, 0, 1) * self.n)
         steps = torch.arange(self.n + 1, dtype=x.dtype, device=x.device)
         return codes.to(codes_dtype(self.n + 1)), steps / self.n
+
+
+# the method ``quant.method: dorefa`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("dorefa", "DoReFa", lambda b, layer, o: DoReFaWeightQuantizer(b),
+                      lambda b, layer, o: DoReFaActivationQuantizer(b),
+                      weight_bits=(1, MAX_BITS), activation_bits=(1, MAX_BITS))

@@ -50,7 +50,8 @@ import math
 import torch
 from torch import nn
 
-from ._common import BaselineQuantizer, check_bits, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, StandardisedInput, check_bits, codes_dtype
+from .bwn import BWNQuantizer
 
 MAX_BITS = 8
 MAX_LLOYD_BITS = 4  # Lloyd's algorithm converges slowly beyond 15 levels; the paper uses <= 2 bits
@@ -177,3 +178,12 @@ class HWGQuantizer(BaselineQuantizer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, uniform={self.uniform}"
+
+
+# the method ``quant.method: hwgq`` (qbench.quant.methods.baselines registers it)
+# HWGQ-Net binarises the weights as BWN does (Cai et al. 2017 pair HWGQ activations with BW
+# weights); its quantizer reads a BatchNorm without affine, as in the authors' networks
+METHOD = BaselineSpec("hwgq", "HWGQ", lambda b, layer, o: BWNQuantizer(),
+                      lambda b, layer, o: StandardisedInput(HWGQuantizer(b, uniform=o["uniform"]), layer),
+                      weight_bits=(1, 1), activation_bits=(1, MAX_BITS),
+                      options={"uniform": True}, example=(None, "act_2bit"))

@@ -45,7 +45,7 @@ import math
 
 import torch
 
-from ._common import BaselineQuantizer, check_bits, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, check_bits, codes_dtype
 
 MAX_BITS = 8
 PORTIONS = (0.5, 0.75, 0.875, 1.0)  # the paper's 5-bit schedule (Sec. 3.1)
@@ -179,3 +179,44 @@ class INQQuantizer(BaselineQuantizer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, portions={self.portions}"
+
+
+
+def stages_due(epoch: int, run_epochs: int, stages: int) -> int:
+    """How many of INQ's ``stages`` portions are frozen once ``epoch`` (1-based) of a
+    ``run_epochs``-epoch run starts: portion k + 1 at the start of epoch
+    ``1 + floor(k * run_epochs / stages)``, k = 0, 1, ...
+
+    Args:
+        epoch: the epoch about to train.
+        run_epochs: epochs of the run.
+        stages: INQ's number of portions.
+    """
+    starts = [1 + (k * run_epochs) // stages for k in range(stages)]
+    return sum(1 for s in starts if s <= epoch)
+
+
+def _freeze(method, model, due) -> None:
+    """Advance every weight quantizer of ``method`` to ``due(number of its portions)`` stages."""
+    for name, slot in method.weight_modules(model).items():
+        quantizer = slot.quantizer
+        weight = model.get_submodule(name).parametrizations.weight.original
+        while quantizer.stage < due(len(quantizer.portions)):
+            quantizer.advance(weight.detach())
+
+
+def freeze_due_portions(method, model, step) -> None:
+    """Before an epoch: freeze the portions due by then on the run's schedule (``stages_due``)."""
+    _freeze(method, model, lambda stages: stages_due(step.epoch, step.run_epochs, stages))
+
+
+def freeze_every_portion_at_the_end(method, model, step) -> None:
+    """After the last epoch: a run ends with every weight quantized."""
+    if step.epoch >= step.run_epochs:
+        _freeze(method, model, lambda stages: stages)
+
+
+# the method ``quant.method: inq`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("inq", "INQ", lambda b, layer, o: INQQuantizer(b), None, weight_bits=(2, MAX_BITS),
+                      example=("ternary", None), on_epoch=freeze_due_portions,
+                      on_epoch_end=freeze_every_portion_at_the_end)

@@ -44,7 +44,7 @@ import itertools
 
 import torch
 
-from ._common import BaselineQuantizer, check_bits, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, check_bits, codes_dtype
 
 MAX_BITS = 4
 MOMENTUM = 0.9
@@ -170,3 +170,12 @@ class LQNetQuantizer(BaselineQuantizer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, signed={self.signed}, momentum={self.momentum}"
+
+
+# the method ``quant.method: lqnet`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("lqnet", "LQNet",
+                      lambda b, layer, o: LQNetQuantizer(b, signed=True, channels=layer.weight.shape[0],
+                                                         momentum=o["momentum"]),
+                      lambda b, layer, o: LQNetQuantizer(b, signed=False, momentum=o["momentum"]),
+                      weight_bits=(1, MAX_BITS), activation_bits=(1, MAX_BITS),
+                      options={"momentum": MOMENTUM})

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import BaselineQuantizer, check_bits, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, check_bits, codes_dtype
 
 MAX_BITS = 8
 
@@ -97,3 +97,9 @@ class LSQQuantizer(BaselineQuantizer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, signed={self.signed}"
+
+
+# the method ``quant.method: lsq`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("lsq", "LSQ", lambda b, layer, o: LSQQuantizer(b, signed=True),
+                      lambda b, layer, o: LSQQuantizer(b, signed=False),
+                      weight_bits=(2, MAX_BITS), activation_bits=(1, MAX_BITS))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import BaselineQuantizer, check_bits, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, check_bits, codes_dtype
 
 MAX_BITS = 8
 INITIAL_ALPHA = 10.0
@@ -76,3 +76,8 @@ class PACTQuantizer(BaselineQuantizer):
         codes = torch.round(torch.clamp(x, min=0).clamp(max=alpha) * self.n / alpha)
         levels = torch.arange(self.n + 1, dtype=x.dtype, device=x.device) * alpha / self.n
         return codes.to(codes_dtype(self.n + 1)), levels
+
+
+# the method ``quant.method: pact`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("pact", "PACT", None, lambda b, layer, o: PACTQuantizer(b), activation_bits=(1, MAX_BITS),
+                      example=(None, "act_2bit"))

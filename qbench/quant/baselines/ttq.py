@@ -46,7 +46,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import BaselineQuantizer, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, codes_dtype
 
 THRESHOLD_FACTOR = 0.05
 INITIAL_SCALE = 1.0
@@ -116,3 +116,8 @@ class TTQQuantizer(BaselineQuantizer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, threshold={self.threshold}"
+
+
+# the method ``quant.method: ttq`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("ttq", "TTQ", lambda b, layer, o: TTQQuantizer(o["threshold"]), None, weight_bits=(2, 2),
+                      options={"threshold": THRESHOLD_FACTOR}, example=("ternary", None))

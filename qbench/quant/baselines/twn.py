@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import BaselineQuantizer, codes_dtype
+from ._common import BaselineQuantizer, BaselineSpec, codes_dtype
 
 DELTA_FACTOR = 0.7
 
@@ -67,3 +67,8 @@ class TWNQuantizer(BaselineQuantizer):
         delta, alpha = self.threshold_and_scale(w)
         codes = (w > delta).to(codes_dtype(3)) * 2 + (w.abs() <= delta).to(codes_dtype(3))
         return codes, torch.stack((-alpha, torch.zeros_like(alpha), alpha))
+
+
+# the method ``quant.method: twn`` (qbench.quant.methods.baselines registers it)
+METHOD = BaselineSpec("twn", "TWN", lambda b, layer, o: TWNQuantizer(), None, weight_bits=(2, 2),
+                      example=("ternary", None))

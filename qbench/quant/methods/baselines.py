@@ -1,7 +1,8 @@
 """The baselines of Tables 1-3 (``qbench.quant.baselines``) as quantization methods.
 
-One adapter class (``BaselineMethod``) and one table (``SPECS``): each row is one registered
-method, its weight and/or input quantizer, the bit widths it supports and its own options.
+One adapter class (``BaselineMethod``) registered once per module of ``qbench.quant.baselines``
+that declares a ``METHOD`` (a ``BaselineSpec``: name, title, weight and/or input quantizer, the
+bit widths it supports, its own options and epoch hooks); adding a baseline is that one module.
 A run names one in YAML::
 
     quant: {method: lsq, weights: linear2, activations: act_2bit}
@@ -34,7 +35,7 @@ Level counts (``level_counts``, ``level_label``): a baseline's b-bit quantizer c
 fewer values than the paper's level set of the same name (2-bit LSQ and LQ-Net: 4 against 3);
 the tables print the difference next to the method.
 
-INQ's stages span the run (``INQMethod``): its accumulated portions (per bit width,
+INQ's stages span the run (its hooks, ``qbench.quant.baselines.inq``): its accumulated portions (per bit width,
 ``qbench.quant.baselines.inq.portions_for``: 10 at 2 bits, 50/75/87.5/100 % at 5) are
 frozen at the starts of evenly spaced epochs (the first at epoch 1), each followed by
 re-training of what is left: after the last portion the full-precision layers and the
@@ -51,15 +52,17 @@ its Table 1-4 numbers are cited only.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import baselines as B
-from .base import CODES_FORMAT, QuantMethod, register_method, write_plain_weight
+from .base import CODES_FORMAT, QuantMethod, available_methods, get_method, register_method, write_plain_weight
 
 WEIGHT_BITS = {"binary": 1, "ternary": 2, "5bit": 5}
 ACTIVATION_BITS = {"act_binary": 1, "act_2bit": 2}
@@ -109,69 +112,39 @@ class CalibratedInput(nn.Module):
         return self.quantizer(x)
 
 
-@dataclass(frozen=True)
-class Spec:
-    """One baseline method.
-
-    Attributes:
-        weight: ``weight(bits, layer, options) -> quantizer`` or None (weights stay FP).
-        activation: ``activation(bits, layer, options) -> quantizer`` or None (inputs stay FP).
-        weight_bits / activation_bits: the supported bit widths (low, high).
-        options: the method's own options and their defaults (``quant.options``).
-        example: (weights, activations) of the method's example config (the contract test).
-    """
-
-    weight: Callable[[int, nn.Module, dict], nn.Module] | None
-    activation: Callable[[int, nn.Module, dict], nn.Module] | None
-    weight_bits: tuple[int, int] = (1, 8)
-    activation_bits: tuple[int, int] = (1, 8)
-    options: dict = dataclasses.field(default_factory=dict)
-    example: tuple[str | None, str | None] = ("linear2", "act_2bit")
+def discover_baselines(package: ModuleType) -> dict[str, B.BaselineSpec]:
+    """The ``METHOD`` of every module of ``package`` that declares one, by name (module order)."""
+    specs: dict[str, B.BaselineSpec] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        where = f"{package.__name__}.{info.name}"
+        spec = getattr(importlib.import_module(where), "METHOD", None)
+        if spec is None:
+            continue
+        if not isinstance(spec, B.BaselineSpec):
+            raise TypeError(f"{where}.METHOD must be a BaselineSpec, got {type(spec).__name__}")
+        if spec.name in specs:
+            raise ValueError(f"baseline {spec.name!r} is declared twice ({where})")
+        specs[spec.name] = spec
+    return specs
 
 
-def _channels(layer: nn.Module) -> int:
-    return layer.weight.shape[0]
+def is_baseline_method(name: str) -> bool:
+    """Whether ``name`` is a registered method built from a ``BaselineSpec``."""
+    return name in available_methods() and isinstance(getattr(get_method(name), "spec", None), B.BaselineSpec)
 
 
-SPECS: dict[str, Spec] = {
-    "bwn": Spec(lambda b, layer, o: B.BWNQuantizer(), None, weight_bits=(1, 1), example=("binary", None)),
-    "twn": Spec(lambda b, layer, o: B.TWNQuantizer(), None, weight_bits=(2, 2), example=("ternary", None)),
-    "dorefa": Spec(lambda b, layer, o: B.DoReFaWeightQuantizer(b), lambda b, layer, o: B.DoReFaActivationQuantizer(b),
-                   weight_bits=(1, B.dorefa.MAX_BITS), activation_bits=(1, B.dorefa.MAX_BITS)),
-    "lsq": Spec(lambda b, layer, o: B.LSQQuantizer(b, signed=True), lambda b, layer, o: B.LSQQuantizer(b, signed=False),
-                weight_bits=(2, B.lsq.MAX_BITS), activation_bits=(1, B.lsq.MAX_BITS)),
-    "pact": Spec(None, lambda b, layer, o: B.PACTQuantizer(b), activation_bits=(1, B.pact.MAX_BITS),
-                 example=(None, "act_2bit")),
-    # HWGQ-Net binarises the weights as BWN does (Cai et al. 2017 pair HWGQ activations with BW
-    # weights); its quantizer reads a BatchNorm without affine, as in the authors' networks
-    "hwgq": Spec(lambda b, layer, o: B.BWNQuantizer(),
-                 lambda b, layer, o: B.StandardisedInput(B.HWGQuantizer(b, uniform=o["uniform"]), layer),
-                 weight_bits=(1, 1), activation_bits=(1, B.hwgq.MAX_BITS),
-                 options={"uniform": True}, example=(None, "act_2bit")),
-    "ttq": Spec(lambda b, layer, o: B.TTQQuantizer(o["threshold"]), None, weight_bits=(2, 2),
-                options={"threshold": B.ttq.THRESHOLD_FACTOR}, example=("ternary", None)),
-    "lqnet": Spec(lambda b, layer, o: B.LQNetQuantizer(b, signed=True, channels=_channels(layer),
-                                                       momentum=o["momentum"]),
-                  lambda b, layer, o: B.LQNetQuantizer(b, signed=False, momentum=o["momentum"]),
-                  weight_bits=(1, B.lqnet.MAX_BITS), activation_bits=(1, B.lqnet.MAX_BITS),
-                  options={"momentum": B.lqnet.MOMENTUM}),
-    "inq": Spec(lambda b, layer, o: B.INQQuantizer(b), None, weight_bits=(2, B.inq.MAX_BITS),
-                example=("ternary", None)),
-    # ABC-Net's thresholds, like HWGQ's levels, are for a batch-normalised input
-    "abcnet": Spec(lambda b, layer, o: B.ABCWeightQuantizer(b),
-                   lambda b, layer, o: B.StandardisedInput(B.ABCActivationQuantizer(b), layer),
-                   weight_bits=(1, B.abcnet.MAX_BASES), activation_bits=(1, B.abcnet.MAX_BASES)),
-}
-
-
-# the names as the papers write them, for the config and method class names
-TITLES = {"bwn": "BWN", "twn": "TWN", "dorefa": "DoReFa", "lsq": "LSQ", "pact": "PACT", "hwgq": "HWGQ",
-          "ttq": "TTQ", "lqnet": "LQNet", "abcnet": "ABCNet", "inq": "INQ"}
+def _spec(name: str) -> B.BaselineSpec:
+    if not is_baseline_method(name):
+        known = [m for m in available_methods() if is_baseline_method(m)]
+        raise ValueError(f"{name!r} is not a baseline method; known: {', '.join(known)}")
+    return get_method(name).spec
 
 
 def _check_config(self) -> None:
     """``__post_init__`` of every baseline config: bit widths in range, options valid."""
-    spec = SPECS[self.method_name]
+    spec = _spec(self.method_name)
     for key, build, (low, high) in (("weights", spec.weight, spec.weight_bits),
                                     ("activations", spec.activation, spec.activation_bits)):
         name = getattr(self, key)
@@ -195,17 +168,17 @@ def _check_config(self) -> None:
 
 
 def _options(self) -> dict:
-    return {key: getattr(self, key) for key in SPECS[self.method_name].options}
+    return {key: getattr(self, key) for key in _spec(self.method_name).options}
 
 
-def _config_class(name: str, spec: Spec) -> type:
+def _config_class(name: str, spec: B.BaselineSpec) -> type:
     fields = [("weights", str | None, dataclasses.field(default=spec.example[0])),
               ("activations", str | None, dataclasses.field(default=spec.example[1])),
               ("include", tuple[str, ...] | None, dataclasses.field(default=None)),
               ("exclude", tuple[str, ...] | None, dataclasses.field(default=None))]
     fields += [(key, type(value), dataclasses.field(default=value)) for key, value in spec.options.items()]
     cls = dataclasses.make_dataclass(
-        f"{TITLES[name]}Config", fields, frozen=True,
+        f"{spec.title}Config", fields, frozen=True,
         namespace={"method_name": name, "__post_init__": _check_config, "options": _options,
                    "__doc__": f"Config of the baseline method {name!r} (qbench.quant.methods.baselines)."})
     cls.__module__ = __name__
@@ -214,9 +187,9 @@ def _config_class(name: str, spec: Spec) -> type:
 
 class BaselineMethod(QuantMethod):
     """A method made of one baseline weight quantizer and/or one baseline input quantizer
-    (its row of ``SPECS``); no modes: the quantizers compute one way in training and eval."""
+    (its module's ``METHOD``); no modes: the quantizers compute one way in training and eval."""
 
-    spec: Spec
+    spec: B.BaselineSpec
 
     @classmethod
     def config_from_section(cls, weights: str | None, activations: str | None, options: dict) -> Any:
@@ -235,6 +208,14 @@ class BaselineMethod(QuantMethod):
     @classmethod
     def example_config(cls) -> Any:
         return cls.config_class()
+
+    def on_epoch(self, model: nn.Module, step: Any) -> None:
+        if self.spec.on_epoch is not None:
+            self.spec.on_epoch(self, model, step)
+
+    def on_epoch_end(self, model: nn.Module, step: Any) -> None:
+        if self.spec.on_epoch_end is not None:
+            self.spec.on_epoch_end(self, model, step)
 
     def weight_quantizer(self, name: str, layer: nn.Module) -> nn.Module | None:
         if self.config.weights is None:
@@ -309,12 +290,10 @@ def level_counts(method: str, weights: str | None, activations: str | None) -> d
     3-bit INQ 5, 5-base ABC-Net 6.
 
     Args:
-        method: a baseline method name (``SPECS``).
+        method: a registered baseline method name.
         weights, activations: ``quant.weights`` / ``quant.activations`` of the cell.
     """
-    if method not in SPECS:
-        raise ValueError(f"{method!r} is not a baseline method; known: {', '.join(SPECS)}")
-    spec, probe = SPECS[method], nn.Linear(1, 1)
+    spec, probe = _spec(method), nn.Linear(1, 1)
     options = dict(spec.options)
     out: dict[str, int | None] = {"weights": None, "activations": None}
     if weights is not None and spec.weight is not None:
@@ -337,7 +316,7 @@ def level_label(method: str, weights: str | None, activations: str | None) -> st
     """The level counts of a baseline cell where they differ from the paper's method at the same
     level-set names, e.g. ``"W 4 lv (QN 3)"``; "" where they agree or ``method`` is not a baseline
     (the tables append it to the method's name)."""
-    if method not in SPECS:
+    if not is_baseline_method(method):
         return ""
     own = level_counts(method, weights, activations)
     parts = []
@@ -348,48 +327,15 @@ def level_label(method: str, weights: str | None, activations: str | None) -> st
     return ", ".join(parts)
 
 
-def inq_stages_due(epoch: int, run_epochs: int, stages: int) -> int:
-    """How many of INQ's ``stages`` portions are frozen once ``epoch`` (1-based) of a
-    ``run_epochs``-epoch run starts: portion k + 1 at the start of epoch
-    ``1 + floor(k * run_epochs / stages)``, k = 0, 1, ...
-
-    Args:
-        epoch: the epoch about to train.
-        run_epochs: epochs of the run.
-        stages: INQ's number of portions.
-    """
-    starts = [1 + (k * run_epochs) // stages for k in range(stages)]
-    return sum(1 for s in starts if s <= epoch)
-
-
-class INQMethod(BaselineMethod):
-    """INQ (``qbench.quant.baselines.inq``): its weight quantizers freeze their portions on the
-    run's epoch schedule (``inq_stages_due``)."""
-
-    def _freeze(self, model: nn.Module, due: Callable[[int], int]) -> None:
-        """Advance every weight quantizer to ``due(number of its portions)`` stages."""
-        for name, slot in self.weight_modules(model).items():
-            quantizer = slot.quantizer
-            weight = model.get_submodule(name).parametrizations.weight.original
-            while quantizer.stage < due(len(quantizer.portions)):
-                quantizer.advance(weight.detach())
-
-    def on_epoch(self, model: nn.Module, step: Any) -> None:
-        self._freeze(model, lambda stages: inq_stages_due(step.epoch, step.run_epochs, stages))
-
-    def on_epoch_end(self, model: nn.Module, step: Any) -> None:
-        if step.epoch >= step.run_epochs:  # a run ends with every weight quantized
-            self._freeze(model, lambda stages: stages)
-
-
-BASES = {"inq": INQMethod}
-
-
-def _register(name: str, spec: Spec) -> type[BaselineMethod]:
-    cls = type(f"{TITLES[name]}Method", (BASES.get(name, BaselineMethod),),
+def register_baseline(spec: B.BaselineSpec) -> type[BaselineMethod]:
+    """Register ``spec`` as the method ``spec.name`` (a ``BaselineMethod`` with its config class)."""
+    name = spec.name
+    cls = type(f"{spec.title}Method", (BaselineMethod,),
                {"config_class": _config_class(name, spec), "spec": spec, "__module__": __name__,
                 "__doc__": f"The baseline {name!r} (qbench.quant.baselines) as a quantization method."})
     return register_method(name)(cls)
 
 
-METHODS = {name: _register(name, spec) for name, spec in SPECS.items()}
+# every module of qbench.quant.baselines that declares a METHOD, registered in module order
+SPECS: dict[str, B.BaselineSpec] = discover_baselines(B)
+METHODS = {name: register_baseline(spec) for name, spec in SPECS.items()}
