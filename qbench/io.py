@@ -33,13 +33,13 @@ from typing import Any, Iterator
 
 import yaml
 
+from qbench import run_files
+
 # The temporary names of this module's writers: `.<name>.<random>.qbench.tmp`. The sweep of a
 # run directory removes those and the older `.<name>.<random>.tmp` / `.<name>.tmp-<pid>` of the
 # files a run directory holds, and nothing else (an editor's or another program's `.x.tmp` stays).
 TMP_SUFFIX = ".qbench.tmp"
 LOCK_NAME = ".qbench.lock"
-RUN_DIR_FILES = ("config.yaml", "env.json", "checkpoint.pt", "model_hard.pt", "predictions.npz",
-                 "train.log", "metrics.json", "inputs.json", "data_files.json")
 _LEGACY_TMP = re.compile(r"\.(?P<name>.+?)(?:\.[A-Za-z0-9_]+\.tmp|\.tmp-\d+)")
 
 
@@ -237,7 +237,7 @@ def remove_stale_tmp(directory: str | os.PathLike) -> list[Path]:
         return removed
     for p in directory.iterdir():
         legacy = _LEGACY_TMP.fullmatch(p.name)
-        ours = p.name.endswith(TMP_SUFFIX) or (legacy is not None and legacy.group("name") in RUN_DIR_FILES)
+        ours = p.name.endswith(TMP_SUFFIX) or (legacy is not None and legacy.group("name") in run_files.RUN_DIR)
         if p.name.startswith(".") and ours and p.is_file():
             p.unlink(missing_ok=True)
             removed.append(p)
@@ -565,7 +565,6 @@ def run_environment(path: str | os.PathLike, device: Any, seed: int, world_size:
     return with_start_history(path, now, resumed)
 
 
-DATA_FILES_NAME = "data_files.json"
 ALLOW_DATA_CHANGE_ENV = "QBENCH_ALLOW_DATA_CHANGE"
 
 
@@ -584,7 +583,7 @@ def check_data_files(out: str | os.PathLike, files: list[dict] | None, resumed: 
     Raises:
         RunDirError: the data changed since the run started.
     """
-    path = Path(out) / DATA_FILES_NAME
+    path = Path(out) / run_files.DATA_FILES
     files = list(files or [])
     if resumed and path.is_file():
         try:

@@ -13,6 +13,7 @@ from unittest import mock
 import numpy as np
 import torch
 
+from qbench import run_files
 from qbench.preflight import cuda_problem, require_device
 from qbench.models import get_model
 from qbench.quant import QuantMethod, model_size_bits, quantize_
@@ -35,7 +36,6 @@ from qbench.io import (
 
 from .config import ConfigError, DetectRunConfig
 from .datasets import dataloader_cfg, dataset_cfgs, test_pipeline
-from . import MAP_PSEUDO_FILE
 from .evaluate import JACKKNIFE_GROUPS, voc_map
 from .mmdet_compat import require_mmdet
 from .model import load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
@@ -160,8 +160,8 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
 def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict, config_json: str,
                 quiet: bool, rank: int = 0, world: int = 1) -> dict:
     main = rank == 0
-    metrics_path, config_path = out_dir / "metrics.json", out_dir / "config.yaml"
-    if main and (out_dir / "checkpoint.pt").exists() and not config_path.exists():
+    metrics_path, config_path = out_dir / run_files.METRICS, out_dir / run_files.CONFIG
+    if main and (out_dir / run_files.CHECKPOINT).exists() and not config_path.exists():
         raise RunDirError(f"{out_dir}: holds checkpoint.pt but no config.yaml, so it may belong to "
                           "another config; use a new --out directory")
     if metrics_path.exists() and config_path.exists():  # every rank reads: all return together
@@ -177,7 +177,7 @@ def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict
     if main:
         remove_stale_tmp(out_dir)  # left by killed writers; the lock says none is alive
         write_yaml(config_path, resolved)
-    log = RunLog(out_dir / "train.log" if main else None, quiet or not main)
+    log = RunLog(out_dir / run_files.LOG if main else None, quiet or not main)
 
     try:
         if world > 1:
@@ -203,8 +203,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
 
     t_start = time.perf_counter()
     if main:
-        write_json(out_dir / "env.json", run_environment(
-            out_dir / "env.json", device, cfg.seed, world, resumed=(out_dir / "checkpoint.pt").exists(),
+        write_json(out_dir / run_files.ENV, run_environment(
+            out_dir / run_files.ENV, device, cfg.seed, world, resumed=(out_dir / run_files.CHECKPOINT).exists(),
             packages=DETECTION_PACKAGES))
     torch.manual_seed(cfg.seed)
     # absolute: mmdet joins a relative ann_file to the dataset's data_root
@@ -218,7 +218,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     elif cfg.detect.backbone_checkpoint is not None:
         loaded = load_vgg16_backbone(model, Path(cfg.detect.backbone_checkpoint))
         log(f"backbone from ImageNet VGG16 {cfg.detect.backbone_checkpoint}: {len(loaded)} convs")
-    resuming = (out_dir / "checkpoint.pt").exists()
+    resuming = (out_dir / run_files.CHECKPOINT).exists()
 
     report = None
     method: QuantMethod | None = None  # None: a full-precision run
@@ -278,7 +278,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     temp_hook = None
     if method is not None:
         temp_hook = MethodEpochHook(method, plan)
-    state_hook = RunStateHook(out_dir / "checkpoint.pt", config_json, cfg.seed, evaluate,
+    state_hook = RunStateHook(out_dir / run_files.CHECKPOINT, config_json, cfg.seed, evaluate,
                               cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
                               lr_param=_reference_param(model, q_layers), main=main, world=world)
     distributed = {}
@@ -323,7 +323,7 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     history = state_hook.history
     last = history[-1]
     if method is not None and method.exports_codes:
-        save_torch(out_dir / "model_hard.pt", method.export(model))
+        save_torch(out_dir / run_files.EXPORT, method.export(model))
     if device.startswith("cuda"):
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -345,8 +345,8 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     }
     if "map_pseudo" in last:
         # per-group test-sampling terms of the hard mAP, paired across runs by group (claims)
-        save_arrays(out_dir / MAP_PSEUDO_FILE, {"hard": np.asarray(last["map_pseudo"], dtype=np.float64)})
-    write_json(out_dir / "metrics.json", metrics)
+        save_arrays(out_dir / run_files.MAP_PSEUDO, {"hard": np.asarray(last["map_pseudo"], dtype=np.float64)})
+    write_json(out_dir / run_files.METRICS, metrics)
     if world > 1:
         import torch.distributed as dist
 

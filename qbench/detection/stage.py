@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from qbench import run_files
 from qbench.io import write_json
 
 from .runner import run_from_config
@@ -58,7 +59,7 @@ def run_stage(scale: str, out: Path, quiet: bool = False, data_root: str | None 
         if data_root is not None:
             cfg["data"]["root"] = data_root
         if cell != "fp":
-            cfg["start"] = {"mode": "pretrained", "checkpoint": str(out / "fp" / "checkpoint.pt")}
+            cfg["start"] = {"mode": "pretrained", "checkpoint": str(out / "fp" / run_files.CHECKPOINT)}
         t = time.perf_counter()
         metrics = run_from_config(cfg, out / cell, quiet=quiet)
         summary["cells"][cell] = {"hard_map": metrics["final"]["hard_map"],

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from qbench.detection import MAP_PSEUDO_FILE
+from qbench import run_files
 from qbench.io import write_text
 from qbench.paper import CLAIM_TESTS, load_cells, load_tables
 from qbench.stats import LEVEL, Interval, contrast_interval, design_for_power
@@ -50,7 +50,6 @@ COLUMNS = ["claim", "basis", "quote_id", "source", "test", "comparison", "paper_
            "ours_effect", "ci_low", "ci_high", "half_width", "margin", "direction", "size", "verdict",
            "fw_low", "fw_high", "fw_verdict", "control", "claim_comparisons", "claim_run", "seeds",
            "test_images", "note", "decides_at"]
-PREDICTIONS_FILE = "predictions.npz"
 POWER = 0.8
 
 
@@ -382,7 +381,7 @@ class Results:
         return rows
 
     def _map_pseudo(self, run_dir: str) -> np.ndarray | None:
-        path = Path(run_dir) / MAP_PSEUDO_FILE
+        path = Path(run_dir) / run_files.MAP_PSEUDO
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as data:
@@ -392,7 +391,7 @@ class Results:
         return values
 
     def _predictions(self, run_dir: str) -> dict[str, np.ndarray]:
-        path = Path(run_dir) / PREDICTIONS_FILE
+        path = Path(run_dir) / run_files.PREDICTIONS
         if not path.is_file():
             raise ClaimsError(f"{path}: missing (every classification run writes it)")
         with np.load(path, allow_pickle=False) as data:
@@ -678,10 +677,10 @@ def _comparison_row(res: Results, spec: ClaimSpec, comp) -> tuple[dict, dict | N
     if task == "detect" and not iv.test_sampling:
         _fill_interval(row, iv)
         row.update(verdict="inconclusive", direction="undetermined",
-                   note=f"mAP per run only: runs without {MAP_PSEUDO_FILE} (the mAP's jackknife over test "
+                   note=f"mAP per run only: runs without {run_files.MAP_PSEUDO} (the mAP's jackknife over test "
                         "images), so test sampling cannot enter the interval (seed noise alone is not an "
                         "honest interval); " + row["note"],
-                   decides_at=f"detection runs that write {MAP_PSEUDO_FILE} (rerun them)")
+                   decides_at=f"detection runs that write {run_files.MAP_PSEUDO} (rerun them)")
         return row, None
     if not iv.seed_noise:
         _judge(row, spec, spec.test, iv, margin, paper)
@@ -891,7 +890,7 @@ def fp_checks(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
         rows = res._rows(fp.id)
         if not len(rows):
             continue
-        with open(Path(rows["run_dir"].iloc[0]) / "metrics.json", encoding="utf-8") as fh:
+        with open(Path(rows["run_dir"].iloc[0]) / run_files.METRICS, encoding="utf-8") as fh:
             hist = [h for h in json.load(fh).get("history", []) if h.get("hard_top1") is not None]
         gain = hist[-1]["hard_top1"] - hist[-2]["hard_top1"] if len(hist) >= 2 else None
         beaten = []

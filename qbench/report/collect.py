@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from qbench import run_files
 from qbench.io import FileFormatError, read_json, read_predictions, write_json
 
 FINAL_KEYS = ("hard_top1", "hard_top5", "soft_top1", "soft_top5", "hard_map", "soft_map")
@@ -58,7 +59,7 @@ def collect(run_dir: str | Path, cell_id: str, seed: int, fields: dict | None = 
         what = f"lack {', '.join(missing)}" if missing else f"name cell {fields['id']!r}"
         raise ValueError(f"--cell-fields of {cell_id}: {what}")
     cell = SimpleNamespace(**{k: fields[k] for k in CELL_FIELDS})
-    path = run_dir / "metrics.json"
+    path = run_dir / run_files.METRICS
     if not path.is_file():
         raise RunError(f"{path} does not exist")
     try:
@@ -67,14 +68,14 @@ def collect(run_dir: str | Path, cell_id: str, seed: int, fields: dict | None = 
         raise RunError(str(e)) from None
     if metrics.get("status") != "complete":
         raise RunError(f"{path}: status is {metrics.get('status')!r}, not 'complete'")
-    if cell.kind == "quant" and not (run_dir / "model_hard.pt").is_file():
+    if cell.kind == "quant" and not (run_dir / run_files.EXPORT).is_file():
         raise RunError(f"{run_dir}: quantized run without model_hard.pt")
     final = metrics.get("final", {})
     if cell.task == "classify":
-        if not (run_dir / "predictions.npz").is_file():
+        if not (run_dir / run_files.PREDICTIONS).is_file():
             raise RunError(f"{run_dir}: classification run without predictions.npz (per-image results)")
         try:  # the claims and tables read it: a damaged one stops here, named
-            read_predictions(run_dir / "predictions.npz", final.get("test_images"))
+            read_predictions(run_dir / run_files.PREDICTIONS, final.get("test_images"))
         except FileFormatError as e:
             raise RunError(str(e)) from None
     bits = metrics.get("model_bits") or {}

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from qbench import run_files
 from qbench.paper import cells_for_figure, figure_names  # noqa: E402
 from qbench.io import FileFormatError, load_state_dict  # noqa: E402
 from qbench.io import read_json, save_figure  # noqa: E402
@@ -90,7 +91,7 @@ def fig3_weight_hist(runs: pd.DataFrame):
     fig, axes = plt.subplots(len(models), 3, figsize=(10, 2.8 * len(models)), squeeze=False)
     for r, cid in enumerate(models):
         run = fp_runs[fp_runs["cell"] == cid].sort_values("seed").iloc[0]
-        sd = _state_dict(str(Path(run["run_dir"]) / "checkpoint.pt"))
+        sd = _state_dict(str(Path(run["run_dir"]) / run_files.CHECKPOINT))
         names = _pick_layers(sd)
         for c in range(3):
             ax = axes[r][c]
@@ -111,7 +112,7 @@ def _histories(runs: pd.DataFrame, cell_ids: list[str]) -> dict[str, list[pd.Dat
         sel = runs[runs["cell"] == cid] if len(runs) else runs
         frames = []
         for _, run in sel.iterrows():
-            hist = pd.DataFrame(read_json(Path(run["run_dir"]) / "metrics.json").get("history", []))
+            hist = pd.DataFrame(read_json(Path(run["run_dir"]) / run_files.METRICS).get("history", []))
             if len(hist):
                 frames.append(hist)
         if frames:

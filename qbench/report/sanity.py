@@ -41,6 +41,7 @@ from typing import Callable, Iterable
 import pandas as pd
 import torch
 
+from qbench import run_files
 from qbench.io import read_json, write_text
 from qbench.paper import load_cells, load_tables
 from qbench.quant.baselines import dequantize
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 COLLAPSE_SHARE = 0.25
 DROP_TOLERANCE = 0.2
 LAST_EPOCH_FALL = 0.25
-EXPORT_FILE = "model_hard.pt"
-METRICS_FILE = "metrics.json"
 
 
 def export_weight_stats(exported: dict) -> dict:
@@ -89,7 +88,7 @@ def export_weight_stats(exported: dict) -> dict:
 
 def load_export(run_dir: str | Path) -> dict:
     """The exported hard weights of a run (tensors only: ``weights_only=True``)."""
-    path = Path(run_dir) / EXPORT_FILE
+    path = Path(run_dir) / run_files.EXPORT
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -97,7 +96,7 @@ def load_export(run_dir: str | Path) -> dict:
 
 def load_history(run_dir: str | Path) -> list[dict]:
     """The per-epoch records of a run (metrics.json ``history``; empty: no such file)."""
-    path = Path(run_dir) / METRICS_FILE
+    path = Path(run_dir) / run_files.METRICS
     if not path.is_file():
         return []
     return read_json(path).get("history") or []

@@ -17,14 +17,12 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from qbench.detection import MAP_PSEUDO_FILE
+from qbench import run_files
 from qbench.io import (FileFormatError, RunDirLock, atomic_directory, read_yaml, remove_stale_tmp,
                        write_bytes)
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "env.json", "checkpoint.pt", "model_hard.pt", "predictions.npz", MAP_PSEUDO_FILE,
-             "train.log", "metrics.json")  # metrics.json last: its presence marks a complete copy
 
 
 @lru_cache(maxsize=None)
@@ -70,7 +68,7 @@ def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
 
 def _complete(entry: Path) -> bool:
     """An entry is complete once it exists at all: it appears by one rename (``store``)."""
-    return (entry / "metrics.json").is_file()
+    return (entry / run_files.METRICS).is_file()
 
 
 def restore(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike, resolved: dict) -> bool:
@@ -101,7 +99,7 @@ def restore(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike, reso
                         "remove it", src)
         return False
     try:
-        cached_config = read_yaml(src / "config.yaml")
+        cached_config = read_yaml(src / run_files.CONFIG)
     except FileFormatError as e:
         raise CacheError(f"cache entry {src}: {e}; remove the entry") from None
     if cached_config != resolved:
@@ -112,7 +110,7 @@ def restore(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike, reso
             log.info("%s already holds this finished run", out)
             return True
         remove_stale_tmp(out)
-        for name in RUN_FILES:  # metrics.json last
+        for name in run_files.CACHED:  # metrics.json last
             if (src / name).is_file():
                 write_bytes(out / name, (src / name).read_bytes())  # the project's atomic writer
     log.info("restored run %s from %s", key, src)
@@ -136,7 +134,7 @@ def store(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike) -> Non
         return
     with RunDirLock(out):  # the run directory does not change while it is copied
         with atomic_directory(dest) as tmp:
-            for name in RUN_FILES:
+            for name in run_files.CACHED:
                 if (Path(out) / name).is_file():
                     shutil.copyfile(Path(out) / name, tmp / name)
     if not _complete(dest):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from qbench import run_files
 from qbench import quant as Q
 from qbench.quant.functional import NonFiniteError
 
@@ -131,7 +132,6 @@ def evaluate(model: nn.Module, batches: Callable, device: torch.device, info: Di
                       label.to(torch.int16))
 
 
-PREDICTIONS_FILE = "predictions.npz"
 
 
 def write_predictions(path: Path, final: dict, labels: torch.Tensor, curves: dict, history: list[dict],
@@ -213,7 +213,7 @@ EVALUATION_MISMATCH_POINTS = 5.0
 
 def _check_run_dir(out: Path, resolved: dict) -> dict | None:
     """Refuse a directory of another run; return finished metrics if this run is done."""
-    cfg_path, ckpt, met = out / "config.yaml", out / "checkpoint.pt", out / "metrics.json"
+    cfg_path, ckpt, met = out / run_files.CONFIG, out / run_files.CHECKPOINT, out / run_files.METRICS
     if not cfg_path.is_file():
         if ckpt.is_file() or met.is_file():  # nothing says which config made them
             raise RunDirError(f"{out}: holds {'checkpoint.pt' if ckpt.is_file() else 'metrics.json'} but no "
@@ -273,13 +273,13 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             done = {"status": "complete"}
     if done is not None:
         return done
-    log = RunLog(out / "train.log" if main else None, quiet or not main)
+    log = RunLog(out / run_files.LOG if main else None, quiet or not main)
     if main:
         stale = remove_stale_tmp(out)  # left by killed writers; the lock says none is alive
         if stale:
             log(f"removed {len(stale)} temporary file(s) of an interrupted write: "
                 f"{', '.join(p.name for p in stale)}")
-        io.write_yaml(out / "config.yaml", resolved)
+        io.write_yaml(out / run_files.CONFIG, resolved)
     start_wall = time.perf_counter()
 
     # Model: same initialisation on every process (seeded), then the FP weights if any.
@@ -324,9 +324,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
         f"{info.world} process(es), device {device}, {torch.get_num_threads()} thread(s), "
         f"precision {config.precision}{', compiled' if config.compile else ''}")
     if main:
-        io.check_data_files(out, data.files, resumed=(out / "checkpoint.pt").is_file())
-        io.write_json(out / "env.json", io.run_environment(out / "env.json", device, config.seed, info.world,
-                                                           resumed=(out / "checkpoint.pt").is_file(),
+        io.check_data_files(out, data.files, resumed=(out / run_files.CHECKPOINT).is_file())
+        io.write_json(out / run_files.ENV, io.run_environment(out / run_files.ENV, device, config.seed, info.world,
+                                                           resumed=(out / run_files.CHECKPOINT).is_file(),
                                                            data_files=data.files))
 
     # the compiled module shares the model's parameters; evaluation and checkpoints use the model
@@ -338,7 +338,7 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     # per-image top-1 predictions of every per-epoch evaluation (Fig. 4 statistics)
     curves: dict = {"hard": [], "soft": [], "labels": None}
     start_epoch, wall_done, train_images, train_time = 1, 0.0, 0, 0.0
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / run_files.CHECKPOINT
     # Every process decides about resuming before rank 0 can write a new checkpoint.
     resume = ckpt_path.is_file()
     all_sum([0.0], info, device)
@@ -524,9 +524,9 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
     }
     if main:
         if method is not None and method.exports_codes:
-            io.save_torch(out / "model_hard.pt", method.export(model))
-        write_predictions(out / PREDICTIONS_FILE, final_pred, labels, curves, history,
+            io.save_torch(out / run_files.EXPORT, method.export(model))
+        write_predictions(out / run_files.PREDICTIONS, final_pred, labels, curves, history,
                           d.epoch_test_stride)
-        io.write_json(out / "metrics.json", metrics)
+        io.write_json(out / run_files.METRICS, metrics)
         log(f"done: hard top-1 {final['hard_top1']:.2f} top-5 {final['hard_top5']:.2f} in {wall:.1f}s")
     return metrics

@@ -20,9 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from qbench import run_files
 from qbench.io import read_json, read_yaml, write_json
 
-RECORD = "inputs.json"
 log = logging.getLogger("qbench.run_inputs")
 
 
@@ -58,7 +58,7 @@ def prepare_run_dir(config: Path, out: Path) -> bool:
         True when the directory's content was kept (a resumable or finished run of these inputs).
     """
     current = digest_inputs(config)
-    record = out / RECORD
+    record = out / run_files.INPUTS
     try:
         previous = read_json(record) if record.is_file() else None
     except ValueError:  # not what this module writes (atomically): do not trust the directory

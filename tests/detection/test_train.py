@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from qbench import run_files
 from qbench.detection.config import DetectRunConfig
 
 
@@ -44,9 +45,7 @@ def test_quantized_training_step(tiny_config, tmp_path, mmdet_stack):
         assert (out / name).exists(), name
     # the final hard mAP's jackknife pseudo-values, one per test image up to 100 groups
     import numpy as np
-
-    from qbench.detection import MAP_PSEUDO_FILE
-    with np.load(out / MAP_PSEUDO_FILE, allow_pickle=False) as data:
+    with np.load(out / run_files.MAP_PSEUDO, allow_pickle=False) as data:
         pseudo = data["hard"]
     assert pseudo.shape == (min(100, cfg["data"]["test_size"]),) and np.isfinite(pseudo).all()
     assert "map_pseudo" not in hist[-1]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qbench.detection import MAP_PSEUDO_FILE
+from qbench import run_files
 from qbench.detection.evaluate import jackknife_group, map_pseudo_values
 from qbench.io import save_arrays
 from qbench.report.claims import Results, evaluate_claims
@@ -45,7 +45,7 @@ def _runs(tmp_path, maps: dict[str, list[float]], pseudo_sd: float | None) -> pd
             d = tmp_path / f"{cell}_s{seed}"
             d.mkdir()
             if pseudo_sd is not None:
-                save_arrays(d / MAP_PSEUDO_FILE, {"hard": rng.normal(value + 3.0, pseudo_sd, size=60)})
+                save_arrays(d / run_files.MAP_PSEUDO, {"hard": rng.normal(value + 3.0, pseudo_sd, size=60)})
             rows.append({"cell": cell, "seed": seed, "task": "detect", "run_dir": str(d), "hard_map": value})
     return pd.DataFrame(rows)
 
@@ -72,4 +72,4 @@ def test_detection_claims_decide_with_test_sampling_and_stay_inconclusive_withou
     assert bits["verdict"] in ("reproduced", "smaller", "inconclusive", "not testable at this scale")
     without = evaluate_claims(_runs(tmp_path / "b", MAPS, pseudo_sd=None))
     row = without[without["claim"] == "ssd_weight_bits"].iloc[0]
-    assert row["verdict"] == "inconclusive" and f"without {MAP_PSEUDO_FILE}" in row["note"]
+    assert row["verdict"] == "inconclusive" and f"without {run_files.MAP_PSEUDO}" in row["note"]
