@@ -245,8 +245,7 @@ def ssd_quant_layers(model: nn.Module) -> list[str]:
 
 
 def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, lr_other: float,
-                     quantizer_params: Iterable[nn.Parameter] | None = None,
-                     quantizer_groups: list[dict] | None = None) -> dict:
+                     quantizer_params: Iterable[nn.Parameter], quantizer_groups: list[dict] | None = None) -> dict:
     """mmengine ``paramwise_cfg`` giving the paper's parameter-wise learning rates.
 
     "Quantized parameters" (lr ``lr``) are everything that defines a quantized layer: its
@@ -260,8 +259,7 @@ def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, l
         quantized_layers: module names of the quantized layers.
         lr: learning rate of quantized parameters (the optimizer's base lr).
         lr_other: learning rate of the others.
-        quantizer_params: the quantization method's parameters (``method.parameters(model)``);
-            None: those of the paper's method.
+        quantizer_params: the quantization method's parameters (``method.parameters(model)``).
         quantizer_groups: the method's own groups (``method.param_groups(model)``: lr and
             weight-decay multipliers, e.g. PACT's decayed clipping level), applied to its
             parameters in quantized layers; None: lr x1 and no weight decay for all of them.
@@ -269,10 +267,6 @@ def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, l
     Returns:
         ``dict(custom_keys=...)`` keyed by full parameter names.
     """
-    if quantizer_params is None:
-        from qbench.quant import DEFAULT_METHOD, QuantPolicy, get_method
-
-        quantizer_params = get_method(DEFAULT_METHOD)(QuantPolicy()).parameters(model)
     own = {id(p): dict(decay_mult=0.0) for p in quantizer_params}
     for group in quantizer_groups or ():
         for p in group["params"]:

@@ -8,7 +8,7 @@ from torch import nn
 
 from qbench.detection.config import DetectRunConfig
 from qbench.detection.model import build_ssd, param_groups_cfg, ssd_levels, ssd_model_cfg, ssd_quant_layers
-from qbench.quant import QuantPolicy, activation_quantizers, quantize_model, weight_quantizers
+from qbench.quant import QuantPolicy, activation_quantizers, quantize_, quantize_model, weight_quantizers
 from tests.detection.conftest import TINY
 
 # VGG16 in mmdet's SSDVGG: conv1_1 .. conv5_3 at these indices of backbone.features, then
@@ -75,10 +75,10 @@ def test_param_groups_give_paper_learning_rates(mmdet_stack):
     torch.manual_seed(0)
     model = build_ssd(_cfg(96))
     layers = ssd_quant_layers(model)
-    quantize_model(model, QuantPolicy("ternary", "act_linear8", include=layers))
+    method = quantize_(model, QuantPolicy("ternary", "act_linear8", include=layers))
     wrapper = build_optim_wrapper(model, dict(
         type="OptimWrapper", optimizer=dict(type="SGD", lr=1e-5, momentum=0.9, weight_decay=5e-4),
-        paramwise_cfg=param_groups_cfg(model, layers, 1e-5, 1e-7)))
+        paramwise_cfg=param_groups_cfg(model, layers, 1e-5, 1e-7, method.parameters(model))))
     group_of = {id(p): g for g in wrapper.optimizer.param_groups for p in g["params"]}
     seen = 0
     for name, p in model.named_parameters():
