@@ -30,7 +30,6 @@ from qbench.io import FileFormatError, load_state_dict  # noqa: E402
 from qbench.io import read_json, save_figure  # noqa: E402
 from qbench.report.tables import build, read_cells  # noqa: E402
 
-FIGURES = figure_names()  # qbench/paper/tables.yaml, figures:
 
 
 def _not_run(ax, text: str = "not run at this scale") -> None:
@@ -231,6 +230,16 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return read_cells(path)
 
 
+# figure name (qbench/paper/tables.yaml, figures:) -> its maker(plan, runs, cells)
+FIGURE_MAKERS = {
+    "fig2_quant_function": lambda plan, runs, cells: fig2_quant_function(),
+    "fig3_weight_hist": lambda plan, runs, cells: fig3_weight_hist(runs),
+    "fig4_soft_hard_gap": lambda plan, runs, cells: fig4_soft_hard_gap(runs, plan.get("fp_seeds", [0])[0]),
+    "fig5_temperature": lambda plan, runs, cells: fig5_temperature(runs),
+    "summary_paper_vs_repro": lambda plan, runs, cells: summary_paper_vs_repro(plan, cells, runs),
+}
+
+
 def write_all(plan: dict, runs: pd.DataFrame, cells: pd.DataFrame, outdir: str | Path) -> list[Path]:
     """Draw and save every figure as PDF and PNG.
 
@@ -241,16 +250,11 @@ def write_all(plan: dict, runs: pd.DataFrame, cells: pd.DataFrame, outdir: str |
         outdir: destination directory.
     """
     outdir = Path(outdir)
-    makers = {
-        "fig2_quant_function": fig2_quant_function,
-        "fig3_weight_hist": lambda: fig3_weight_hist(runs),
-        "fig4_soft_hard_gap": lambda: fig4_soft_hard_gap(runs, plan.get("fp_seeds", [0])[0]),
-        "fig5_temperature": lambda: fig5_temperature(runs),
-        "summary_paper_vs_repro": lambda: summary_paper_vs_repro(plan, cells, runs),
-    }
     written = []
-    for name in FIGURES:
-        fig = makers[name]()
+    for name in figure_names():
+        if name not in FIGURE_MAKERS:
+            raise KeyError(f"tables.yaml: figures: {name!r} has no maker in qbench.report.figures")
+        fig = FIGURE_MAKERS[name](plan, runs, cells)
         for ext in ("pdf", "png"):
             path = outdir / f"{name}.{ext}"
             save_figure(fig, path, dpi=120, bbox_inches="tight")

@@ -163,8 +163,6 @@ def test_placement_parse():
 
 def test_table_and_figure_lists_come_from_the_registry():
     """The pipeline, the report and the figure writer list tables and figures from tables.yaml."""
-    import inspect
-
     from qbench.paper import figure_names, figures, summary_tables, table_keys, table_names
     from qbench.report import figures as figure_writer
     from qbench.report import tables as table_writer
@@ -180,12 +178,9 @@ def test_table_and_figure_lists_come_from_the_registry():
     assert set(table_writer.SUMMARY_TABLE_MAKERS) == {t.name for t in summary_tables()}
     assert figure_names() == ("fig2_quant_function", "fig3_weight_hist", "fig4_soft_hard_gap",
                               "fig5_temperature", "summary_paper_vs_repro")
-    assert figure_writer.FIGURES == figure_names()
+    assert set(figure_writer.FIGURE_MAKERS) == set(figure_names())
     assert latex.FIGURE_NUMBERS == {"fig2_quant_function": 2, "fig3_weight_hist": 3, "fig4_soft_hard_gap": 4,
                                     "fig5_temperature": 5}
-    # every figure the registry lists has a maker, and no maker is unlisted
-    source = inspect.getsource(figure_writer.write_all)
-    assert sorted(n for n in figure_names() if f'"{n}":' in source) == sorted(figure_names())
     # every cell's figure tag names a registered figure
     tags = {f.tag for f in figures() if f.tag}
     assert {t for c in load_cells().values() for t in c.figures} == tags
