@@ -97,6 +97,26 @@ def _mean_squares(y: np.ndarray) -> tuple[float, float]:
     return ms_row, ms_res
 
 
+def _contrast_matrices(results: dict[str, np.ndarray],
+                       weights: dict[str, float]) -> tuple[list[str], dict[str, np.ndarray], int]:
+    """The cells with a nonzero weight, their (seeds x images) float arrays, and the common
+    number of images; ValueError for a missing cell or arrays that do not line up."""
+    cells = [c for c in weights if weights[c] != 0]
+    missing = [c for c in cells if c not in results]
+    if missing:
+        raise ValueError(f"no results for {missing}")
+    mats = {c: np.asarray(results[c], dtype=np.float64) for c in cells}
+    for c, m in mats.items():
+        if m.ndim != 2 or m.shape[0] < 1:
+            raise ValueError(f"{c}: expected a (seeds x images) array, got shape {m.shape}")
+    n = {m.shape[1] for m in mats.values()}
+    if len(n) != 1:
+        raise ValueError(f"cells have different numbers of images: "
+                         f"{ {c: m.shape[1] for c, m in mats.items()} }")
+    n_img = n.pop()
+    return cells, mats, n_img
+
+
 def contrast_interval(results: dict[str, np.ndarray], weights: dict[str, float],
                       seeds: dict[str, tuple[int, ...]] | None = None,
                       fixed: frozenset[str] | set[str] = frozenset(),
@@ -115,19 +135,7 @@ def contrast_interval(results: dict[str, np.ndarray], weights: dict[str, float],
     Raises:
         ValueError: cells without results, or arrays whose image counts differ.
     """
-    cells = [c for c in weights if weights[c] != 0]
-    missing = [c for c in cells if c not in results]
-    if missing:
-        raise ValueError(f"no results for {missing}")
-    mats = {c: np.asarray(results[c], dtype=np.float64) for c in cells}
-    for c, m in mats.items():
-        if m.ndim != 2 or m.shape[0] < 1:
-            raise ValueError(f"{c}: expected a (seeds x images) array, got shape {m.shape}")
-    n = {m.shape[1] for m in mats.values()}
-    if len(n) != 1:
-        raise ValueError(f"cells have different numbers of images: "
-                         f"{ {c: m.shape[1] for c, m in mats.items()} }")
-    n_img = n.pop()
+    cells, mats, n_img = _contrast_matrices(results, weights)
     effect = float(sum(weights[c] * mats[c].mean() for c in cells))
     random = [c for c in cells if c not in fixed]
     seed_noise = all(mats[c].shape[0] >= 2 for c in random)

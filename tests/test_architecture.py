@@ -102,3 +102,30 @@ def test_the_cycle_finder_sees_a_cycle_through_a_function_local_import(tmp_path)
 
 def test_qbench_has_no_import_cycle():
     assert cycles(import_graph()) == []
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(package: Path = PACKAGE, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (n lines)`` of every function longer than ``limit`` lines."""
+    out = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    out.append(f"{path.relative_to(package.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    return out
+
+
+def test_the_length_check_sees_a_long_function(tmp_path):
+    pkg = tmp_path / "qbench"
+    pkg.mkdir()
+    (pkg / "m.py").write_text("def short():\n    return 1\n\n\ndef long():\n" + "    x = 1\n" * 80)
+    assert long_functions(pkg) == ["qbench/m.py:5 long (81 lines)"]
+
+
+def test_no_function_in_qbench_is_longer_than_80_lines():
+    # a run's lifecycle reads as its steps (setup, resume or calibrate, epochs, finalise)
+    assert long_functions() == []

@@ -8,10 +8,12 @@ import resource
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Callable
 from unittest import mock
 
 import numpy as np
 import torch
+from torch import nn
 
 from qbench import run_files
 from qbench.preflight import cuda_problem, require_device
@@ -19,13 +21,10 @@ from qbench.models import get_model
 from qbench.quant import QuantMethod, model_size_bits, quantize_
 
 from qbench.io import (
-    FileFormatError,
-    RunDirError,
     RunDirLock,
     RunLog,
+    adopt_run_dir,
     load_state_dict,
-    read_json,
-    read_yaml,
     remove_stale_tmp,
     run_environment,
     save_arrays,
@@ -160,23 +159,12 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
 def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict, config_json: str,
                 quiet: bool, rank: int = 0, world: int = 1) -> dict:
     main = rank == 0
-    metrics_path, config_path = out_dir / run_files.METRICS, out_dir / run_files.CONFIG
-    if main and (out_dir / run_files.CHECKPOINT).exists() and not config_path.exists():
-        raise RunDirError(f"{out_dir}: holds checkpoint.pt but no config.yaml, so it may belong to "
-                          "another config; use a new --out directory")
-    if metrics_path.exists() and config_path.exists():  # every rank reads: all return together
-        try:
-            done, old = read_json(metrics_path), read_yaml(config_path)
-        except FileFormatError as e:
-            raise RunDirError(f"{e}; the run directory is damaged: delete that file or use a new "
-                              "--out directory") from None
-        if json.dumps(old, sort_keys=True) != config_json:
-            raise RunDirError(f"{out_dir}: holds a run with another config; use a new --out directory")
-        if isinstance(done, dict) and done.get("status") == "complete":
-            return done
+    done = adopt_run_dir(out_dir, resolved)  # every rank reads: all return together
+    if done is not None:
+        return done
     if main:
         remove_stale_tmp(out_dir)  # left by killed writers; the lock says none is alive
-        write_yaml(config_path, resolved)
+        write_yaml(out_dir / run_files.CONFIG, resolved)
     log = RunLog(out_dir / run_files.LOG if main else None, quiet or not main)
 
     try:
@@ -191,26 +179,8 @@ def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict
                 dist.destroy_process_group()
 
 
-def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, quiet: bool, log,
-         main: bool = True, world: int = 1) -> dict:
-    require_mmdet()
-    from mmengine.runner import Runner
-
-    # mmengine-based pieces load only here, so validation works without the detection stack
-    from qbench.train.phases import epoch_plan
-
-    from .hooks import LearningRateHook, MethodEpochHook, PhaseHook, RunStateHook
-
-    t_start = time.perf_counter()
-    if main:
-        write_json(out_dir / run_files.ENV, run_environment(
-            out_dir / run_files.ENV, device, cfg.seed, world, resumed=(out_dir / run_files.CHECKPOINT).exists(),
-            packages=DETECTION_PACKAGES))
-    torch.manual_seed(cfg.seed)
-    # absolute: mmdet joins a relative ann_file to the dataset's data_root
-    work = (out_dir / "data").resolve()
-    train_ds, test_ds, classes = dataset_cfgs(cfg, work)
-
+def _detector(cfg: DetectRunConfig, log) -> nn.Module:
+    """The registered detector with its starting weights (an FP run's, or ImageNet VGG16's)."""
     model = get_model(cfg.model.arch).build(cfg)
     if cfg.start.mode == "pretrained":
         model.load_state_dict(load_fp_state(Path(cfg.start.checkpoint)))
@@ -218,28 +188,36 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     elif cfg.detect.backbone_checkpoint is not None:
         loaded = load_vgg16_backbone(model, Path(cfg.detect.backbone_checkpoint))
         log(f"backbone from ImageNet VGG16 {cfg.detect.backbone_checkpoint}: {len(loaded)} convs")
-    resuming = (out_dir / run_files.CHECKPOINT).exists()
+    return model
 
-    report = None
-    method: QuantMethod | None = None  # None: a full-precision run
-    q_layers: list[str] = []
-    if cfg.quant.enabled:
-        q_layers = ssd_quant_layers(model)
-        method = quantize_(model, cfg.quant.method_config(), include=q_layers)
-        report = method.report
-        from qbench.train.phases import phase_problem
-        problem = phase_problem(model, cfg.epochs.phases(), method)
-        if problem:
-            raise ConfigError(problem)
-        log(f"quantized {len(report.weight_layers)} weight / {len(report.activation_layers)} "
-            f"activation layers: {q_layers}")
-        if cfg.quant.activations is not None and not resuming:
-            calib_ds = dict(train_ds if train_ds.get("type") == "VOCDataset" else train_ds["datasets"][0])
-            calib_ds = dict(calib_ds, pipeline=test_pipeline(cfg.data.image_size))
-            maxima = method.calibrate(
-                model, _calibration_batches(model, calib_ds, cfg.data.batch_size), cfg.quant.calib_samples)
-            log("activation maxima: " + ", ".join(f"{k}={v:.3g}" for k, v in maxima.items()))
 
+def _quantize(cfg: DetectRunConfig, model: nn.Module, train_ds: dict, resuming: bool,
+              log) -> tuple[QuantMethod | None, Any, list[str]]:
+    """(method, its report, the quantized layers) of a quantized run, the activation quantizers
+    calibrated unless the run resumes; (None, None, []) for a full-precision run."""
+    if not cfg.quant.enabled:
+        return None, None, []
+    from qbench.train.phases import phase_problem
+
+    q_layers = ssd_quant_layers(model)
+    method = quantize_(model, cfg.quant.method_config(), include=q_layers)
+    report = method.report
+    problem = phase_problem(model, cfg.epochs.phases(), method)
+    if problem:
+        raise ConfigError(problem)
+    log(f"quantized {len(report.weight_layers)} weight / {len(report.activation_layers)} "
+        f"activation layers: {q_layers}")
+    if cfg.quant.activations is not None and not resuming:
+        calib_ds = dict(train_ds if train_ds.get("type") == "VOCDataset" else train_ds["datasets"][0])
+        calib_ds = dict(calib_ds, pipeline=test_pipeline(cfg.data.image_size))
+        maxima = method.calibrate(
+            model, _calibration_batches(model, calib_ds, cfg.data.batch_size), cfg.quant.calib_samples)
+        log("activation maxima: " + ", ".join(f"{k}={v:.3g}" for k, v in maxima.items()))
+    return method, report, q_layers
+
+
+def _optim_wrapper(cfg: DetectRunConfig, model: nn.Module, method: QuantMethod | None, q_layers: list[str]) -> dict:
+    """mmengine's optimizer wrapper: SGD, gradient clipping, the paper's parameter-wise lrs."""
     optim = cfg.optim
     optimizer = dict(type="SGD", lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
     optim_wrapper = dict(type="OptimWrapper", optimizer=optimizer)
@@ -248,12 +226,11 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     if method is not None:
         optim_wrapper["paramwise_cfg"] = param_groups_cfg(model, q_layers, optim.lr, cfg.detect.lr_other,
                                                           method.parameters(model), method.param_groups(model))
-    total = cfg.epochs.total
-    plan = epoch_plan(cfg)  # lr and T of every epoch, as qbench.train.phases (docs/recipes.md)
+    return optim_wrapper
 
-    with _unsharded_sampler():
-        test_loader = Runner.build_dataloader(
-            dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
+
+def _evaluator(cfg: DetectRunConfig, method: QuantMethod | None, test_loader, classes) -> Callable:
+    """``evaluate(model, final=False) -> {"hard_map", "soft_map", "ap"(, "map_pseudo")}``."""
 
     def evaluate(m, final: bool = False) -> dict:
         # "hard": the method's deployed mode, "soft": its training mode; a model without two
@@ -274,52 +251,26 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
             row["map_pseudo"] = hard["pseudo"]
         return row
 
-    phase_hook = PhaseHook(cfg.epochs, method)
-    temp_hook = None
-    if method is not None:
-        temp_hook = MethodEpochHook(method, plan)
-    state_hook = RunStateHook(out_dir / run_files.CHECKPOINT, config_json, cfg.seed, evaluate,
-                              cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
-                              lr_param=_reference_param(model, q_layers), main=main, world=world)
-    distributed = {}
-    if world > 1:
-        # mmengine's DDP wrapper; device_ids must be None for a CPU module. Phases that switch
-        # quantizers off or freeze parameters leave some parameters without gradients.
-        e = cfg.epochs
-        unused = e.activations > 0 or sum(1 for n in ("weights", "activations", "joint") if getattr(e, n)) > 1
-        # mmengine reads the wrapper from the runner's cfg, not from a keyword of its own
-        distributed = dict(launcher="pytorch", cfg=dict(model_wrapper_cfg=dict(
-            type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=unused,
-            device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None)))
-    lr_hook = LearningRateHook(plan, optim.lr, cfg.detect.warmup_iters)
-    hooks = [phase_hook, lr_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
+    return evaluate
 
-    with _runner_device(device):
-        runner = Runner(
-            model=model, work_dir=str(out_dir / "mmengine"),
-            train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size // world, cfg.data.workers,
-                                            shuffle=True),
-            train_cfg=dict(by_epoch=True, max_epochs=total, val_interval=total + 1),
-            optim_wrapper=optim_wrapper, param_scheduler=None,
-            default_hooks=dict(timer=dict(type="IterTimerHook"),
-                               logger=dict(type="LoggerHook", interval=cfg.detect.log_interval),
-                               param_scheduler=dict(type="ParamSchedulerHook"),
-                               sampler_seed=dict(type="DistSamplerSeedHook"), checkpoint=None),
-            custom_hooks=hooks, randomness=dict(seed=cfg.seed), default_scope="mmdet",
-            env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"),
-                         mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0)),
-            log_level="WARNING" if quiet or not main else "INFO",
-            **(distributed or dict(launcher="none")))
-        if torch.cuda.is_available() and device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        runner.train()
 
-    model = runner.model.module if hasattr(runner.model, "module") else runner.model
-    if not main:
-        import torch.distributed as dist
+def _distributed_cfg(cfg: DetectRunConfig, device: str, world: int) -> dict:
+    """The Runner's launcher arguments: none, or mmengine's DDP wrapper under torchrun."""
+    if world <= 1:
+        return dict(launcher="none")
+    # mmengine's DDP wrapper; device_ids must be None for a CPU module. Phases that switch
+    # quantizers off or freeze parameters leave some parameters without gradients.
+    e = cfg.epochs
+    unused = e.activations > 0 or sum(1 for n in ("weights", "activations", "joint") if getattr(e, n)) > 1
+    # mmengine reads the wrapper from the runner's cfg, not from a keyword of its own
+    return dict(launcher="pytorch", cfg=dict(model_wrapper_cfg=dict(
+        type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=unused,
+        device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None)))
 
-        dist.barrier()  # rank 0 writes the results
-        return {"task": "detect", "status": "complete", "rank": int(os.environ.get("RANK", "0"))}
+
+def _finalise(out_dir: Path, device: str, model: nn.Module, method: QuantMethod | None, report, state_hook,
+              t_start: float, world: int, log) -> dict:
+    """Rank 0: the export, map_pseudo.npz and metrics.json of the finished run."""
     history = state_hook.history
     last = history[-1]
     if method is not None and method.exports_codes:
@@ -354,3 +305,66 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
     log(f"done: hard mAP {metrics['final']['hard_map']:.2f}, soft mAP {metrics['final']['soft_map']:.2f} "
         f"({wall:.0f}s)")
     return metrics
+
+
+def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, quiet: bool, log,
+         main: bool = True, world: int = 1) -> dict:
+    require_mmdet()
+    from mmengine.runner import Runner
+
+    # mmengine-based pieces load only here, so validation works without the detection stack
+    from qbench.train.phases import epoch_plan
+
+    from .hooks import LearningRateHook, MethodEpochHook, PhaseHook, RunStateHook
+
+    t_start = time.perf_counter()
+    if main:
+        write_json(out_dir / run_files.ENV, run_environment(
+            out_dir / run_files.ENV, device, cfg.seed, world, resumed=(out_dir / run_files.CHECKPOINT).exists(),
+            packages=DETECTION_PACKAGES))
+    torch.manual_seed(cfg.seed)
+    # absolute: mmdet joins a relative ann_file to the dataset's data_root
+    train_ds, test_ds, classes = dataset_cfgs(cfg, (out_dir / "data").resolve())
+    model = _detector(cfg, log)
+    method, report, q_layers = _quantize(cfg, model, train_ds, (out_dir / run_files.CHECKPOINT).exists(), log)
+    optim_wrapper = _optim_wrapper(cfg, model, method, q_layers)
+    total = cfg.epochs.total
+    plan = epoch_plan(cfg)  # lr and T of every epoch, as qbench.train.phases (docs/recipes.md)
+    with _unsharded_sampler():
+        test_loader = Runner.build_dataloader(
+            dataloader_cfg(test_ds, cfg.data.batch_size, cfg.data.workers, shuffle=False), seed=cfg.seed)
+
+    phase_hook = PhaseHook(cfg.epochs, method)
+    temp_hook = MethodEpochHook(method, plan) if method is not None else None
+    state_hook = RunStateHook(out_dir / run_files.CHECKPOINT, config_json, cfg.seed,
+                              _evaluator(cfg, method, test_loader, classes),
+                              cfg.detect.eval_interval, total, phase_hook, temp_hook, log,
+                              lr_param=_reference_param(model, q_layers), main=main, world=world)
+    lr_hook = LearningRateHook(plan, cfg.optim.lr, cfg.detect.warmup_iters)
+    hooks = [phase_hook, lr_hook] + ([temp_hook] if temp_hook else []) + [state_hook]
+    with _runner_device(device):
+        runner = Runner(
+            model=model, work_dir=str(out_dir / "mmengine"),
+            train_dataloader=dataloader_cfg(train_ds, cfg.data.batch_size // world, cfg.data.workers,
+                                            shuffle=True),
+            train_cfg=dict(by_epoch=True, max_epochs=total, val_interval=total + 1),
+            optim_wrapper=optim_wrapper, param_scheduler=None,
+            default_hooks=dict(timer=dict(type="IterTimerHook"),
+                               logger=dict(type="LoggerHook", interval=cfg.detect.log_interval),
+                               param_scheduler=dict(type="ParamSchedulerHook"),
+                               sampler_seed=dict(type="DistSamplerSeedHook"), checkpoint=None),
+            custom_hooks=hooks, randomness=dict(seed=cfg.seed), default_scope="mmdet",
+            env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"),
+                         mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0)),
+            log_level="WARNING" if quiet or not main else "INFO", **_distributed_cfg(cfg, device, world))
+        if torch.cuda.is_available() and device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        runner.train()
+
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    if not main:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 writes the results
+        return {"task": "detect", "status": "complete", "rank": int(os.environ.get("RANK", "0"))}
+    return _finalise(out_dir, device, model, method, report, state_hook, t_start, world, log)

@@ -190,6 +190,67 @@ def _claims_table(summary: pd.DataFrame) -> list[str]:
                       r">{\raggedright\arraybackslash}p{6.1cm}")
 
 
+def _positive_controls_section(runs: pd.DataFrame | None, fp_seed: int) -> list[str]:
+    """The positive control of each claim family and its interval (page 1)."""
+    L: list[str] = []
+    controls = controls_table(runs, fp_seed) if runs is not None and len(runs) else None
+    if controls is not None and len(controls):
+        L += [r"\subsection*{Positive controls}",
+              esc("A claim is judged only where the effect its family depends on is visible at this scale: "
+                  "the control's interval must lie above the comparison's half-width (weight bits: FP - W1/32 "
+                  "of the same model; activation bits: W1/32 - W1/1; detection: FP - W2/32). Otherwise the "
+                  "comparison is 'not testable at this scale'.")]
+        L += _longtable(["Family", "Control", "Effect [95 % CI]"],
+                        [[r["family"], r["control"],
+                          "not run" if pd.isna(r["effect"]) else
+                          f"{r['effect']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"]
+                         for _, r in controls.iterrows()],
+                        r"l>{\raggedright}p{7cm}>{\raggedright\arraybackslash}p{5cm}")
+    return L
+
+
+def _fp_baselines_section(runs: pd.DataFrame | None, fp_seed: int) -> list[str]:
+    """Whether each FP model reached a plateau and whether a weight-only cell beats it."""
+    L: list[str] = []
+    checks = fp_checks(runs, fp_seed) if runs is not None and len(runs) else None
+    if checks is not None and len(checks):
+        L += [r"\subsection*{Are the FP baselines fair?}",
+              esc(f"A FP model is at a plateau when its last epoch gained less than {PLATEAU_GAIN} points "
+                  "(per-epoch test images); a weight-only quantized cell should not beat it beyond its "
+                  "interval (that would mean an undertrained baseline).")]
+        L += _longtable(["Model", "FP top-1", "Epochs", "Last-epoch gain", "Plateau", "Beaten beyond interval by"],
+                        [[r["model"], _num(r["fp_top1"], "{:.2f}"), str(r["epochs"]),
+                          _num(r["last_epoch_gain"]), "yes" if r["plateau"] else "no", r["beaten_by"]]
+                         for _, r in checks.iterrows()],
+                        r"lrrrl>{\raggedright\arraybackslash}p{6.5cm}")
+    return L
+
+
+def _claims_detail_section(claims: pd.DataFrame) -> list[str]:
+    """Every comparison of every claim, one row each."""
+    L = [r"\section{The claims in detail}",
+         esc("One row per comparison. Paper: the effect in the paper's tables (blank where it prints no "
+             "number; 'cited' where it is the paper's number minus one cited from another recipe, context "
+             "only). Margin: the smallest effect of interest of the model at this scale. Verdict: per "
+             "comparison (95 %) / within the claim (Bonferroni). Decides at: for an inconclusive "
+             "comparison, the seeds (and test images) for 80 % power to decide, if the true effect is the "
+             "paper's and if it is zero.")]
+    rows = []
+    for _, r in claims.iterrows():
+        test = r["test"] + (f" ({float(r['margin']):.2f})" if not pd.isna(r["margin"]) else "")
+        paper = _num(r["paper_effect"]) + (" cited" if r.get("paper_effect_role") == "cited" else "")
+        verdicts = r["verdict"] + (f" / {r['fw_verdict']}" if r["fw_verdict"] and r["fw_verdict"] != r["verdict"] else "")
+        answers = "; ".join(x for x in (r["direction"], r["size"]) if x) or "-"
+        rows.append([r["comparison"], test, paper, _interval(r), answers, verdicts, _seed_sets(r["seeds"]),
+                     "; ".join(x for x in (r["control"], r["decides_at"] or r["note"]) if x) or "-"])
+    L += [r"{\footnotesize\setlength{\tabcolsep}{3pt}"] + _longtable(
+        ["Comparison", "Test (margin)", "Paper", "Ours [95 % CI]", "Direction; size", "Verdict", "Seeds",
+         "Control; decides at / note"], rows,
+        r">{\raggedright}p{3.4cm}>{\raggedright}p{1.6cm}p{0.8cm}>{\raggedright}p{2.2cm}"
+        r">{\raggedright}p{2.2cm}>{\raggedright}p{1.5cm}>{\raggedright}p{0.8cm}>{\raggedright\arraybackslash}p{3.6cm}") + ["}"]
+    return L
+
+
 def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None = None) -> list[str]:
     """Page 1: the verdict on each claim (stated claims apart from those read off tables), how
     its comparisons fell, the multiplicity, the positive controls; then every comparison."""
@@ -231,30 +292,8 @@ def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None =
     L += [r"\subsection*{Claims read off the paper's tables only}"]
     L += _claims_table(table)
     fp_seed = plan.get("fp_seeds", [0])[0]
-    controls = controls_table(runs, fp_seed) if runs is not None and len(runs) else None
-    if controls is not None and len(controls):
-        L += [r"\subsection*{Positive controls}",
-              esc("A claim is judged only where the effect its family depends on is visible at this scale: "
-                  "the control's interval must lie above the comparison's half-width (weight bits: FP - W1/32 "
-                  "of the same model; activation bits: W1/32 - W1/1; detection: FP - W2/32). Otherwise the "
-                  "comparison is 'not testable at this scale'.")]
-        L += _longtable(["Family", "Control", "Effect [95 % CI]"],
-                        [[r["family"], r["control"],
-                          "not run" if pd.isna(r["effect"]) else
-                          f"{r['effect']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"]
-                         for _, r in controls.iterrows()],
-                        r"l>{\raggedright}p{7cm}>{\raggedright\arraybackslash}p{5cm}")
-    checks = fp_checks(runs, fp_seed) if runs is not None and len(runs) else None
-    if checks is not None and len(checks):
-        L += [r"\subsection*{Are the FP baselines fair?}",
-              esc(f"A FP model is at a plateau when its last epoch gained less than {PLATEAU_GAIN} points "
-                  "(per-epoch test images); a weight-only quantized cell should not beat it beyond its "
-                  "interval (that would mean an undertrained baseline).")]
-        L += _longtable(["Model", "FP top-1", "Epochs", "Last-epoch gain", "Plateau", "Beaten beyond interval by"],
-                        [[r["model"], _num(r["fp_top1"], "{:.2f}"), str(r["epochs"]),
-                          _num(r["last_epoch_gain"]), "yes" if r["plateau"] else "no", r["beaten_by"]]
-                         for _, r in checks.iterrows()],
-                        r"lrrrl>{\raggedright\arraybackslash}p{6.5cm}")
+    L += _positive_controls_section(runs, fp_seed)
+    L += _fp_baselines_section(runs, fp_seed)
     L += evaluation_mismatch_section(runs)
     L += method_sanity_section(runs, plan)
     L += [r"\subsection*{The claims and the sentences they test}", r"\begin{itemize}"]
@@ -262,26 +301,8 @@ def claims_section(claims: pd.DataFrame, plan: dict, runs: pd.DataFrame | None =
           rf"{'stated' if s['basis'] == 'stated' else 'read off the tables'}): {esc(s['statement'])} "
           rf"\emph{{``{esc(s['quote'])}''}} [{esc(s['quote_id'])}]"
           for _, s in summary.iterrows()]
-    L += [r"\end{itemize}", r"\clearpage", r"\section{The claims in detail}",
-          esc("One row per comparison. Paper: the effect in the paper's tables (blank where it prints no "
-              "number; 'cited' where it is the paper's number minus one cited from another recipe, context "
-              "only). Margin: the smallest effect of interest of the model at this scale. Verdict: per "
-              "comparison (95 %) / within the claim (Bonferroni). Decides at: for an inconclusive "
-              "comparison, the seeds (and test images) for 80 % power to decide, if the true effect is the "
-              "paper's and if it is zero.")]
-    rows = []
-    for _, r in claims.iterrows():
-        test = r["test"] + (f" ({float(r['margin']):.2f})" if not pd.isna(r["margin"]) else "")
-        paper = _num(r["paper_effect"]) + (" cited" if r.get("paper_effect_role") == "cited" else "")
-        verdicts = r["verdict"] + (f" / {r['fw_verdict']}" if r["fw_verdict"] and r["fw_verdict"] != r["verdict"] else "")
-        answers = "; ".join(x for x in (r["direction"], r["size"]) if x) or "-"
-        rows.append([r["comparison"], test, paper, _interval(r), answers, verdicts, _seed_sets(r["seeds"]),
-                     "; ".join(x for x in (r["control"], r["decides_at"] or r["note"]) if x) or "-"])
-    L += [r"{\footnotesize\setlength{\tabcolsep}{3pt}"] + _longtable(
-        ["Comparison", "Test (margin)", "Paper", "Ours [95 % CI]", "Direction; size", "Verdict", "Seeds",
-         "Control; decides at / note"], rows,
-        r">{\raggedright}p{3.4cm}>{\raggedright}p{1.6cm}p{0.8cm}>{\raggedright}p{2.2cm}"
-        r">{\raggedright}p{2.2cm}>{\raggedright}p{1.5cm}>{\raggedright}p{0.8cm}>{\raggedright\arraybackslash}p{3.6cm}") + ["}"]
+    L += [r"\end{itemize}", r"\clearpage"]
+    L += _claims_detail_section(claims)
     return L
 
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from qbench import run_files
-from qbench.io import (FileFormatError, RunDirLock, atomic_directory, read_yaml, remove_stale_tmp,
+from qbench.io import (FileFormatError, RunDirLock, adopt_run_dir, atomic_directory, read_yaml, remove_stale_tmp,
                        write_bytes)
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,6 @@ def restore(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike, reso
         CacheError: the cache path or the entry is not usable.
         RunDirError: ``out`` is held by another job, is not a directory, or holds another run.
     """
-    from qbench.train.trainer import _check_run_dir  # the trainer's own adoption rules
-
     src = check_cache_dir(cache_dir) / key
     if not _complete(src):
         if src.is_dir():
@@ -106,7 +104,7 @@ def restore(cache_dir: str | os.PathLike, key: str, out: str | os.PathLike, reso
         raise CacheError(f"cache entry {src}: holds a run of another config; remove the entry")
     with RunDirLock(out):
         out = Path(out)
-        if _check_run_dir(out, resolved) is not None:
+        if adopt_run_dir(out, resolved) is not None:
             log.info("%s already holds this finished run", out)
             return True
         remove_stale_tmp(out)

@@ -154,11 +154,11 @@ def epoch_plan(config: Any) -> list[EpochPlan]:
     Args:
         config: a validated run config.
     """
-    from qbench.quant import DEFAULT_METHOD, get_method
+    from qbench.quant import get_method
 
     e, o, t, q = config.epochs, config.optim, config.temperature, config.quant
     # a method without a temperature (quant.method) gets no T in its plan
-    tempered = get_method(getattr(q, "method", DEFAULT_METHOD)).uses_temperature
+    tempered = get_method(q.method).uses_temperature
     lengths = {p: int(getattr(e, p)) for p in PHASES}
     total = sum(lengths.values())
     w_schedule, a_schedule = t.schedule("weights"), t.schedule("activations")

@@ -22,7 +22,7 @@ from qbench.quant.functional import NonFiniteError
 
 from ..data import build_data
 from .. import io
-from ..io import FileFormatError, RunDirError, RunDirLock, RunLog, read_json, read_yaml, remove_stale_tmp
+from ..io import RESTART_HINT, FileFormatError, RunDirError, RunDirLock, RunLog, adopt_run_dir, remove_stale_tmp
 from ..models import build_model, load_pretrained
 from .. import preflight
 from .config import FLOAT32_MAX, Config
@@ -206,36 +206,8 @@ def run(config: Config, out_dir: str | Path, quiet: bool = False) -> dict:
         torch.use_deterministic_algorithms(old_det)
 
 
-RESTART_HINT = "delete it to restart the run from epoch 0"
 # hard top-1 this many points below soft top-1 flags a run's evaluation (metrics final)
 EVALUATION_MISMATCH_POINTS = 5.0
-
-
-def _check_run_dir(out: Path, resolved: dict) -> dict | None:
-    """Refuse a directory of another run; return finished metrics if this run is done."""
-    cfg_path, ckpt, met = out / run_files.CONFIG, out / run_files.CHECKPOINT, out / run_files.METRICS
-    if not cfg_path.is_file():
-        if ckpt.is_file() or met.is_file():  # nothing says which config made them
-            raise RunDirError(f"{out}: holds {'checkpoint.pt' if ckpt.is_file() else 'metrics.json'} but no "
-                              "config.yaml, so it may belong to another config; use a new --out "
-                              f"directory (or {RESTART_HINT}: remove checkpoint.pt and metrics.json)")
-        return None
-    if ckpt.is_file() or met.is_file():
-        try:
-            previous = read_yaml(cfg_path)
-        except FileFormatError as e:
-            raise RunDirError(f"{e}; the run directory is damaged: restore config.yaml or use a new "
-                              "--out directory") from None
-        if previous != resolved:
-            raise RunDirError(f"{out}: holds a run with another config; use a new --out directory")
-        if met.is_file():
-            try:
-                metrics = read_json(met)
-            except FileFormatError as e:
-                raise RunDirError(f"{e}; delete metrics.json to evaluate again from checkpoint.pt") from None
-            if isinstance(metrics, dict) and metrics.get("status") == "complete":
-                return metrics
-    return None
 
 
 def _load_resume_checkpoint(path: Path, device: torch.device, resolved: dict) -> dict:
@@ -257,144 +229,148 @@ def _check_temperature(T: float | None, epoch: int, phase: str) -> None:
                             "range; lower temperature.slope / epoch_scale or set temperature.cap")
 
 
-def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo) -> dict:
-    device = resolve_device(config.device, info)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    main = info.main
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        done = _check_run_dir(out, resolved)
-    else:
-        done = None
-    if info.world > 1:
-        flag = all_sum([1.0 if done is not None else 0.0], info, device)[0]
-        if flag and done is None:
-            done = {"status": "complete"}
-    if done is not None:
-        return done
-    log = RunLog(out / run_files.LOG if main else None, quiet or not main)
-    if main:
-        stale = remove_stale_tmp(out)  # left by killed writers; the lock says none is alive
-        if stale:
-            log(f"removed {len(stale)} temporary file(s) of an interrupted write: "
-                f"{', '.join(p.name for p in stale)}")
-        io.write_yaml(out / run_files.CONFIG, resolved)
-    start_wall = time.perf_counter()
+class _ClassificationRun:
+    """One classification run, step by step: adopt the directory, build, resume or calibrate,
+    train the epochs, finalise. ``_run`` calls the steps in order; the attributes are what the
+    steps share."""
 
-    # Model: same initialisation on every process (seeded), then the FP weights if any.
-    torch.manual_seed(config.seed)
-    model = build_model(config.model.arch, config.model.num_classes, config.model.in_channels,
-                        config.model.width, config.model.stem)
-    if config.start.mode == "pretrained":
-        loaded = load_pretrained(model, config.start.checkpoint)
-        log(f"loaded {config.start.checkpoint} (adapted {loaded['adapted']}, kept init {loaded['skipped']})")
-    if info.world > 1:
-        model = convert_batchnorm(model, device.type)
-    report = Q.QuantReport()
-    q = config.quant
-    method: Q.QuantMethod | None = None  # None: a full-precision run
-    if q.enabled:
-        method = Q.quantize_(model, q.method_config())
-        report = method.report
-        problem = phase_problem(model, config.phases(), method)
-        if problem:
-            raise TrainingError(problem)
-    model.to(device)
-    # the method's own groups (QuantMethod.param_groups: lr and weight-decay multipliers)
-    quant_groups = (method.param_groups(model) if method is not None
-                    else [{"params": [], "lr_mult": 1.0, "decay_mult": 0.0}])
-    qids = {id(p) for g in quant_groups for p in g["params"]}
-    net_params = [p for p in model.parameters() if id(p) not in qids]
-    optimizer = torch.optim.SGD(
-        [{"params": net_params, "weight_decay": config.optim.weight_decay, "lr_mult": 1.0}]
-        + [{"params": g["params"], "weight_decay": config.optim.weight_decay * g["decay_mult"],
-            "lr_mult": g["lr_mult"]} for g in quant_groups],
-        lr=config.optim.lr, momentum=config.optim.momentum)
-    plan = epoch_plan(config)
+    def __init__(self, config: Config, resolved: dict, out: Path, info: DistInfo, device: torch.device,
+                 log: RunLog) -> None:
+        self.config, self.resolved, self.out, self.info, self.device, self.log = config, resolved, out, info, device, log
+        self.main = info.main
+        self.start_wall = time.perf_counter()
+        self.history: list[dict] = []
+        # per-image top-1 predictions of every per-epoch evaluation (Fig. 4 statistics)
+        self.curves: dict = {"hard": [], "soft": [], "labels": None}
+        self.start_epoch, self.wall_done, self.train_images, self.train_time = 1, 0.0, 0, 0.0
+        self.ckpt_path = out / run_files.CHECKPOINT
+        self.last_save = -math.inf
+        self.eval_stats: dict = {}  # "hard": the BatchNorm statistics of the last hard evaluation
 
-    d = config.data
-    data = build_data(d.dataset, d.root, d.image_size, config.model.in_channels, config.model.num_classes,
-                      d.train_size, d.test_size, d.subset_seed, d.workers)
-    if d.batch_size % info.world:
-        raise TrainingError(f"data.batch_size {d.batch_size} is not divisible by the {info.world} processes")
-    if data.num_train < d.batch_size:
-        raise TrainingError(f"data.batch_size {d.batch_size} exceeds the {data.num_train} training images")
-    log(f"{config.model.arch} on {data.name}: {data.num_train} train / {data.num_test} test images, "
-        f"{info.world} process(es), device {device}, {torch.get_num_threads()} thread(s), "
-        f"precision {config.precision}{', compiled' if config.compile else ''}")
-    if main:
-        io.check_data_files(out, data.files, resumed=(out / run_files.CHECKPOINT).is_file())
-        io.write_json(out / run_files.ENV, io.run_environment(out / run_files.ENV, device, config.seed, info.world,
-                                                           resumed=(out / run_files.CHECKPOINT).is_file(),
-                                                           data_files=data.files))
+    def build(self) -> None:
+        """Model (seeded, the same on every process, then the FP weights if any), the method
+        that quantizes it, the optimizer with the method's groups, the epoch plan and the data."""
+        config, log = self.config, self.log
+        torch.manual_seed(config.seed)
+        model = build_model(config.model.arch, config.model.num_classes, config.model.in_channels,
+                            config.model.width, config.model.stem)
+        if config.start.mode == "pretrained":
+            loaded = load_pretrained(model, config.start.checkpoint)
+            log(f"loaded {config.start.checkpoint} (adapted {loaded['adapted']}, kept init {loaded['skipped']})")
+        if self.info.world > 1:
+            model = convert_batchnorm(model, self.device.type)
+        self.report = Q.QuantReport()
+        self.method: Q.QuantMethod | None = None  # None: a full-precision run
+        if config.quant.enabled:
+            self.method = Q.quantize_(model, config.quant.method_config())
+            self.report = self.method.report
+            problem = phase_problem(model, config.phases(), self.method)
+            if problem:
+                raise TrainingError(problem)
+        model.to(self.device)
+        self.model = model
+        self.optimizer = self._optimizer()
+        self.plan = epoch_plan(config)
+        self.data = self._data()
+        # the compiled module shares the model's parameters; evaluation and checkpoints use the model
+        self.train_model = torch.compile(model) if config.compile else model
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[config.precision]
+        self.phases = config.phases()
 
-    # the compiled module shares the model's parameters; evaluation and checkpoints use the model
-    train_model = torch.compile(model) if config.compile else model
-    amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[config.precision]
+    def _optimizer(self) -> torch.optim.Optimizer:
+        optim, method, model = self.config.optim, self.method, self.model
+        # the method's own groups (QuantMethod.param_groups: lr and weight-decay multipliers)
+        quant_groups = (method.param_groups(model) if method is not None
+                        else [{"params": [], "lr_mult": 1.0, "decay_mult": 0.0}])
+        qids = {id(p) for g in quant_groups for p in g["params"]}
+        net_params = [p for p in model.parameters() if id(p) not in qids]
+        return torch.optim.SGD(
+            [{"params": net_params, "weight_decay": optim.weight_decay, "lr_mult": 1.0}]
+            + [{"params": g["params"], "weight_decay": optim.weight_decay * g["decay_mult"],
+                "lr_mult": g["lr_mult"]} for g in quant_groups],
+            lr=optim.lr, momentum=optim.momentum)
 
-    phases = config.phases()
-    history: list[dict] = []
-    # per-image top-1 predictions of every per-epoch evaluation (Fig. 4 statistics)
-    curves: dict = {"hard": [], "soft": [], "labels": None}
-    start_epoch, wall_done, train_images, train_time = 1, 0.0, 0, 0.0
-    ckpt_path = out / run_files.CHECKPOINT
-    # Every process decides about resuming before rank 0 can write a new checkpoint.
-    resume = ckpt_path.is_file()
-    all_sum([0.0], info, device)
-    if resume:
-        ckpt = _load_resume_checkpoint(ckpt_path, device, resolved)
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise FileFormatError(f"resume checkpoint: {ckpt_path}: does not fit this model "
-                                  f"({str(e).splitlines()[0]}); {RESTART_HINT}") from None
-        history = list(ckpt["history"])
-        curves = ckpt.get("curves", curves)
-        start_epoch = int(ckpt["epoch"]) + 1
-        wall_done, train_images, train_time = ckpt["wall_time_s"], ckpt["train_images"], ckpt["train_time_s"]
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        log(f"resumed from {ckpt_path} after epoch {ckpt['epoch']}")
-    else:
-        if q.activations is not None:
-            maxima = method.calibrate(
-                model, (x.to(device) for x in data.calib_batches(d.batch_size, config.seed)), q.calib_samples)
-            log(f"calibrated {len(maxima)} activation quantizers on {q.calib_samples} samples")
+    def _data(self):
+        config, info, d, out = self.config, self.info, self.config.data, self.out
+        data = build_data(d.dataset, d.root, d.image_size, config.model.in_channels, config.model.num_classes,
+                          d.train_size, d.test_size, d.subset_seed, d.workers)
+        if d.batch_size % info.world:
+            raise TrainingError(f"data.batch_size {d.batch_size} is not divisible by the {info.world} processes")
+        if data.num_train < d.batch_size:
+            raise TrainingError(f"data.batch_size {d.batch_size} exceeds the {data.num_train} training images")
+        self.log(f"{config.model.arch} on {data.name}: {data.num_train} train / {data.num_test} test images, "
+                 f"{info.world} process(es), device {self.device}, {torch.get_num_threads()} thread(s), "
+                 f"precision {config.precision}{', compiled' if config.compile else ''}")
+        if self.main:
+            resumed = (out / run_files.CHECKPOINT).is_file()
+            io.check_data_files(out, data.files, resumed=resumed)
+            io.write_json(out / run_files.ENV, io.run_environment(out / run_files.ENV, self.device, config.seed,
+                                                               info.world, resumed=resumed, data_files=data.files))
+        return data
 
-    last_save = [-math.inf]
-    eval_stats: dict = {}  # "hard": the BatchNorm statistics of the last hard evaluation
+    def resume_or_calibrate(self) -> None:
+        """Continue from the checkpoint, or calibrate the activation quantizers of a new run."""
+        ckpt_path, q = self.ckpt_path, self.config.quant
+        # Every process decides about resuming before rank 0 can write a new checkpoint.
+        resume = ckpt_path.is_file()
+        all_sum([0.0], self.info, self.device)
+        if resume:
+            ckpt = _load_resume_checkpoint(ckpt_path, self.device, self.resolved)
+            try:
+                self.model.load_state_dict(ckpt["model"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise FileFormatError(f"resume checkpoint: {ckpt_path}: does not fit this model "
+                                      f"({str(e).splitlines()[0]}); {RESTART_HINT}") from None
+            self.history = list(ckpt["history"])
+            self.curves = ckpt.get("curves", self.curves)
+            self.start_epoch = int(ckpt["epoch"]) + 1
+            self.wall_done, self.train_images, self.train_time = (ckpt["wall_time_s"], ckpt["train_images"],
+                                                                  ckpt["train_time_s"])
+            torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+            self.log(f"resumed from {ckpt_path} after epoch {ckpt['epoch']}")
+        elif q.activations is not None:
+            batches = (x.to(self.device) for x in self.data.calib_batches(self.config.data.batch_size,
+                                                                          self.config.seed))
+            maxima = self.method.calibrate(self.model, batches, q.calib_samples)
+            self.log(f"calibrated {len(maxima)} activation quantizers on {q.calib_samples} samples")
+        if not resume and self.config.checkpoint_every_s == 0:  # otherwise a restart re-initialises
+            self.save_checkpoint(0)
+        self.last_save = time.perf_counter()
 
-    def save_checkpoint(epoch: int, wall: float) -> None:
+    def wall(self) -> float:
+        return self.wall_done + time.perf_counter() - self.start_wall
+
+    def save_checkpoint(self, epoch: int) -> None:
         now = time.perf_counter()
-        due = now - last_save[0] >= config.checkpoint_every_s or epoch == len(phases)
-        if main and due:
-            last_save[0] = now
-            io.save_torch(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "history": history, "curves": curves, "rng": _rng_state(device), "wall_time_s": wall,
-                "train_images": train_images, "train_time_s": train_time,
-                "phase": phases[epoch - 1] if epoch else "init", "config": resolved,
+        due = now - self.last_save >= self.config.checkpoint_every_s or epoch == len(self.phases)
+        if self.main and due:
+            self.last_save = now
+            io.save_torch(self.ckpt_path, {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
+                "history": self.history, "curves": self.curves, "rng": _rng_state(self.device),
+                "wall_time_s": self.wall(), "train_images": self.train_images, "train_time_s": self.train_time,
+                "phase": self.phases[epoch - 1] if epoch else "init", "config": self.resolved,
                 # what the last hard evaluation normalised with (the deployed network's)
-                "eval_batchnorm": eval_stats.get("hard")})
+                "eval_batchnorm": self.eval_stats.get("hard")})
 
-    if not resume and config.checkpoint_every_s == 0:  # otherwise a restart re-initialises
-        save_checkpoint(0, wall_done + time.perf_counter() - start_wall)
-    last_save[0] = time.perf_counter()
+    def _evaluate(self, every: int) -> Evaluation:
+        d = self.config.data
+        return evaluate(self.model, lambda: self.data.test_batches(d.batch_size, self.info.rank, self.info.world),
+                        self.device, self.info, self.config.model.num_classes, every)
 
-    def evaluate_modes(every: int) -> tuple[Evaluation, Evaluation]:
+    def evaluate_modes(self, every: int) -> tuple[Evaluation, Evaluation]:
         """The "hard" evaluation (the method's deployed mode, Eq. 12 for the paper's) and the
         "soft" one (its training mode, Eq. 7). A model without two such modes (FP, or a method
         that computes one way) is evaluated once and "soft" repeats "hard", so metrics.json and
         predictions.npz keep their fields."""
-        def batches():
-            return data.test_batches(d.batch_size, info.rank, info.world)
+        method, model, q, info = self.method, self.model, self.config.quant, self.info
         if method is None or method.eval_mode is None:
-            both = evaluate(model, batches, device, info, config.model.num_classes, every)
+            both = self._evaluate(every)
             return both, both
         method.set_mode(model, method.eval_mode)
         if method.train_mode is None or method.train_mode == method.eval_mode:
-            hard = evaluate(model, batches, device, info, config.model.num_classes, every)
+            hard = self._evaluate(every)
             return hard, hard
         # BatchNorm statistics of the evaluated mode, not of the trained one (deviation
         # bn_hard_stats); the training statistics come back for the soft evaluation and training
@@ -403,59 +379,62 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
             def share(m: nn.Module, x: torch.Tensor) -> int:
                 # each process its share of the global batch, so synchronised BatchNorm averages
                 # over the same images as one process does; every process counts the global batch
-                m(x[info.rank::info.world].to(device))
+                m(x[info.rank::info.world].to(self.device))
                 return x.shape[0]
 
-            Q.reestimate_batchnorm(model, (x for x in data.calib_batches(d.batch_size, config.seed)
-                                           if x.shape[0] >= info.world), q.bn_reestimate_samples, forward=share)
-            eval_stats["hard"] = Q.batchnorm_statistics(model)
-        hard = evaluate(model, batches, device, info, config.model.num_classes, every)
+            calib = self.data.calib_batches(self.config.data.batch_size, self.config.seed)
+            Q.reestimate_batchnorm(model, (x for x in calib if x.shape[0] >= info.world), q.bn_reestimate_samples,
+                                   forward=share)
+            self.eval_stats["hard"] = Q.batchnorm_statistics(model)
+        hard = self._evaluate(every)
         if trained_stats:
             model.load_state_dict(trained_stats, strict=False)
         method.set_mode(model, method.train_mode)
-        soft = evaluate(model, batches, device, info, config.model.num_classes, every)
+        soft = self._evaluate(every)
         return hard, soft
 
-    use_bar = not quiet and main and sys.stderr.isatty()
-    for epoch in range(start_epoch, len(phases) + 1):
-        phase = phases[epoch - 1]
+    def start_epoch_plan(self, epoch: int):
+        """Phase, temperatures, method hook and lr of ``epoch``; returns (phase, trained
+        parameters, its EpochPlan)."""
+        phase, method, model = self.phases[epoch - 1], self.method, self.model
         trained = configure_phase(model, phase, method)
-        step_plan = plan[epoch - 1]
+        step_plan = self.plan[epoch - 1]
         for t in (step_plan.t_weights, step_plan.t_activations):
             _check_temperature(t, epoch, phase)
-        # history's T: the weight quantizers' when there are any (docs/recipes.md has both)
-        T = step_plan.t_weights if step_plan.t_weights is not None else step_plan.t_activations
         if method is not None:
             method.on_epoch(model, step_plan)
             if method.train_mode is not None:
                 method.set_mode(model, method.train_mode)
-        lr = step_plan.lr
-        for g in optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
+        for g in self.optimizer.param_groups:
+            g["lr"] = step_plan.lr * g.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
+        return phase, trained, step_plan
+
+    def train_steps(self, epoch: int, phase: str, trained: list, use_bar: bool) -> tuple[float, float, float]:
+        """One epoch's optimizer steps; (loss sum, correct, images) of this process."""
+        config, d, info, device = self.config, self.config.data, self.info, self.device
         torch.manual_seed(_epoch_seed(config.seed, epoch))
-        model.train()
-        t0 = time.perf_counter()
+        self.model.train()
         loss_sum = correct = seen = 0.0
-        batches = data.train_batches(epoch, d.batch_size, config.seed, info.rank, info.world)
-        steps = data.num_train // d.batch_size
+        batches = self.data.train_batches(epoch, d.batch_size, config.seed, info.rank, info.world)
         bar = None
         if use_bar:
             from tqdm import tqdm
-            bar = tqdm(total=steps, desc=f"epoch {epoch}/{len(phases)} {phase}", leave=False, file=sys.stderr)
+            bar = tqdm(total=self.data.num_train // d.batch_size, desc=f"epoch {epoch}/{len(self.phases)} {phase}",
+                       leave=False, file=sys.stderr)
         for step, (x, y) in enumerate(batches, start=1):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = train_model(x)
+            with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                logits = self.train_model(x)
                 loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss).all():
                 raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}, "
                                     f"phase {phase}")
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(trained, info)
             if config.optim.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(trained, config.optim.grad_clip)
-            optimizer.step()
+            self.optimizer.step()
             loss_sum += loss.item() * y.numel()
             correct += (logits.argmax(1) == y).sum().item()
             seen += y.numel()
@@ -464,69 +443,118 @@ def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if bar is not None:
             bar.close()
-        if method is not None:
-            method.on_epoch_end(model, step_plan)
-        broken = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+        return loss_sum, correct, seen
+
+    def train_epoch(self, epoch: int, use_bar: bool) -> None:
+        """Train ``epoch``, evaluate both modes, record its history row and checkpoint."""
+        phase, trained, step_plan = self.start_epoch_plan(epoch)
+        # history's T: the weight quantizers' when there are any (docs/recipes.md has both)
+        T = step_plan.t_weights if step_plan.t_weights is not None else step_plan.t_activations
+        steps = self.data.num_train // self.config.data.batch_size
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = self.train_steps(epoch, phase, trained, use_bar)
+        if self.method is not None:
+            self.method.on_epoch_end(self.model, step_plan)
+        broken = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
         if broken:  # no loss has seen the last step's weights; evaluation would hide them
             raise TrainingError(f"non-finite weights ({', '.join(broken[:3])}) after epoch {epoch}, "
                                 f"step {steps}, phase {phase}")
-        loss_sum, correct, seen = all_sum([loss_sum, correct, seen], info, device)
+        loss_sum, correct, seen = all_sum([loss_sum, correct, seen], self.info, self.device)
         epoch_train_time = time.perf_counter() - t0
-        train_time += epoch_train_time
-        train_images += int(seen)
-
+        self.train_time += epoch_train_time
+        self.train_images += int(seen)
         try:
-            hard, soft = evaluate_modes(d.epoch_test_stride)
+            hard, soft = self.evaluate_modes(self.config.data.epoch_test_stride)
         except NonFiniteError as e:
             raise TrainingError(f"{e} in the hard evaluation after epoch {epoch}, step {steps}, "
                                 f"phase {phase}") from None
-        curves["hard"].append(hard.predictions)
-        curves["soft"].append(soft.predictions)
-        curves["labels"] = hard.labels
-        row = {"epoch": epoch, "phase": phase, "T": T, "lr": lr,
+        self.curves["hard"].append(hard.predictions)
+        self.curves["soft"].append(soft.predictions)
+        self.curves["labels"] = hard.labels
+        row = {"epoch": epoch, "phase": phase, "T": T, "lr": step_plan.lr,
                "train_loss": loss_sum / max(seen, 1), "train_top1": 100.0 * correct / max(seen, 1),
                "hard_top1": hard.top1, "hard_top5": hard.top5, "soft_top1": soft.top1, "soft_top5": soft.top5,
                "test_images": int(hard.labels.numel()), "time_s": time.perf_counter() - t0}
-        history.append(row)
-        log(f"epoch {epoch}/{len(phases)} [{phase}] T={T} lr={lr:.3g} loss={row['train_loss']:.4f} "
-            f"train={row['train_top1']:.2f} hard={hard.top1:.2f}/{hard.top5:.2f} soft={soft.top1:.2f}/{soft.top5:.2f} "
-            f"({row['time_s']:.1f}s, {seen / max(epoch_train_time, 1e-9):.0f} img/s)")
-        save_checkpoint(epoch, wall_done + time.perf_counter() - start_wall)
+        self.history.append(row)
+        self.log(f"epoch {epoch}/{len(self.phases)} [{phase}] T={T} lr={step_plan.lr:.3g} "
+                 f"loss={row['train_loss']:.4f} train={row['train_top1']:.2f} hard={hard.top1:.2f}/{hard.top5:.2f} "
+                 f"soft={soft.top1:.2f}/{soft.top5:.2f} ({row['time_s']:.1f}s, "
+                 f"{seen / max(epoch_train_time, 1e-9):.0f} img/s)")
+        self.save_checkpoint(epoch)
 
-    if history and d.epoch_test_stride == 1:  # the last epoch's evaluation saw every test image
-        hard = soft = None
-        final = {k: history[-1][k] for k in ("hard_top1", "hard_top5", "soft_top1", "soft_top5")}
-        final_pred = {"hard": curves["hard"][-1], "soft": curves["soft"][-1]}
-    else:  # per-epoch evaluations saw a subset, or an evaluation-only run of an FP checkpoint
-        hard, soft = evaluate_modes(1)
-        final = {"hard_top1": hard.top1, "hard_top5": hard.top5, "soft_top1": soft.top1, "soft_top5": soft.top5}
-        final_pred = {"hard": hard.predictions, "soft": soft.predictions}
-        if not history:
-            log(f"evaluated {config.start.checkpoint} without training")
-    labels = curves["labels"] if hard is None else hard.labels
-    final["test_images"] = int(labels.numel())
-    # a deployed (hard) network far below the trained (soft) one is an evaluation problem, not
-    # a result: the report flags it
-    final["evaluation_mismatch"] = final["soft_top1"] - final["hard_top1"] > EVALUATION_MISMATCH_POINTS
-    wall = wall_done + time.perf_counter() - start_wall
-    if method is not None and method.eval_mode is not None:
-        method.set_mode(model, method.eval_mode)
-    bits = Q.model_size_bits(model, method)
-    metrics = {
-        "task": "classify", "status": "complete", "final": final, "history": history,
-        "wall_time_s": wall, "images_per_s": train_images / max(train_time, 1e-9),
-        "peak_memory_mb": _peak_memory_mb(device),
-        "quant_report": {"weight_layers": list(report.weight_layers),
-                         "activation_layers": list(report.activation_layers)},
-        "model_bits": {"fp_bits": bits["fp_bits"], "quantized_bits": bits["quantized_bits"],
-                       "ratio": bits["ratio"]},
-        "data_files": data.files,
-    }
-    if main:
-        if method is not None and method.exports_codes:
-            io.save_torch(out / run_files.EXPORT, method.export(model))
-        write_predictions(out / run_files.PREDICTIONS, final_pred, labels, curves, history,
-                          d.epoch_test_stride)
-        io.write_json(out / run_files.METRICS, metrics)
-        log(f"done: hard top-1 {final['hard_top1']:.2f} top-5 {final['hard_top5']:.2f} in {wall:.1f}s")
-    return metrics
+    def finalise(self) -> dict:
+        """The final evaluation, metrics.json, predictions.npz and the export."""
+        history, curves, method, model, d = self.history, self.curves, self.method, self.model, self.config.data
+        if history and d.epoch_test_stride == 1:  # the last epoch's evaluation saw every test image
+            hard = soft = None
+            final = {k: history[-1][k] for k in ("hard_top1", "hard_top5", "soft_top1", "soft_top5")}
+            final_pred = {"hard": curves["hard"][-1], "soft": curves["soft"][-1]}
+        else:  # per-epoch evaluations saw a subset, or an evaluation-only run of an FP checkpoint
+            hard, soft = self.evaluate_modes(1)
+            final = {"hard_top1": hard.top1, "hard_top5": hard.top5, "soft_top1": soft.top1, "soft_top5": soft.top5}
+            final_pred = {"hard": hard.predictions, "soft": soft.predictions}
+            if not history:
+                self.log(f"evaluated {self.config.start.checkpoint} without training")
+        labels = curves["labels"] if hard is None else hard.labels
+        final["test_images"] = int(labels.numel())
+        # a deployed (hard) network far below the trained (soft) one is an evaluation problem, not
+        # a result: the report flags it
+        final["evaluation_mismatch"] = final["soft_top1"] - final["hard_top1"] > EVALUATION_MISMATCH_POINTS
+        wall = self.wall()
+        if method is not None and method.eval_mode is not None:
+            method.set_mode(model, method.eval_mode)
+        bits = Q.model_size_bits(model, method)
+        metrics = {
+            "task": "classify", "status": "complete", "final": final, "history": history,
+            "wall_time_s": wall, "images_per_s": self.train_images / max(self.train_time, 1e-9),
+            "peak_memory_mb": _peak_memory_mb(self.device),
+            "quant_report": {"weight_layers": list(self.report.weight_layers),
+                             "activation_layers": list(self.report.activation_layers)},
+            "model_bits": {"fp_bits": bits["fp_bits"], "quantized_bits": bits["quantized_bits"],
+                           "ratio": bits["ratio"]},
+            "data_files": self.data.files,
+        }
+        if self.main:
+            if method is not None and method.exports_codes:
+                io.save_torch(self.out / run_files.EXPORT, method.export(model))
+            write_predictions(self.out / run_files.PREDICTIONS, final_pred, labels, curves, history,
+                              d.epoch_test_stride)
+            io.write_json(self.out / run_files.METRICS, metrics)
+            self.log(f"done: hard top-1 {final['hard_top1']:.2f} top-5 {final['hard_top5']:.2f} in {wall:.1f}s")
+        return metrics
+
+
+def _adopt_run_dir(resolved: dict, out: Path, info: DistInfo, device: torch.device) -> dict | None:
+    """Create or adopt the run directory (rank 0); the finished metrics if the run is done."""
+    done = None
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        done = adopt_run_dir(out, resolved)
+    if info.world > 1:
+        flag = all_sum([1.0 if done is not None else 0.0], info, device)[0]
+        if flag and done is None:
+            done = {"status": "complete"}
+    return done
+
+
+def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo) -> dict:
+    device = resolve_device(config.device, info)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    done = _adopt_run_dir(resolved, out, info, device)
+    if done is not None:
+        return done
+    log = RunLog(out / run_files.LOG if info.main else None, quiet or not info.main)
+    if info.main:
+        stale = remove_stale_tmp(out)  # left by killed writers; the lock says none is alive
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) of an interrupted write: "
+                f"{', '.join(p.name for p in stale)}")
+        io.write_yaml(out / run_files.CONFIG, resolved)
+    training = _ClassificationRun(config, resolved, out, info, device, log)
+    training.build()
+    training.resume_or_calibrate()
+    use_bar = not quiet and info.main and sys.stderr.isatty()
+    for epoch in range(training.start_epoch, len(training.phases) + 1):
+        training.train_epoch(epoch, use_bar)
+    return training.finalise()

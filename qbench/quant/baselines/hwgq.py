@@ -48,7 +48,6 @@ import functools
 import math
 
 import torch
-from torch import nn
 
 from ._common import BaselineQuantizer, BaselineSpec, StandardisedInput, check_bits, codes_dtype
 from .bwn import BWNQuantizer
