@@ -1,10 +1,16 @@
-"""Command line: ``qbench train CONFIG --out DIR [--set key=value ...] [--quiet] [--threads N] [--cache DIR]``."""
+"""Command line: ``qbench train CONFIG --out DIR [--set key=value ...] [--quiet] [--threads N] [--cache DIR]``
+and ``qbench report STEP [step arguments]`` (the report pipeline's steps, as the workflow runs them)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+
+# the steps of the report pipeline, in the workflow's order: each is the module
+# qbench.report.<step> with main(argv) (its own arguments: qbench report STEP --help)
+REPORT_STEPS = ("collect", "aggregate", "claims", "tables", "figures", "sanity", "latex")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--allow-data-change", action="store_true",
                        help="resume even when a data file differs from the one the run started on "
                             "(recorded in env.json)")
+    report = sub.add_parser("report", help="one step of the report pipeline (what the workflow's rules run)",
+                            add_help=False)
+    report.add_argument("step", choices=REPORT_STEPS, help="the step (its module qbench.report.<step>)")
+    report.add_argument("step_args", nargs=argparse.REMAINDER, help="the step's own arguments")
     return parser
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run one report step with its own arguments; its exit code."""
+    return int(importlib.import_module(f"qbench.report.{args.step}").main(args.step_args) or 0)
 
 
 # Bounds a run config's numbers must keep before anything starts: seeds feed torch generators
@@ -136,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "report":
+            return cmd_report(args)
     except KeyboardInterrupt:  # Ctrl-C: the checkpoint is intact (atomic writes), say so in one line
         print("qbench: interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from qbench.report import claims
+from qbench.report import claims, results
 from qbench.report.claims import verdict
 from qbench.stats import Interval, contrast_interval, design_for_power, generalized_quantile, power, t_quantile
 
@@ -50,7 +50,7 @@ def _case_coverage(rng, seeds_a=3, seeds_b=3, mu=(1.1, 1.0), sa=0.1, shared=0.0,
         truth = _truth(mu[0], seed_var) - truth_b
         got = {"a": (tuple(range(seeds_a)), y_a), "b": ((0,) if fixed_b else tuple(range(seeds_b)), y_b)}
         if common:  # cells that ran different seed lists meet on the seeds they share
-            got = claims._common_seeds(got, {"b"} if fixed_b else set())
+            got = results._common_seeds(got, {"b"} if fixed_b else set())
         iv = contrast_interval({c: g[1] for c, g in got.items()}, {"a": 1.0, "b": -1.0},
                                seeds={c: g[0] for c, g in got.items()} if paired else None,
                                fixed={"b"} if fixed_b else set())
@@ -283,7 +283,7 @@ def test_decides_at_never_asks_for_fewer_seeds_than_ran():
 # ---- recipe failed, controls ------------------------------------------------------------------
 
 def _results(mats: dict[str, np.ndarray]):
-    res = claims.Results(pd.DataFrame(), fp_seed=0)
+    res = results.Results(pd.DataFrame(), fp_seed=0)
     res.labels = np.arange(1000) % 10  # ten classes: chance is 10 %
     for c, m in mats.items():
         res._cache[c] = (tuple(range(m.shape[0])), m)
@@ -346,12 +346,12 @@ def test_cells_with_extra_seeds_pair_on_the_common_ones():
     six, three = rng.random((6, 4)), rng.random((3, 4))
     fp = rng.random((1, 4))
     got = {"a": ((0, 1, 2, 3, 4, 5), six), "b": ((0, 1, 2), three), "fp": ((0,), fp)}
-    out = claims._common_seeds(got, fixed={"fp"})
+    out = results._common_seeds(got, fixed={"fp"})
     assert out["a"][0] == (0, 1, 2) and np.array_equal(out["a"][1], six[:3])
     assert out["b"] is got["b"] or np.array_equal(out["b"][1], three)
     assert out["fp"] is got["fp"]
-    assert claims._common_seeds({"a": got["a"], "c": ((0, 1, 2, 3, 4, 5), six)}, set())["a"] is got["a"]
-    assert claims._common_seeds({"a": ((0, 1), six[:2]), "c": ((1, 2), six[:2])}, set())["a"][0] == (0, 1)
+    assert results._common_seeds({"a": got["a"], "c": ((0, 1, 2, 3, 4, 5), six)}, set())["a"] is got["a"]
+    assert results._common_seeds({"a": ((0, 1), six[:2]), "c": ((1, 2), six[:2])}, set())["a"][0] == (0, 1)
 
 
 @pytest.mark.parametrize("df, low, high", [(1, 0.935, 0.985), (2, 0.94, 0.97), (3, 0.94, 0.965), (5, 0.945, 0.96)])

@@ -2,6 +2,7 @@
 reproduced numbers, the figures, the claims and the PDF report (planning the runs is
 ``qbench.workflow``).
 
-Modules run on their own (``python -m qbench.report.<module> --help``) and from the Snakemake
-workflow (``Snakefile``, ``workflows/rules``).
+Each step is one command, ``qbench report <step>`` (``qbench.cli.REPORT_STEPS``: the module
+``qbench.report.<step>`` and its ``main``), run on its own or by the Snakemake workflow's rules
+(``Snakefile``, ``workflows/rules``).
 """

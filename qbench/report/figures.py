@@ -129,7 +129,7 @@ def _mean_curve(frames: list[pd.DataFrame], col: str) -> pd.Series | None:
 def fig4_soft_hard_gap(runs: pd.DataFrame, fp_seed: int = 0):
     """Soft vs hard test accuracy per epoch: top-1 with 95 % intervals (seeds and test images,
     qbench.stats), top-5 as the mean over seeds."""
-    from qbench.report.claims import Results, curve_intervals
+    from qbench.report.results import Results, curve_intervals
 
     hists = _histories(runs, [c.id for c in cells_for_figure("fig4")])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -194,7 +194,7 @@ def fig5_temperature(runs: pd.DataFrame):
 def summary_paper_vs_repro(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame | None = None):
     """Reproduced mean with its 95 % interval (qbench.stats: test images and seeds; seeds only for
     mAP) against the paper's number, for every reproduced top-1 / mAP cell."""
-    from qbench.report.claims import Results, cell_interval
+    from qbench.report.results import Results, cell_interval
 
     results = Results(runs if runs is not None else pd.DataFrame(), plan.get("fp_seeds", [0])[0])
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -31,7 +31,9 @@ from qbench.io import read_json, write_text
 from qbench.paper import Cell, SummaryTable, cells_for_table, load_cells, load_tables, summary_tables
 from qbench.quant import LevelSet
 from qbench.quant.methods.baselines import level_label
-from qbench.report.claims import Results, comparison_interval, fp_cell_of, paper_value
+from qbench.report.claims import fp_cell_of, paper_value
+from qbench.models.bitops import bit_operations, layer_macs
+from qbench.report.results import Results, comparison_interval
 from qbench.stats import Interval, contrast_interval
 
 log = logging.getLogger("qbench.tables")
@@ -236,60 +238,6 @@ def table_entries(key: str, table: dict, cells: pd.DataFrame, plan: dict,
 
 def _bits(level_set: str | None) -> int:
     return 32 if level_set is None else LevelSet.from_name(level_set).bits
-
-
-def layer_macs(arch: str, num_classes: int, in_channels: int, image_size: int, width: float = 1.0,
-               stem: str = "imagenet") -> list[tuple[str, int, bool]]:
-    """Multiply-accumulates of every Conv2d / Linear of ``arch`` for one image.
-
-    Returns ``(name, macs, quantized)`` per layer; as in the paper (and qbench.quant's default
-    policy) the first conv and the last linear layer are not quantized.
-
-    Args:
-        arch: model name for ``qbench.models.build_model``.
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        image_size: square input size.
-        width, stem: as ``qbench.models.build_model``.
-    """
-    import torch
-    from torch import nn
-
-    from qbench.models import build_model
-
-    model = build_model(arch, num_classes=num_classes, in_channels=in_channels, width=width, stem=stem).eval()
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    macs: dict[str, int] = {}
-
-    def hook(name):
-        def count(module, inputs, output):
-            if isinstance(module, nn.Conv2d):
-                per_out = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-                macs[name] = int(output.numel() // output.shape[0] * per_out)
-            else:
-                macs[name] = int(module.in_features * module.out_features)
-        return count
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
-    with torch.no_grad():
-        model(torch.zeros(1, in_channels, image_size, image_size))
-    for h in handles:
-        h.remove()
-    first_conv = next(n for n, m in layers if isinstance(m, nn.Conv2d))
-    last_linear = [n for n, m in layers if isinstance(m, nn.Linear)][-1]
-    return [(n, macs.get(n, 0), n not in (first_conv, last_linear)) for n, _ in layers]
-
-
-def bit_operations(layers: list[tuple[str, int, bool]], wbits: int, abits: int) -> int:
-    """Analytic bit-operations: MACs x weight bits x input-activation bits per layer
-    (unquantized layers at 32 x 32).
-
-    Args:
-        layers: ``layer_macs`` output.
-        wbits: weight bits of the quantized layers.
-        abits: input-activation bits of the quantized layers.
-    """
-    return sum(m * (wbits * abits if q else 32 * 32) for _, m, q in layers)
 
 
 def _table8_layers(table: dict, plan: dict) -> list[tuple[str, int, bool]] | None:
@@ -954,6 +902,24 @@ def build_summaries(plan: dict, intervals: CellIntervals) -> dict[str, tuple[Sum
     return out
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a table of tables.yaml is built, by its ``layout:``: its entries
+    ``(key, table, cells, plan, intervals) -> [Entry]`` and its paper-layout grid ``(table, entries)``."""
+
+    entries: Callable[..., list[Entry]]
+    grid: Callable[[dict, list[Entry]], list[list[str]]]
+
+
+# layout name (tables.yaml) -> its maker: methods x W/A (Tables 1-4), one line per method and
+# W/A (Tables 5-7), the ratios of Table 8
+LAYOUTS = {
+    "wide": Layout(table_entries, wide_grid),
+    "long": Layout(table_entries, long_grid),
+    "ratio": Layout(lambda key, table, cells, plan, intervals: table8_entries(table, cells, plan), ratio_grid),
+}
+
+
 def build(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame | None = None, *,
           intervals: CellIntervals | None = None) -> dict[str, tuple[dict, list[Entry], list[list[str]]]]:
     """All paper tables: ``{key: (registry table, entries, paper-layout grid)}``.
@@ -967,13 +933,11 @@ def build(plan: dict, cells: pd.DataFrame, runs: pd.DataFrame | None = None, *,
     intervals = intervals or CellIntervals(runs)
     out = {}
     for key, table in load_tables().items():
-        if table["layout"] == "ratio":
-            entries = table8_entries(table, cells, plan)
-            grid = ratio_grid(table, entries)
-        else:
-            entries = table_entries(key, table, cells, plan, intervals)
-            grid = wide_grid(table, entries) if table["layout"] == "wide" else long_grid(table, entries)
-        out[key] = (table, entries, grid)
+        if table["layout"] not in LAYOUTS:
+            raise KeyError(f"tables.yaml: {key}: layout {table['layout']!r} has no maker; known: {', '.join(LAYOUTS)}")
+        layout = LAYOUTS[table["layout"]]
+        entries = layout.entries(key, table, cells, plan, intervals)
+        out[key] = (table, entries, layout.grid(table, entries))
     return out
 
 

@@ -149,7 +149,8 @@ def sizing_rows(name: str, runs: pd.DataFrame, models: list[str], minutes: float
     activation control W1/32 - W1/A1 with 95 % intervals as the claims compute them, the W3
     comparison's margin, whether the weight control is visible, and each quantized-activation
     cell's soft - hard gap."""
-    from qbench.report.claims import Results, comparison_interval, margin_from_fp
+    from qbench.report.claims import margin_from_fp
+    from qbench.report.results import Results, comparison_interval
 
     res = Results(runs, fp_seed=0)
     out = []

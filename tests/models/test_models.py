@@ -152,7 +152,7 @@ def test_bad_width_and_stem_name_the_key():
 
 
 def test_bit_operation_model_builds_the_configured_width():
-    from qbench.report.tables import layer_macs
+    from qbench.models.bitops import layer_macs
 
     full = dict((n, m) for n, m, _ in layer_macs("resnet18", 10, 1, 32))
     half = dict((n, m) for n, m, _ in layer_macs("resnet18", 10, 1, 32, width=0.5))

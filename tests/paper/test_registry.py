@@ -4,6 +4,7 @@ import pytest
 
 from qbench.paper import Placement, cells_for_table, fp_cell_of, load_cells, load_tables
 from qbench.quant import LevelSet
+from qbench.report.tables import LAYOUTS
 
 EXPECTED_SHAPE = {  # table -> (number of rows, number of columns) as printed in the paper
     "table1": (11, 7), "table2": (12, 9), "table3": (6, 6), "table4": (3, 4),
@@ -18,7 +19,7 @@ def test_every_table_present_with_its_shape():
         t = tables[key]
         assert len(t["rows"]) == n_rows, key
         assert len(t["columns"]) == n_cols, key
-        assert t["layout"] in ("wide", "long", "ratio")
+        assert t["layout"] in LAYOUTS
 
 
 def test_every_cell_of_every_table_is_present():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from qbench.io import save_arrays
-from qbench.report.claims import Results, comparison_interval
+from qbench.report.results import Results, comparison_interval
 from qbench.workflow import sizing
 
 

@@ -10,7 +10,8 @@ import pytest
 from qbench import run_files
 from qbench.detection.evaluate import jackknife_group, map_pseudo_values
 from qbench.io import save_arrays
-from qbench.report.claims import Results, evaluate_claims
+from qbench.report.claims import evaluate_claims
+from qbench.report.results import Results
 
 
 def test_pseudo_values_of_a_mean_are_the_values_and_grouped_ones_the_group_means():

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from qbench.paper import figure_names, load_cells, summary_tables
-from qbench.report import aggregate, claims, figures, latex, tables
+from qbench.report import aggregate, claims, figures, latex, results, tables
 from qbench.workflow import plan
 from qbench.report.collect import RunError, collect
 from qbench.stats import Interval, contrast_interval
@@ -434,7 +434,7 @@ def test_tables_compare_like_with_like_when_the_data_differ(built):
     wd, plan_data, runs, _ = built
     long = pd.read_csv(wd / "tables" / "all_cells.csv")
     r = long[(long.table == "table1") & (long.row == "ours") & (long.column == "w2a32") & (long.metric == "top1")].iloc[0]
-    direct = claims.comparison_interval(claims.Results(runs, None), {"alexnet_w2a32": 1.0, "alexnet_fp": -1.0})[0]
+    direct = results.comparison_interval(results.Results(runs, None), {"alexnet_w2a32": 1.0, "alexnet_fp": -1.0})[0]
     assert (r.vs_fp, r.vs_fp_low, r.vs_fp_high) == pytest.approx((direct.effect, direct.low, direct.high))
     assert r.paper_vs_fp == pytest.approx(60.9 - 61.8)
     grid = pd.read_csv(wd / "tables" / "table1.csv", dtype=str).set_index("Method")

@@ -19,7 +19,7 @@ rule aggregate:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.aggregate --plan {input.plan:q} "
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench report aggregate --plan {input.plan:q} "
         "--out-runs {output.runs:q} --out-cells {output.cells:q} {input.evals:q} > {log:q} 2>&1"
 
 
@@ -46,5 +46,5 @@ rule claims:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.claims --plan {input.plan:q} "
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench report claims --plan {input.plan:q} "
         "--runs {input.runs:q} --out {output:q} > {log:q} 2>&1"

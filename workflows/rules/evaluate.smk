@@ -20,6 +20,6 @@ rule evaluate:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.collect --run-dir {params.rundir:q} "
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench report collect --run-dir {params.rundir:q} "
         "--cell {wildcards.cell:q} --seed {wildcards.seed:q} --cell-fields {params.fields:q} --out {output:q} "
         "> {log:q} 2>&1"

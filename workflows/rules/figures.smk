@@ -21,6 +21,6 @@ rule figures:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} MPLBACKEND=Agg {params.py:q} -m qbench.report.figures "
+        "OMP_NUM_THREADS={threads} MPLBACKEND=Agg {params.py:q} -m qbench report figures "
         "--plan {input.plan:q} --runs {input.runs:q} --cells {input.cells:q} --outdir {params.outdir:q} "
         "> {log:q} 2>&1"

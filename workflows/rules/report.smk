@@ -27,7 +27,7 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.latex --plan {input.plan:q} "
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench report latex --plan {input.plan:q} "
         "--cells {input.cells:q} --runs {input.runs:q} --claims {input.claims:q} --tables-dir {params.tables:q} "
         "--figures-dir {params.figures:q} --benchmarks-dir {params.benchmarks:q} "
         "--tex {output.tex:q} --pdf {output.pdf:q} > {log:q} 2>&1"

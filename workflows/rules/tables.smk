@@ -24,5 +24,5 @@ rule tables:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench.report.tables --plan {input.plan:q} "
+        "OMP_NUM_THREADS={threads} {params.py:q} -m qbench report tables --plan {input.plan:q} "
         "--cells {input.cells:q} --runs {input.runs:q} --outdir {params.outdir:q} > {log:q} 2>&1"
