@@ -1,9 +1,13 @@
-"""Datasets for the classification runs: Fashion-MNIST (mini/smoke), ImageNet (paper), fake (tests)."""
+"""Datasets, one registry (``registry.register_dataset``): Fashion-MNIST (mini/smoke), ImageNet
+(paper), fake (tests) for classification; VOC and the generated fmnist_voc scenes for detection.
+
+A new classification dataset is one module with a ``@register_dataset`` builder plus its import
+below (docs/extending.md)."""
 
 from .common import DataBundle, DatasetError, stratified_subset
 from .loaders import build_data
 from .fashion_mnist import find_fashion_mnist, read_idx
-from .registry import DATASETS, DATASETS_BY_TASK, DETECTION_DATASETS, DETECTION_NUM_CLASSES
+from .registry import DatasetEntry, available_datasets, get_dataset, register_dataset
 
-__all__ = ["DATASETS", "DATASETS_BY_TASK", "DETECTION_DATASETS", "DETECTION_NUM_CLASSES", "DataBundle",
-           "DatasetError", "build_data", "find_fashion_mnist", "read_idx", "stratified_subset"]
+__all__ = ["DataBundle", "DatasetEntry", "DatasetError", "available_datasets", "build_data", "find_fashion_mnist",
+           "get_dataset", "read_idx", "register_dataset", "stratified_subset"]

@@ -10,7 +10,7 @@ from qbench.io import file_record
 
 from . import fashion_mnist as fm
 from .common import DataBundle, DatasetError, global_batches, shard, stratified_subset, tensor_bundle
-from .registry import DATASETS
+from .registry import available_datasets, get_dataset, register_dataset
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FAKE_DEFAULT_SIZES = (256, 128)
 
@@ -21,7 +21,7 @@ def build_data(dataset: str, root: str | None, image_size: int, in_channels: int
     """Load a dataset for classification.
 
     Args:
-        dataset: "fashion_mnist", "imagenet" or "fake".
+        dataset: a registered classification dataset ("fashion_mnist", "imagenet", "fake", ...).
         root: dataset directory; None means the dataset's default location.
         image_size: side length fed to the model.
         in_channels: channels the model expects (grey data is replicated, RGB is converted to grey).
@@ -31,43 +31,30 @@ def build_data(dataset: str, root: str | None, image_size: int, in_channels: int
         subset_seed: seed of the subsets.
         workers: DataLoader worker processes (ImageNet only; in-memory datasets need none).
     """
-    if dataset == "fashion_mnist":
-        if num_classes != 10:
-            raise DatasetError(f"fashion_mnist has 10 classes, model.num_classes is {num_classes}")
-        files = fm.find_fashion_mnist(root)
-        splits = {}
-        for split, size, seed in (("train", train_size, subset_seed), ("test", test_size, subset_seed + 1)):
-            x, y = fm.load_split(files, split)
-            idx = stratified_subset(y, size, seed)
-            splits[split] = (fm.to_model_input(x[idx], image_size), y[idx])
-        bundle = tensor_bundle("fashion_mnist", 10, *splits["train"], *splits["test"], in_channels, flip=True)
-        bundle.files = [file_record(p) for p in files.values()]
-        return bundle
-    if dataset == "fake":
-        return _fake(image_size, in_channels, num_classes, train_size, test_size, subset_seed)
-    if dataset == "imagenet":
-        return _imagenet(root, image_size, in_channels, num_classes, train_size, test_size,
-                         subset_seed, workers)
-    raise ValueError(f"data.dataset must be one of {DATASETS}, got {dataset!r}")
+    if dataset not in available_datasets("classify"):
+        raise ValueError(f"data.dataset must be one of {available_datasets('classify')}, got {dataset!r}")
+    return get_dataset(dataset).build(root, image_size, in_channels, num_classes, train_size, test_size,
+                                      subset_seed, workers)
 
 
-def _fake(image_size: int, in_channels: int, num_classes: int, train_size: int | None,
-          test_size: int | None, seed: int) -> DataBundle:
-    """Deterministic random images whose class is a fixed pattern plus noise (learnable)."""
-    g = torch.Generator().manual_seed(int(seed))
-    patterns = torch.randn(num_classes, in_channels, image_size, image_size, generator=g)
+@register_dataset("fashion_mnist")
+def _fashion_mnist(root: str | None, image_size: int, in_channels: int, num_classes: int,
+                   train_size: int | None, test_size: int | None, subset_seed: int, workers: int) -> DataBundle:
+    """Fashion-MNIST from its idx files (``fashion_mnist.find_fashion_mnist``), stratified subsets."""
+    if num_classes != 10:
+        raise DatasetError(f"fashion_mnist has 10 classes, model.num_classes is {num_classes}")
+    files = fm.find_fashion_mnist(root)
+    splits = {}
+    for split, size, seed in (("train", train_size, subset_seed), ("test", test_size, subset_seed + 1)):
+        x, y = fm.load_split(files, split)
+        idx = stratified_subset(y, size, seed)
+        splits[split] = (fm.to_model_input(x[idx], image_size), y[idx])
+    bundle = tensor_bundle("fashion_mnist", 10, *splits["train"], *splits["test"], in_channels, flip=True)
+    bundle.files = [file_record(p) for p in files.values()]
+    return bundle
 
-    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(n) % num_classes
-        y = y[torch.randperm(n, generator=g)]
-        x = patterns[y] + 1.5 * torch.randn(n, in_channels, image_size, image_size, generator=g)
-        return x, y
 
-    n_train = train_size or FAKE_DEFAULT_SIZES[0]
-    n_test = test_size or FAKE_DEFAULT_SIZES[1]
-    return tensor_bundle("fake", num_classes, *make(n_train), *make(n_test), in_channels, flip=False)
-
-
+@register_dataset("imagenet")
 def _imagenet(root: str | None, image_size: int, in_channels: int, num_classes: int,
               train_size: int | None, test_size: int | None, seed: int, workers: int) -> DataBundle:
     """ImageFolder train/val with the paper's augmentation, scaled to ``image_size``.
@@ -133,6 +120,24 @@ def _imagenet(root: str | None, image_size: int, in_channels: int, num_classes: 
                       train_batches, test_batches, calib_batches,
                       files=[_listing_record(base / "train", train.samples),
                              _listing_record(base / "val", test.samples)])
+
+
+@register_dataset("fake")
+def _fake(root: str | None, image_size: int, in_channels: int, num_classes: int, train_size: int | None,
+          test_size: int | None, seed: int, workers: int = 0) -> DataBundle:
+    """Deterministic random images whose class is a fixed pattern plus noise (learnable)."""
+    g = torch.Generator().manual_seed(int(seed))
+    patterns = torch.randn(num_classes, in_channels, image_size, image_size, generator=g)
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % num_classes
+        y = y[torch.randperm(n, generator=g)]
+        x = patterns[y] + 1.5 * torch.randn(n, in_channels, image_size, image_size, generator=g)
+        return x, y
+
+    n_train = train_size or FAKE_DEFAULT_SIZES[0]
+    n_test = test_size or FAKE_DEFAULT_SIZES[1]
+    return tensor_bundle("fake", num_classes, *make(n_train), *make(n_test), in_channels, flip=False)
 
 
 def _load_image(path: str):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from qbench.data.registry import DETECTION_NUM_CLASSES
+from qbench.data.registry import get_dataset
 from qbench.train.config import ConfigError, RunConfig, is_int, is_number, require
 
 from .data import ITEM_KEYS, FmnistVocSpec
@@ -145,7 +145,7 @@ class DetectRunConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         m, d, e = self.model, self.data, self.epochs
-        classes = DETECTION_NUM_CLASSES[d.dataset]
+        classes = get_dataset(d.dataset).num_classes
         if m.num_classes is None:
             m.num_classes = classes
         require(m.num_classes == classes, "model.num_classes",

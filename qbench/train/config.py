@@ -24,7 +24,7 @@ from qbench.quant.modules import INITS
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedule
 from qbench.quant.variant import QuantVariant
 
-from ..data import DATASETS_BY_TASK
+from ..data import available_datasets
 from ..models.registry import STEMS, available_models
 from .phases import PHASES
 
@@ -111,7 +111,6 @@ def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
     return levels
 
 
-ALL_DATASETS = tuple(d for names in DATASETS_BY_TASK.values() for d in names)
 
 
 @dataclass
@@ -152,8 +151,8 @@ class DataConfig:
     epoch_test_stride: int = 1
 
     def __post_init__(self) -> None:
-        require(self.dataset in ALL_DATASETS, "data.dataset",
-                f"must be one of {ALL_DATASETS}, got {self.dataset!r}")
+        require(self.dataset in available_datasets(), "data.dataset",
+                f"must be one of {available_datasets()}, got {self.dataset!r}")
         require(self.root is None or isinstance(self.root, str), "data.root", "must be a path or null")
         require(is_int(self.image_size) and self.image_size >= 16, "data.image_size",
                 f"must be an integer >= 16, got {self.image_size!r}")
@@ -413,7 +412,7 @@ class RunConfig:
         require(isinstance(dev, str) and (dev in ("auto", "cpu", "cuda")
                                          or (dev.startswith("cuda:") and dev[5:].isdigit())),
                 "device", f"must be {DEVICES}, got {dev!r}")
-        archs, datasets = available_models(self.TASK), DATASETS_BY_TASK[self.TASK]
+        archs, datasets = available_models(self.TASK), available_datasets(self.TASK)
         require(self.model.arch in archs, "model.arch",
                 f"task {self.TASK} takes one of {archs}, got {self.model.arch!r}")
         require(self.data.dataset in datasets, "data.dataset",
