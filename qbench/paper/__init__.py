@@ -360,6 +360,53 @@ def cells_for_figure(tag: str) -> list[Cell]:
     return [c for c in _cells_cached() if tag in c.figures]
 
 
+# what a cell rule (deviations.yaml ``cells: {key: value or [values]}``) may test: the cell's own
+# fields, and "quantizes" (weights / activations), "baseline" (a method other than the paper's),
+# "tables" (a table it fills), "figures" (a figure tag), "level_counts_differ" (its quantizers take
+# another number of levels than the paper's at the same level-set names)
+CELL_RULE_FIELDS = ("model", "kind", "task", "method", "init", "sharing", "start", "variant", "learn_biases", "slope")
+CELL_RULE_KEYS = CELL_RULE_FIELDS + ("quantizes", "baseline", "tables", "figures", "level_counts_differ")
+
+
+def _rule_facts(cell: Cell, key: str) -> set:
+    """The values ``cell`` has for a rule key (a rule value matches when it is one of them)."""
+    if key in CELL_RULE_FIELDS:
+        return {getattr(cell, key)}
+    if key == "quantizes":
+        return {k for k in ("weights", "activations") if getattr(cell, k) is not None}
+    if key == "baseline":
+        return {cell.is_baseline}
+    if key == "tables":
+        return {p.table for p in cell.tables}
+    if key == "figures":
+        return set(cell.figures)
+    from qbench.quant.methods.baselines import is_baseline_method, level_label  # level_counts_differ
+
+    return {is_baseline_method(cell.method) and bool(level_label(cell.method, cell.weights, cell.activations))}
+
+
+def select_cells(rule: dict, where: str) -> list[Cell]:
+    """The cells matching every key of ``rule`` (a value, or a list of alternatives).
+
+    Args:
+        rule: ``{key: value or [values]}`` over ``CELL_RULE_KEYS``.
+        where: what holds the rule, named in the error (e.g. ``deviations.yaml: entry 'x': cells``).
+
+    Raises:
+        RegistryError naming ``where`` and the key: an unknown key, or a rule no cell matches.
+    """
+    if not isinstance(rule, dict) or not rule:
+        raise RegistryError(f"{where}: must be a list of cell ids or a non-empty mapping of {CELL_RULE_KEYS}")
+    unknown = sorted(set(rule) - set(CELL_RULE_KEYS))
+    if unknown:
+        raise RegistryError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(CELL_RULE_KEYS)}")
+    wanted = {k: set(v) if isinstance(v, list) else {v} for k, v in rule.items()}
+    chosen = [c for c in _cells_cached() if all(_rule_facts(c, k) & wanted[k] for k in wanted)]
+    if not chosen:
+        raise RegistryError(f"{where}: no cell of experiments.yaml matches {rule}")
+    return chosen
+
+
 # the tests of the claims engine (qbench.report.claims reads this list): interval tests over
 # comparisons, `gap_closes` and `trains` over cells, `not_testable` with a reason only
 CLAIM_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence", "gap_closes", "trains",

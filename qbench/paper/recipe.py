@@ -23,6 +23,12 @@ from typing import Any
 
 import yaml
 
+from qbench.detection.config import DetectRunConfig
+from qbench.paper import RegistryError, load_cells, select_cells
+from qbench.train.config import Config
+from qbench.train.phases import epoch_plan
+from qbench.workflow.plan import enabled_cells, merge_scale_file, phase_of, run_config, seeds_of
+
 SITE_FILE = "<site file>"
 SCALES = ("smoke", "mini", "gpu", "paper")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflows" / "config"
@@ -128,7 +134,27 @@ def _reasons() -> dict:
         unknown = set(entry) - {"keys", "scales", "task", "cells", "text", "always"}
         if unknown or "text" not in entry:
             raise RecipeError(f"deviations.yaml: entry {rid!r}: needs 'text', unknown {sorted(unknown)}")
+        _entry_cells(rid)
     return data
+
+
+@lru_cache(maxsize=None)
+def _entry_cells(rid: str) -> frozenset[str] | None:
+    """The ids of the cells a deviation applies to: its ``cells`` rule (``{key: value}`` over
+    ``qbench.paper.CELL_RULE_KEYS``) or list of ids; None when it names no cells."""
+    cells = _read("deviations.yaml")[rid].get("cells")
+    where = f"deviations.yaml: entry {rid!r}: cells"
+    if cells is None:
+        return None
+    if isinstance(cells, list):
+        unknown = [c for c in cells if c not in load_cells()]
+        if unknown:
+            raise RecipeError(f"{where}: {unknown[0]!r} is no cell of experiments.yaml")
+        return frozenset(cells)
+    try:
+        return frozenset(c.id for c in select_cells(cells, where))
+    except RegistryError as e:
+        raise RecipeError(str(e)) from None
 
 
 def expected(cell) -> dict[str, Any]:
@@ -137,8 +163,6 @@ def expected(cell) -> dict[str, Any]:
     Args:
         cell: a qbench.paper.Cell.
     """
-    from qbench.workflow.plan import phase_of
-
     r = _recipe()[cell.task]
     out = dict(r["common"])
     out.update(r.get("models", {}).get(cell.model, {}))
@@ -179,8 +203,6 @@ def source_of(cell, key: str) -> str:
         cell: a qbench.paper.Cell.
         key: a dotted run-config key of ``expected(cell)``.
     """
-    from qbench.workflow.plan import phase_of
-
     phase = phase_of(cell)
     parts = ["common", f"models.{cell.model}"] + (["fp"] if phase == "fp" else ["quant", f"phases.{phase}"])
     found = {p.part: p.source for p in provenance() if p.task == cell.task and p.key == key}
@@ -238,15 +260,9 @@ def resolved_run_config(cfg: dict, cell) -> dict:
         cfg: a merged scale config.
         cell: the cell.
     """
-    from qbench.workflow.plan import run_config, seeds_of
-
     raw = run_config(cfg, cell, seeds_of(cfg, cell)[0])
     if cell.task == "detect":
-        from qbench.detection.config import DetectRunConfig
-
         return DetectRunConfig.from_dict(copy.deepcopy(raw)).to_dict()
-    from qbench.train.config import Config
-
     return Config.from_dict(copy.deepcopy(raw)).to_dict()
 
 
@@ -256,9 +272,6 @@ def differences(cfg: dict) -> list[Difference]:
     Args:
         cfg: a merged scale config (qbench.workflow.plan.merge_scale_file).
     """
-    from qbench.paper import load_cells
-    from qbench.workflow.plan import enabled_cells
-
     scale = _recipe()["scale"]
     scale_source = {p.key: p.source for p in provenance() if p.task == "scale"}
     out = [Difference(k, scale[k], len(cfg[k]), "scale", source=scale_source[k]) for k in ("seeds", "fp_seeds")
@@ -322,8 +335,6 @@ def _fmt(value: Any) -> str:
 
 
 def _cells_text(task: str, cells: list[str]) -> str:
-    from qbench.paper import load_cells
-
     n_task = sum(1 for c in load_cells().values() if c.task == task)
     if len(cells) >= n_task:
         return f"all {task} cells"
@@ -332,14 +343,15 @@ def _cells_text(task: str, cells: list[str]) -> str:
     return ", ".join(cells)
 
 
-def _matches(entry: dict, scale: str, d: Difference) -> bool:
+def _matches(rid: str, entry: dict, scale: str, d: Difference) -> bool:
     if entry.get("always") or d.key not in entry.get("keys", []):
         return False
     if "scales" in entry and scale not in entry["scales"]:
         return False
     if "task" in entry and entry["task"] != d.task:
         return False
-    return "cells" not in entry or d.cell in entry["cells"]
+    cells = _entry_cells(rid)
+    return cells is None or d.cell in cells
 
 
 UNEXPLAINED = "unexplained"
@@ -359,7 +371,7 @@ def deviations(cfg: dict, strict: bool = True) -> list[Deviation]:
     reasons = _reasons()
     found: dict[str, Deviation] = {}
     for d in differences(cfg):
-        hits = [rid for rid, entry in reasons.items() if _matches(entry, scale, d)]
+        hits = [rid for rid, entry in reasons.items() if _matches(rid, entry, scale, d)]
         if len(hits) != 1 and not strict:
             found.setdefault(UNEXPLAINED, Deviation(
                 UNEXPLAINED, "Set by this run's configuration; no reason is recorded in "
@@ -373,7 +385,7 @@ def deviations(cfg: dict, strict: bool = True) -> list[Deviation]:
                               "qbench/paper/deviations.yaml")
         found.setdefault(hits[0], Deviation(hits[0], reasons[hits[0]]["text"].strip())).differences.append(d)
     for rid, entry in reasons.items():
-        if entry.get("always") and scale in entry.get("scales", SCALES) and _note_applies(entry, cfg):
+        if entry.get("always") and scale in entry.get("scales", SCALES) and _note_applies(rid, entry, cfg):
             found[rid] = Deviation(rid, entry["text"].strip())
     found.update(provenance_notes(cfg))
     return [found[rid] for rid in [*reasons, *PROVENANCE_NOTES, UNEXPLAINED] if rid in found]
@@ -395,8 +407,6 @@ def provenance_notes(cfg: dict) -> dict[str, Deviation]:
     Args:
         cfg: a merged scale config.
     """
-    from qbench.workflow.plan import enabled_cells
-
     tasks = {c.task for c in enabled_cells(cfg)} | {"scale"}
     out = {}
     for rid, (source, text) in PROVENANCE_NOTES.items():
@@ -406,13 +416,12 @@ def provenance_notes(cfg: dict) -> dict[str, Deviation]:
     return out
 
 
-def _note_applies(entry: dict, cfg: dict) -> bool:
+def _note_applies(rid: str, entry: dict, cfg: dict) -> bool:
     # a note tied to cells applies when the scale runs one of them
-    if "cells" not in entry:
+    cells = _entry_cells(rid)
+    if cells is None:
         return True
-    from qbench.workflow.plan import enabled_cells
-
-    return any(c.id in entry["cells"] for c in enabled_cells(cfg))
+    return any(c.id in cells for c in enabled_cells(cfg))
 
 
 def load_scale(scale: str, config_dir: Path = CONFIG_DIR) -> dict:
@@ -422,8 +431,6 @@ def load_scale(scale: str, config_dir: Path = CONFIG_DIR) -> dict:
         scale: smoke, mini or paper.
         config_dir: directory of the scale files.
     """
-    from qbench.workflow.plan import merge_scale_file
-
     return merge_scale_file({"scale": scale}, config_dir)
 
 
@@ -462,9 +469,6 @@ def recipes_markdown(cfg: dict) -> str:
     Args:
         cfg: the merged paper scale config.
     """
-    from qbench.workflow.plan import enabled_cells
-    from qbench.train.phases import epoch_plan
-
     lines = ["# Training recipes of the paper scale", "",
              "Generated by `python -m qbench.paper.recipe docs` from `workflows/config/paper.yaml`",
              "and `qbench/train/phases.py` (the schedule the trainers run). Do not edit by hand.", "",
@@ -514,11 +518,7 @@ def provenance_markdown() -> list[str]:
 
 def _typed(cell, rc: dict):
     if cell.task == "detect":
-        from qbench.detection.config import DetectRunConfig
-
         return DetectRunConfig.from_dict(copy.deepcopy(rc))
-    from qbench.train.config import Config
-
     return Config.from_dict(copy.deepcopy(rc))
 
 
@@ -557,8 +557,6 @@ def _ranges(plan):
 
 
 def _t_range(first: int, last: int, step, attr: str, conf) -> str:
-    from qbench.train.phases import epoch_plan
-
     plan = epoch_plan(conf)
     a, b = getattr(plan[first - 1], attr), getattr(plan[last - 1], attr)
     quantized = conf.quant.weights if attr == "t_weights" else conf.quant.activations
