@@ -45,3 +45,11 @@ def test_the_run_directory_files_are_run_files():
     section = DOC[DOC.index("A run directory holds"):DOC.index("`predictions.npz` (numpy")]
     listed = set(re.findall(r"`([a-z_]+\.(?:yaml|json|pt|npz|log))`", section))
     assert listed == set(run_files.RUN_DIR) | {run_files.MAP_PSEUDO}
+
+
+def test_extending_lists_the_papers_method_keys():
+    from qbench.quant.methods.qn import SECTION_KEYS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    sentence = text[text.index("`quant.init`"):text.index("(`qbench.quant.methods.qn.SECTION_KEYS`)")]
+    assert [k.removeprefix("quant.") for k in re.findall(r"`([a-z_.]+)`", sentence)] == list(SECTION_KEYS)
