@@ -20,7 +20,6 @@ __all__ = ["AlexNetBN", "FitMaxPool2d", "ModelEntry", "STEMS", "TASKS", "availab
            "get_model", "load_pretrained", "register_model"]
 
 
-
 def build_model(arch: str, num_classes: int = 1000, in_channels: int = 3, width: float = 1.0,
                 stem: str = "imagenet") -> nn.Module:
     """Build a randomly initialised model.

@@ -747,7 +747,6 @@ def fp_checks(runs: pd.DataFrame, fp_seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["model", "fp_top1", "epochs", "last_epoch_gain", "plateau", "beaten_by"])
 
 
-
 def read_claims(path: str | Path) -> pd.DataFrame:
     """claims.csv back, with empty cells as NaN/empty strings."""
     df = pd.read_csv(path, keep_default_na=True)

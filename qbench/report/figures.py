@@ -31,7 +31,6 @@ from qbench.io import read_json, save_figure  # noqa: E402
 from qbench.report.tables import build, read_cells  # noqa: E402
 
 
-
 def _not_run(ax, text: str = "not run at this scale") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11, color="0.3")
     ax.set_xticks([])

@@ -24,7 +24,6 @@ from qbench.io import (FileFormatError, RunDirLock, adopt_run_dir, atomic_direct
 log = logging.getLogger(__name__)
 
 
-
 @lru_cache(maxsize=None)
 def code_version() -> str:
     """sha256 over the qbench package's source files (Python, C++, YAML), in path order."""

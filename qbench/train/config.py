@@ -111,8 +111,6 @@ def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
     return levels
 
 
-
-
 @dataclass
 class ModelConfig:
     """``model:``. num_classes null: the dataset's number of classes (detection sets)."""

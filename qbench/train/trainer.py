@@ -132,8 +132,6 @@ def evaluate(model: nn.Module, batches: Callable, device: torch.device, info: Di
                       label.to(torch.int16))
 
 
-
-
 def write_predictions(path: Path, final: dict, labels: torch.Tensor, curves: dict, history: list[dict],
                       stride: int) -> None:
     """Per-image top-1 predictions of a run, for paired statistics (qbench.stats).

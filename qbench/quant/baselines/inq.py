@@ -181,7 +181,6 @@ class INQQuantizer(BaselineQuantizer):
         return f"{super().extra_repr()}, portions={self.portions}"
 
 
-
 def stages_due(epoch: int, run_epochs: int, stages: int) -> int:
     """How many of INQ's ``stages`` portions are frozen once ``epoch`` (1-based) of a
     ``run_epochs``-epoch run starts: portion k + 1 at the start of epoch
