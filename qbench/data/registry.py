@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-TASKS = ("classify", "detect")
+from qbench import registry
 
 
 @dataclass(frozen=True)
@@ -32,26 +32,15 @@ _DATASETS: dict[str, DatasetEntry] = {}
 def register_dataset(name: str, task: str = "classify", num_classes: int | None = None) -> Callable:
     """Register ``name``: as a decorator on a classification builder, or called with
     ``task="detect", num_classes=n`` for a detection set (returns None then)."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"dataset name must be an identifier, got {name!r}")
-    if task not in TASKS:
-        raise ValueError(f"dataset {name!r}: task must be one of {TASKS}, got {task!r}")
-
-    def add(entry: DatasetEntry) -> None:
-        old = _DATASETS.get(name)
-        if old is not None and (old.task, old.num_classes, getattr(old.build, "__qualname__", None)) != (
-                entry.task, entry.num_classes, getattr(entry.build, "__qualname__", None)):
-            raise ValueError(f"dataset {name!r} is already registered")
-        _DATASETS[name] = entry
-
+    registry.check_name("dataset", name, task)
     if task == "detect":
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"detection dataset {name!r} needs num_classes >= 1, got {num_classes!r}")
-        add(DatasetEntry(name, task, None, num_classes))
+        registry.add(_DATASETS, "dataset", DatasetEntry(name, task, None, num_classes))
         return None
 
     def register(build: Callable) -> Callable:
-        add(DatasetEntry(name, task, build, None))
+        registry.add(_DATASETS, "dataset", DatasetEntry(name, task, build, None))
         return build
 
     return register
@@ -59,15 +48,12 @@ def register_dataset(name: str, task: str = "classify", num_classes: int | None 
 
 def available_datasets(task: str | None = None) -> tuple[str, ...]:
     """Registered names (of one task, or all), in registration order."""
-    return tuple(name for name, entry in _DATASETS.items() if task is None or entry.task == task)
+    return registry.names(_DATASETS, task)
 
 
 def get_dataset(name: str) -> DatasetEntry:
     """The entry registered as ``name``."""
-    try:
-        return _DATASETS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"data.dataset must be one of {available_datasets()}, got {name!r}") from None
+    return registry.lookup(_DATASETS, "data.dataset", name)
 
 
 # detection sets: their mmdet configs are built by qbench.detection.datasets

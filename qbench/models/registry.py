@@ -13,7 +13,9 @@ from typing import Callable
 
 from torch import nn
 
-TASKS = ("classify", "detect")
+from qbench import registry
+from qbench.registry import TASKS  # noqa: F401  (the tasks a model serves)
+
 # the first conv of a classification builder (``qbench.models.build_model``)
 STEMS = ("imagenet", "small")
 
@@ -32,16 +34,10 @@ _MODELS: dict[str, ModelEntry] = {}
 
 def register_model(name: str, task: str = "classify") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a builder as architecture ``name`` of ``task``."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"model name must be an identifier, got {name!r}")
-    if task not in TASKS:
-        raise ValueError(f"model {name!r}: task must be one of {TASKS}, got {task!r}")
+    registry.check_name("model", name, task)
 
     def register(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        old = _MODELS.get(name)
-        if old is not None and old.build.__qualname__ != build.__qualname__:
-            raise ValueError(f"model {name!r} is already registered ({old.build.__module__}.{old.build.__qualname__})")
-        _MODELS[name] = ModelEntry(name, task, build)
+        registry.add(_MODELS, "model", ModelEntry(name, task, build))
         return build
 
     return register
@@ -49,12 +45,9 @@ def register_model(name: str, task: str = "classify") -> Callable[[Callable[...,
 
 def available_models(task: str | None = None) -> tuple[str, ...]:
     """Registered names (of one task, or all), in registration order."""
-    return tuple(name for name, entry in _MODELS.items() if task is None or entry.task == task)
+    return registry.names(_MODELS, task)
 
 
 def get_model(name: str) -> ModelEntry:
     """The entry registered as ``name``."""
-    try:
-        return _MODELS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"model.arch must be one of {available_models()}, got {name!r}") from None
+    return registry.lookup(_MODELS, "model.arch", name)
