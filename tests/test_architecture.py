@@ -8,6 +8,7 @@ interpreter). An import of a module's own parent package is not an edge: a packa
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "qbench"
@@ -129,3 +130,32 @@ def test_the_length_check_sees_a_long_function(tmp_path):
 def test_no_function_in_qbench_is_longer_than_80_lines():
     # a run's lifecycle reads as its steps (setup, resume or calibrate, epochs, finalise)
     assert long_functions() == []
+
+
+# the layers that run, collect and report any method: none may branch on (or name) one
+METHOD_BLIND = ("train", "detection", "workflow", "report")
+
+
+def method_names_in(package: Path, names: tuple[str, ...]) -> list[str]:
+    """``path:line name`` of every whole-word, case-blind use of a method name under ``package``."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b", re.IGNORECASE)
+    out = []
+    for path in sorted(package.rglob("*.py")) + sorted(package.rglob("*.smk")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            out += [f"{path.relative_to(package)}:{number} {m}" for m in pattern.findall(line)]
+    return out
+
+
+def test_the_method_name_check_sees_a_name(tmp_path):
+    (tmp_path / "mod.py").write_text("x = 1\nif method == 'lsq':  # LSQ's scale\n    pass\n")
+    assert method_names_in(tmp_path, ("lsq",)) != []
+
+
+def test_no_method_name_in_the_method_blind_layers():
+    from qbench.quant import available_methods, get_method
+
+    # the methods qbench ships (tests register toy methods of their own)
+    shipped = tuple(m for m in available_methods() if get_method(m).__module__.startswith("qbench."))
+    assert len(shipped) >= 2
+    found = [hit for sub in METHOD_BLIND for hit in method_names_in(PACKAGE / sub, shipped)]
+    assert found == []

@@ -261,7 +261,7 @@ def param_groups_cfg(model: nn.Module, quantized_layers: list[str], lr: float, l
         lr_other: learning rate of the others.
         quantizer_params: the quantization method's parameters (``method.parameters(model)``).
         quantizer_groups: the method's own groups (``method.param_groups(model)``: lr and
-            weight-decay multipliers, e.g. PACT's decayed clipping level), applied to its
+            weight-decay multipliers, e.g. a decayed clipping level), applied to its
             parameters in quantized layers; None: lr x1 and no weight decay for all of them.
 
     Returns:

@@ -184,7 +184,7 @@ class Cell:
             staying fixed after initialisation.
         variant: ``paper`` (the paper's quantization function) or ``released`` (the authors'
             released code's choices, qbench.quant.variant; beyond-paper cells only). Single
-            choices go through ``cell_overrides.<cell>.quant.variant``.
+            choices go through ``cell_overrides.<cell>.quant.options.variant``.
         tables: the table cells it fills.
         figures: figure tags (``fig3``, ``fig4``, ``fig5``) that read its runs.
     """
@@ -214,6 +214,16 @@ class Cell:
     def is_baseline(self) -> bool:
         """A quantized cell of another method than the paper's."""
         return self.method != DEFAULT_METHOD
+
+    @property
+    def method_options(self) -> dict:
+        """The options of its method the cell sets (``quant.options`` of its run config): the
+        paper's method's ablation fields init, sharing, learn_biases and variant; none for a
+        baseline's cell, whose options are its method's defaults."""
+        if self.is_baseline:
+            return {}
+        return {"init": self.init, "sharing": self.sharing, "learn_biases": self.learn_biases,
+                "variant": self.variant}
 
     @property
     def setting(self) -> str:

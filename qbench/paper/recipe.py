@@ -25,6 +25,7 @@ import yaml
 
 from qbench.detection.config import DetectRunConfig
 from qbench.paper import RegistryError, load_cells, select_cells
+from qbench.quant import get_method
 from qbench.train.config import Config
 from qbench.train.phases import epoch_plan
 from qbench.workflow.plan import enabled_cells, merge_scale_file, phase_of, run_config, seeds_of
@@ -177,19 +178,17 @@ def expected(cell) -> dict[str, Any]:
     out.update(r["phases"][phase])
     out["start.mode"] = cell.start
     out["temperature.slope"] = cell.slope
-    out["quant.learn_biases"] = cell.learn_biases  # the Sec. 4.3 ablation cell learns them
+    out["quant.options.learn_biases"] = cell.learn_biases  # the Sec. 4.3 ablation cell learns them
     # the init of a kind of quantizer the cell does not have is no part of its recipe
-    skip = (() if cell.weights else ("quant.weight_alpha_init",)) + \
-        (() if cell.activations else ("quant.act_alpha_init", "quant.act_init"))
+    skip = (() if cell.weights else ("quant.options.weight_alpha_init",)) + \
+        (() if cell.activations else ("quant.options.act_alpha_init", "quant.options.act_init"))
     if cell.is_baseline:
-        from qbench.quant.methods.qn import SECTION_KEYS
-
-        # another method's cell: the paper's quantizer keys are no recipe of it, and with
-        # activations it trains jointly for the phases' epochs (deviations.yaml: baselines_joint)
-        skip += tuple(f"quant.{k}" for k in SECTION_KEYS) + ("quant.learn_biases",)
-        if cell.activations:
-            total = sum(int(out.get(f"epochs.{p}", 0)) for p in ("weights", "activations", "joint"))
-            out.update({"epochs.weights": 0, "epochs.activations": 0, "epochs.joint": total})
+        # another method's cell: the paper's method's options are no recipe of it
+        skip += tuple(k for k in out if k.startswith("quant.options."))
+    if not get_method(cell.method).phased_training and cell.activations:
+        # it trains jointly for the phases' epochs (deviations.yaml: baselines_joint)
+        total = sum(int(out.get(f"epochs.{p}", 0)) for p in ("weights", "activations", "joint"))
+        out.update({"epochs.weights": 0, "epochs.activations": 0, "epochs.joint": total})
     return {k: v for k, v in out.items() if k not in skip}
 
 

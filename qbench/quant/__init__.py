@@ -14,6 +14,7 @@ Layers, from the bottom up:
 # first: the method modules import the layers below, which import methods.base
 from .methods import (
     DEFAULT_METHOD,
+    OptionError,
     QuantMethod,
     available_methods,
     get_method,
@@ -44,7 +45,7 @@ from .methods.base import QuantReport
 from .schedule import TemperatureSchedule
 
 __all__ = [
-    "DEFAULT_METHOD", "QuantMethod", "available_methods", "get_method", "method_for", "quantize_",
+    "DEFAULT_METHOD", "OptionError", "QuantMethod", "available_methods", "get_method", "method_for", "quantize_",
     "register_method",
     "ALPHA_INITS", "ActivationQuantizer", "LevelSet", "PAPER_ACTIVATION_SETS", "PAPER_WEIGHT_SETS", "QuantPolicy",
     "QuantReport", "QuantState", "Quantizer", "TemperatureSchedule", "WeightQuantizer",

@@ -641,9 +641,8 @@ class MethodResult:
         cited: the paper's top-1 for that method and setting (None: not cited).
         status: "rerun" / "reproduced" (the paper's method) or the not-run reason.
         mean: the cell mean's interval (None when not run).
-        to_paper_method: its top-1 minus the paper's method's cell at that setting, subtracted as
-            ``{qn: 1, method: -1}``, i.e. the paper's method minus this one (None for the paper's
-            method itself, or when either did not run).
+        to_paper_method: the paper's method's cell at that setting minus this one, in top-1
+            points (None for the paper's method itself, or when either did not run).
         rank: 1 = highest rerun top-1 at this setting (None when not run).
     """
 
@@ -740,7 +739,7 @@ def methods_grid(results: list[MethodResult]) -> list[list[str]]:
              "Ours − method [95 % CI]", "Seeds", "Test images"]]
     for r in results:
         model = f"{r.model} ({r.source.replace('table', 'Table ')})"
-        note = level_label(r.cell.method, r.cell.weights, r.cell.activations)  # levels unlike QN's
+        note = level_label(r.cell.method, r.cell.weights, r.cell.activations)  # levels unlike the paper's method's
         method = f"{r.method_label} ({r.cell.method}{', ' + note if note else ''})"
         if r.mean is None:
             grid.append([model, r.setting_label, "-", method, fmt_value(r.cited), r.status, "-", "-", "-"])

@@ -9,6 +9,7 @@ detection run that adds only its ``detect:`` section and the rules specific to d
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -17,12 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qbench.io import FileFormatError, parse_yaml, read_yaml
-from qbench.quant import ALPHA_INITS, DEFAULT_METHOD, LevelSet, QuantPolicy, available_methods, get_method
-from qbench.quant.methods.qn import SECTION_KEYS as QN_SECTION_KEYS
-from qbench.quant.model import SHARINGS
-from qbench.quant.modules import INITS
+from qbench.quant import DEFAULT_METHOD, LevelSet, OptionError, available_methods, get_method
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedule
-from qbench.quant.variant import QuantVariant
 
 from ..data import available_datasets
 from ..models.registry import STEMS, available_models
@@ -185,49 +182,45 @@ class StartConfig:
 
 @dataclass
 class QuantConfig:
-    # the quantization method (qbench.quant.methods); its own keys go in options, except the
-    # paper's method ("qn"), whose keys are the ones below
+    """``quant:``: the method, its level sets and its own options (``quant.options``), and the
+    harness's calibration and BatchNorm re-estimation, the same for every method.
+
+    Configs written before every method took ``quant.options`` put the options directly under
+    ``quant:``; ``from_raw`` reads both forms, names each key in errors as the file wrote it, and
+    resolves both to the one form of ``to_dict`` (config.yaml, cache keys).
+    """
+
     method: str = DEFAULT_METHOD
-    options: dict = field(default_factory=dict)
     weights: str | None = None
     activations: str | None = None
-    init: str = "kmeans"
-    sharing: str = "layerwise"
-    learn_biases: bool = False
+    # the method's own keys (QuantMethod.config_from_section); resolved with their defaults
+    options: dict = field(default_factory=dict)
     calib_samples: int = 1000
     # training images over which BatchNorm statistics are re-estimated in the evaluated mode
     # before each evaluation of a method that trains in another mode (the paper's soft vs hard);
     # 0 keeps the statistics gathered in training (docs/training.md, deviation bn_hard_stats)
     bn_reestimate_samples: int = 4096
-    # alpha at initialisation: the paper's 1/beta, or least squares (docs/quantizer.md)
-    weight_alpha_init: str = "inverse_beta"
-    act_alpha_init: str = "inverse_beta"
-    act_init: str | None = None  # bias init of activation quantizers; null = same as init
-    # the paper's quantization function, or the authors' released code's choices: "released",
-    # or a mapping such as {clamp: true} / {base: released, strict_step: false}
-    # (qbench.quant.variant, docs/quantizer.md)
-    variant: Any = "paper"
-    # lr multiplier of the activation quantizers' alpha and beta (1 = the paper: the network's lr)
-    act_lr_mult: float = 1.0
+    # option keys written directly under quant: (named so in errors)
+    flat_keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def from_raw(cls, raw: dict) -> "QuantConfig":
+        """Build from the YAML section: keys other than this section's own are options of the
+        method (the flat form); given both there and under ``options`` is an error."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"flat_keys"}
+        flat = {k: v for k, v in raw.items() if k not in own}
+        options = raw.get("options")
+        options = {} if options is None else options
+        require(isinstance(options, dict), "quant.options", f"must be a mapping, got {options!r}")
+        for key in sorted(set(flat) & set(options)):
+            raise ConfigError(f"quant.{key}: given both here and as quant.options.{key}")
+        values = coerce_numbers(cls, {k: v for k, v in raw.items() if k in own and k != "options"})
+        return cls(**values, options={**flat, **options}, flat_keys=tuple(sorted(flat)))
 
     def __post_init__(self) -> None:
-        require(is_number(self.act_lr_mult) and 0 <= self.act_lr_mult < math.inf, "quant.act_lr_mult",
-                f"must be a number >= 0, got {self.act_lr_mult!r}")
-        try:
-            # canonical form: "paper", "released" or the mapping of choices on base paper
-            self.variant = QuantVariant.from_config(self.variant, "quant.variant").to_config()
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
         require(self.method in available_methods(), "quant.method",
                 f"must be one of {available_methods()}, got {self.method!r}")
         require(isinstance(self.options, dict), "quant.options", f"must be a mapping, got {self.options!r}")
-        require(self.method != DEFAULT_METHOD or not self.options, "quant.options",
-                f"method {DEFAULT_METHOD!r} takes its keys directly under quant:")
-        require(self.act_init is None or self.act_init in INITS, "quant.act_init",
-                f"must be null or one of {INITS}, got {self.act_init!r}")
-        for key in ("weight_alpha_init", "act_alpha_init"):
-            require(getattr(self, key) in ALPHA_INITS, f"quant.{key}",
-                    f"must be one of {ALPHA_INITS}, got {getattr(self, key)!r}")
         for key in ("weights", "activations"):
             v = getattr(self, key)
             if v in ("32", 32):  # "32" is how the paper's tables write full precision
@@ -236,54 +229,36 @@ class QuantConfig:
             if v is not None:
                 check_level_set(v, key, f"quant.{key}")
                 setattr(self, key, str(v))
-        require(self.init in INITS, "quant.init", f"must be one of {INITS}, got {self.init!r}")
-        require(self.sharing in SHARINGS, "quant.sharing", f"must be one of {SHARINGS}, got {self.sharing!r}")
-        require(isinstance(self.learn_biases, bool), "quant.learn_biases", "must be true or false")
         require(is_int(self.calib_samples) and self.calib_samples >= 1, "quant.calib_samples",
                 f"must be an integer >= 1, got {self.calib_samples!r}")
         require(is_int(self.bn_reestimate_samples) and self.bn_reestimate_samples >= 0,
                 "quant.bn_reestimate_samples", f"must be an integer >= 0, got {self.bn_reestimate_samples!r}")
-        if self.method != DEFAULT_METHOD:
-            defaults = QuantConfig()
-            for key in QN_SECTION_KEYS:
-                require(getattr(self, key) == getattr(defaults, key), f"quant.{key}",
-                        f"is a key of method {DEFAULT_METHOD!r}; method {self.method!r} takes quant.options")
-        if self.enabled:
-            try:
-                self.method_config()
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
+        method = get_method(self.method)
+        try:
+            self._method_config = method.config_from_section(
+                self.weights, self.activations, coerce_numbers(method.config_class, self.options))
+        except OptionError as e:
+            written = f"quant.{e.key}" if e.key.split(".")[0] in self.flat_keys else f"quant.options.{e.key}"
+            if e.unknown and e.key in self.flat_keys:
+                own = ", ".join(f.name for f in dataclasses.fields(self) if f.name != "flat_keys")
+                raise ConfigError(f"{written}: unknown key (known: {own}; the options of method "
+                                  f"{self.method!r}: {', '.join(method.option_names()) or 'none'})") from None
+            raise ConfigError(f"{written}: {e.problem}") from None
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.options = method.section_options(self._method_config)
 
     @property
     def enabled(self) -> bool:
         return self.weights is not None or self.activations is not None
 
     def method_config(self):
-        """The config of ``method`` (for "qn" the ``QuantPolicy``)."""
-        if self.method == DEFAULT_METHOD:
-            return self.policy()
-        return get_method(self.method).config_from_section(self.weights, self.activations, dict(self.options))
+        """The config of ``method``, built once from this section."""
+        return self._method_config
 
     def to_dict(self) -> dict:
-        """Plain data; the default method and empty options are left out, so the resolved
-        config (config.yaml, cache keys) of a run of the paper's method is what it was before
-        there were methods."""
-        out = dataclasses.asdict(self)
-        if out["method"] == DEFAULT_METHOD:
-            del out["method"]
-        if not out["options"]:
-            del out["options"]
-        if out["variant"] == "paper":  # the paper's quantizer: the config it always had
-            del out["variant"]
-        return out
-
-    def policy(self, include: list[str] | None = None) -> QuantPolicy:
-        """The ``QuantPolicy`` of this section (``include``: explicit layer names)."""
-        return QuantPolicy(self.weights, self.activations, self.init, self.sharing,
-                           include=include, learn_biases=self.learn_biases,
-                           weight_alpha_init=self.weight_alpha_init,
-                           act_alpha_init=self.act_alpha_init, act_init=self.act_init,
-                           variant=self.variant, act_lr_mult=float(self.act_lr_mult))
+        """Plain data: the method is always named and its options hold their defaults."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "flat_keys"}
 
 
 @dataclass
@@ -450,8 +425,7 @@ class RunConfig:
         return self.epochs.phases()
 
     def to_dict(self) -> dict:
-        """The resolved config as plain data (``config.yaml`` of the run); the quant section
-        leaves out the default method and empty options (``QuantConfig.to_dict``)."""
+        """The resolved config as plain data (``config.yaml`` of the run)."""
         out = {**dataclasses.asdict(self), "quant": self.quant.to_dict()}
         for section, keys in self.UNUSED_KEYS.items():
             for key in keys:
@@ -485,6 +459,9 @@ class RunConfig:
                     value = {}
                 if not isinstance(value, dict):
                     raise ConfigError(f"{key}: must be a mapping, got {value!r}")
+                if hasattr(section, "from_raw"):  # a section that reads its keys itself
+                    kwargs[key] = section.from_raw({**cls.DEFAULTS.get(key, {}), **value})
+                    continue
                 known = {f.name for f in dataclasses.fields(section)} - set(cls.UNUSED_KEYS.get(key, ()))
                 for sub in value:
                     if sub not in known:

@@ -55,7 +55,7 @@ def phase_problem(model, phases: list[str], method) -> str | None:
     """Why ``phases`` cannot train ``model`` quantized by ``method``, or None.
 
     The activations phase trains only the input quantizers' parameters; a method whose input
-    quantizers learn nothing (DoReFa, HWGQ) would train no parameter there.
+    quantizers learn nothing (a fixed clipping range) would train no parameter there.
     """
     if method is not None and "activations" in phases and not method.parameters(model, "activations"):
         return (f"epochs.activations: method {method.name!r} learns no input-quantizer parameters, "
@@ -133,8 +133,8 @@ class EpochPlan:
         t_weights: T of the weight quantizers (None: no weight quantizers, or off).
         t_activations: T of the activation quantizers (None: none, or off in this phase).
         trained: parameter groups that train.
-        run_epochs: epochs of the whole run (a method whose schedule spans the run, INQ's
-            stages, reads it).
+        run_epochs: epochs of the whole run (a method whose schedule spans the run, such as
+            staged weight freezing, reads it).
     """
 
     epoch: int

@@ -22,6 +22,7 @@ from qbench.io import write_text  # noqa: F401 (the config-rendering rules write
 from qbench.paper import Cell, fp_cell_of, load_cells  # noqa: F401 (load_cells re-exported)
 
 from qbench.models import available_models
+from qbench.quant import available_methods, get_method
 
 
 PHASE_KINDS = ("fp", "weights", "activations", "both")
@@ -256,28 +257,16 @@ def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
         "task": cell.task,
         "seed": int(seed),
         "model": {"arch": cell.model},
-        "quant": {"weights": cell.weights, "activations": cell.activations},
+        "quant": {"method": cell.method, "weights": cell.weights, "activations": cell.activations,
+                  "options": _method_options(base, cell)},
         "temperature": {"slope": cell.slope},
     }
-    if cell.is_baseline:
-        own["quant"]["method"] = cell.method
-        # the paper's method's own quant keys that a scale sets per phase (e.g. act_lr_mult) are
-        # not the baselines': each method takes only its own
-        from qbench.quant.methods.qn import SECTION_KEYS as QN_KEYS
-
-        for key in QN_KEYS:
-            base.get("quant", {}).pop(key, None)
-        if phase_of(cell) in ("activations", "both"):
-            # the baselines train weights and inputs together (their papers); the same epochs
-            # and lr schedule as the paper's phased recipe, all of them joint
-            epochs = {**base.get("epochs", {})}
-            total = sum(int(epochs.get(p, 0)) for p in ("weights", "activations", "joint"))
-            own["epochs"] = {"weights": 0, "activations": 0, "joint": total}
-    else:
-        own["quant"].update({"init": cell.init, "sharing": cell.sharing, "learn_biases": cell.learn_biases})
-        if cell.variant != "paper":
-            # only where set: the run configs (and cache keys) of the paper's cells stay as they were
-            own["quant"]["variant"] = cell.variant
+    if not get_method(cell.method).phased_training and phase_of(cell) in ("activations", "both"):
+        # a method without the paper's phases trains weights and inputs together (its papers):
+        # the same epochs and lr schedule as the phased recipe, all of them joint
+        epochs = {**base.get("epochs", {})}
+        total = sum(int(epochs.get(p, 0)) for p in ("weights", "activations", "joint"))
+        own["epochs"] = {"weights": 0, "activations": 0, "joint": total}
     if cell.kind == "fp":
         weights = cfg.get("fp_weights", {}).get(cell.model)
         if weights:
@@ -294,6 +283,14 @@ def run_config(cfg: dict, cell: Cell, seed: int) -> dict:
     return deep_merge(merged, cfg.get("cell_overrides", {}).get(cell.id, {}))
 
 
+def _method_options(base: dict, cell: Cell) -> dict:
+    """The options of the cell's method: a scale's ``quant.<method>`` (each method's own keys,
+    taken out of the run config of every cell), under the ones the cell sets itself."""
+    quant = base.get("quant") or {}
+    per_method = {name: quant.pop(name) for name in available_methods() if name in quant}
+    return deep_merge(per_method.get(cell.method) or {}, cell.method_options)
+
+
 def dump_yaml(data: Any) -> str:
     """Stable YAML text (sorted keys) so an unchanged config renders to identical bytes."""
     return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
@@ -303,8 +300,8 @@ _TRAINER_ERROR = re.compile(r"^(?:config key )?'?([A-Za-z_][\w.]*)'?: (.*)$", re
 
 # trainer keys a cell of experiments.yaml sets itself -> its field there
 CELL_KEYS = {"model.arch": "model", "quant.method": "method", "quant.weights": "weights", "quant.activations": "activations",
-             "quant.init": "init", "quant.sharing": "sharing", "quant.learn_biases": "learn_biases",
-             "quant.variant": "variant",
+             "quant.options.init": "init", "quant.options.sharing": "sharing",
+             "quant.options.learn_biases": "learn_biases", "quant.options.variant": "variant",
              "temperature.slope": "slope"}
 
 
@@ -320,13 +317,17 @@ def _trainer_key_source(cfg: dict, cell: Cell, dotted: str) -> str:
             if dotted in CELL_KEYS:
                 return f"cells.{cell.id}.{CELL_KEYS[dotted]}"
             continue
+        key = dotted
+        if not layer.startswith("cell_overrides.") and dotted.startswith("quant.options."):
+            # a scale writes a method's options as quant.<method>.<key> (_method_options)
+            key = f"quant.{cell.method}.{dotted.removeprefix('quant.options.')}"
         node: Any = cfg
-        for part in f"{layer}.{dotted}".split("."):
+        for part in f"{layer}.{key}".split("."):
             if not isinstance(node, dict) or part not in node:
                 break
             node = node[part]
         else:
-            return f"{layer}.{dotted}"
+            return f"{layer}.{key}"
     return f"{layers[-1]}.{dotted}"
 
 

@@ -89,7 +89,14 @@ def test_a_baseline_cell_renders_its_method_and_no_keys_of_the_papers_method():
     cells = plan.load_cells()
     rc = plan.run_config(cfg, cells["alexnet_w2a32_ttq"], 1)
     ours = plan.run_config(cfg, cells["alexnet_w2a32"], 1)
-    assert rc["quant"]["method"] == "ttq" and "init" not in rc["quant"] and "method" not in ours["quant"]
+    assert rc["quant"]["method"] == "ttq" and rc["quant"]["options"] == {}
+    assert ours["quant"]["method"] == "qn" and ours["quant"]["options"]["init"] == "kmeans"
+    # a scale's per-method options (mini: quant.qn.act_lr_mult in the activation phases) reach
+    # the cells of that method only, and no method name is left under quant:
+    joint, phased = (plan.run_config(cfg, cells[c], 1) for c in ("alexnet_w1a1_dorefa", "alexnet_w1a1"))
+    assert joint["quant"]["options"] == {} and phased["quant"]["options"]["act_lr_mult"] == 0.01
+    assert "qn" not in joint["quant"] and "qn" not in phased["quant"]
+    assert joint["epochs"]["joint"] == sum(phased["epochs"][p] for p in ("weights", "activations", "joint"))
     # same recipe as the paper's cell of the same setting: start, epochs, optimiser, data, seed
     for key in ("start", "epochs", "optim", "data", "seed", "temperature"):
         assert rc[key] == ours[key], key
@@ -102,8 +109,7 @@ RELEASED_CELLS = ("resnet18_w1a32_released", "resnet18_w1a2_released", "alexnet_
 @pytest.mark.parametrize("cid", RELEASED_CELLS)
 def test_a_released_cell_renders_the_variant_beside_its_papers_cell(cid):
     """A `_released` cell is the `qn` cell of the same name with `quant.variant: released` and
-    nothing else changed: same phases, epochs, optimiser, data and T; the paper's cell renders
-    no variant key (its run config, and cache key, as before)."""
+    nothing else changed: same phases, epochs, optimiser, data and T."""
     from qbench.quant.variant import RELEASED
 
     cfg = plan.merge_scale_file({"scale": "paper"}, ROOT / "workflows" / "config")
@@ -111,13 +117,13 @@ def test_a_released_cell_renders_the_variant_beside_its_papers_cell(cid):
     cell, paper = cells[cid], cells[cid.removesuffix("_released")]
     assert cell.method == paper.method == "qn" and not cell.tables and not cell.figures
     rc, ours = plan.run_config(cfg, cell, 0), plan.run_config(cfg, paper, 0)
-    assert rc["quant"].pop("variant") == "released" and "variant" not in ours["quant"]
+    assert rc["quant"]["options"].pop("variant") == "released" and ours["quant"]["options"].pop("variant") == "paper"
     assert rc == ours
     assert plan.phase_of(cell) == plan.phase_of(paper)
     # the trainer's config reads it into the method's policy
     from qbench.train.config import Config
 
-    assert Config.from_dict(plan.run_config(cfg, cell, 0)).quant.policy().variant == RELEASED
+    assert Config.from_dict(plan.run_config(cfg, cell, 0)).quant.method_config().variant == RELEASED
 
 
 def test_the_released_cells_run_at_mini_and_paper_scale_and_a_single_choice_goes_through_cell_overrides():
@@ -125,11 +131,11 @@ def test_the_released_cells_run_at_mini_and_paper_scale_and_a_single_choice_goes
         cfg = plan.merge_scale_file({"scale": scale}, ROOT / "workflows" / "config")
         assert set(RELEASED_CELLS) <= {c.id for c in plan.enabled_cells(cfg)}
     cfg = plan.merge_scale_file({"scale": "mini", "cell_overrides": {"resnet18_w1a32_released": {
-        "quant": {"variant": {"base": "released", "strict_step": False}}}}}, ROOT / "workflows" / "config")
+        "quant": {"options": {"variant": {"base": "released", "strict_step": False}}}}}}, ROOT / "workflows" / "config")
     cell = plan.load_cells()["resnet18_w1a32_released"]
     rc = plan.run_config(cfg, cell, 0)
     _validate(cell, rc)
     from qbench.train.config import Config
 
-    v = Config.from_dict(rc).quant.policy().variant
+    v = Config.from_dict(rc).quant.method_config().variant
     assert v.clamp and not v.strict_step

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -231,22 +232,28 @@ def test_yaml_quant_section_names_the_method(tmp_path):
     from qbench.train.config import Config, ConfigError
 
     paper = Config.from_dict(_run_config(tmp_path, {"weights": "ternary"}, {"weights": 1}))
-    # the paper's method is the default and leaves the resolved config as it was
-    assert paper.quant.method == "qn" and "method" not in paper.to_dict()["quant"]
-    assert "options" not in paper.to_dict()["quant"]
+    # the paper's method is the default; the resolved config names it and its options
+    assert paper.quant.method == "qn" and paper.to_dict()["quant"]["method"] == "qn"
+    assert paper.to_dict()["quant"]["options"] == get_method("qn").section_options(QuantPolicy("ternary"))
     assert paper.quant.method_config() == QuantPolicy("ternary")
+    assert Config.from_dict(paper.to_dict()) == paper
     toy = Config.from_dict(_run_config(tmp_path, {"method": "sign", "weights": "binary"}, {"weights": 1}))
     assert toy.to_dict()["quant"]["method"] == "sign"
     assert Config.from_dict(toy.to_dict()) == toy
     assert toy.quant.method_config() == toy_sign_method.SignConfig("binary", None)
     for quant, needle in [({"method": "nope", "weights": "binary"}, "quant.method: must be one of"),
                           ({"method": "sign", "weights": "binary", "init": "linear"},
-                           "quant.init: is a key of method 'qn'"),
+                           "quant.init: unknown key (known: method, weights"),
                           ({"method": "sign", "weights": "binary", "options": {"bits": 2}},
                            "quant.options.bits: unknown option of method 'sign'"),
                           ({"method": "sign", "weights": "ternary"}, "quant.options: weights: the sign method"),
-                          ({"weights": "ternary", "options": {"init": "linear"}}, "quant.options: method 'qn'")]:
-        with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
+                          ({"weights": "ternary", "options": {"init": "cubic"}},
+                           "quant.options.init: must be one of ('kmeans', 'linear'), got 'cubic'"),
+                          ({"weights": "ternary", "init": "cubic"},
+                           "quant.init: must be one of ('kmeans', 'linear'), got 'cubic'"),
+                          ({"weights": "ternary", "init": "linear", "options": {"init": "linear"}},
+                           "quant.init: given both here and as quant.options.init")]:
+        with pytest.raises(ConfigError, match=re.escape(needle)):
             Config.from_dict(_run_config(tmp_path, quant, {"weights": 1}))
 
 

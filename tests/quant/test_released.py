@@ -276,7 +276,7 @@ _BASE = {"model": {"arch": "resnet18"}, "epochs": {"weights": 1, "joint": 1}}
 def test_variant_round_trips_through_the_quant_section_and_a_checkpoint(variant):
     cfg = Config.from_dict({**_BASE, "quant": {"weights": "binary", "activations": "act_2bit", "variant": variant}})
     want = QuantVariant.from_config(variant)
-    assert cfg.quant.policy().variant == want
+    assert cfg.quant.method_config().variant == want
     method_cfg = cfg.quant.method_config()
     assert isinstance(method_cfg, QuantPolicy) and method_cfg.variant == want
     resolved = cfg.to_dict()
@@ -286,21 +286,23 @@ def test_variant_round_trips_through_the_quant_section_and_a_checkpoint(variant)
     back = torch.load(buf, weights_only=True)["config"]
     assert back == resolved
     again = Config.from_dict(back)
-    assert again.quant.policy().variant == want and again.to_dict() == resolved
+    assert again.quant.method_config().variant == want and again.to_dict() == resolved
     # the method's own section parser
     assert QuantizationNetworks.config_from_section("binary", None, {"variant": variant}).variant == want
 
 
-def test_default_quant_section_has_no_variant_key():
-    """Resolved configs (config.yaml, cache keys) of the paper's runs are what they were."""
+def test_the_default_variant_resolves_to_one_config_whichever_way_it_is_written():
+    """Omitted, written flat (the older form) or under quant.options: one resolved config
+    (config.yaml, cache keys), which names the paper's variant."""
     cfg = Config.from_dict({**_BASE, "quant": {"weights": "binary"}})
-    assert "variant" not in cfg.to_dict()["quant"]
-    explicit = Config.from_dict({**_BASE, "quant": {"weights": "binary", "variant": "paper"}})
-    assert explicit.to_dict() == cfg.to_dict()
+    assert cfg.to_dict()["quant"]["options"]["variant"] == "paper"
+    for quant in ({"weights": "binary", "variant": "paper"},
+                  {"method": "qn", "weights": "binary", "options": {"variant": "paper"}}):
+        assert Config.from_dict({**_BASE, "quant": quant}).to_dict() == cfg.to_dict()
 
 
 def test_other_methods_refuse_the_variant_key():
-    with pytest.raises(ConfigError, match=r"^quant\.variant: is a key of method 'qn'"):
+    with pytest.raises(ConfigError, match=r"^quant\.variant: unknown key \(.*the options of method 'lsq': none\)$"):
         Config.from_dict({**_BASE, "quant": {"method": "lsq", "weights": "ternary", "variant": "released"}})
 
 

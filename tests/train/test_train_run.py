@@ -218,7 +218,7 @@ def test_act_lr_mult_sets_the_activation_quantizers_step(tmp_path, write_config,
     frozen, longer, paper = betas[0.0, 1], betas[0.0, 2], betas[1.0, 1]
     assert frozen and frozen == longer
     assert frozen.keys() == paper.keys() and any(abs(paper[k] - frozen[k]) > 1e-6 for k in frozen)
-    assert yaml.safe_load((tmp_path / "q0.0_1" / "config.yaml").read_text())["quant"]["act_lr_mult"] == 0.0
+    assert yaml.safe_load((tmp_path / "q0.0_1" / "config.yaml").read_text())["quant"]["options"]["act_lr_mult"] == 0.0
 
 
 @pytest.mark.parametrize("bad", [-0.1, "fast", True, float("inf")])

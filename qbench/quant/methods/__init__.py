@@ -7,6 +7,7 @@ below (docs/extending.md); ``quant.method`` in a run config names it.
 from .base import (
     CODES_FORMAT,
     InputSlot,
+    OptionError,
     QuantMethod,
     QuantReport,
     WeightSlot,
@@ -24,6 +25,6 @@ from . import baselines  # noqa: F401  (registers the baselines of Tables 1-3: b
 DEFAULT_METHOD = "qn"
 
 __all__ = [
-    "CODES_FORMAT", "DEFAULT_METHOD", "InputSlot", "QuantMethod", "QuantReport", "WeightSlot",
+    "CODES_FORMAT", "DEFAULT_METHOD", "InputSlot", "OptionError", "QuantMethod", "QuantReport", "WeightSlot",
     "available_methods", "get_method", "method_for", "model_size_bits", "quantize_", "register_method", "select_layers",
 ]

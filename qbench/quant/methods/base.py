@@ -177,6 +177,22 @@ class InputSlot(nn.Module):
         return self.quantizer(x) if self.enabled else x
 
 
+# config fields that say what to quantize, not how: not options of a method
+_LAYER_FIELDS = ("weights", "activations", "include", "exclude")
+
+
+class OptionError(ValueError):
+    """One of a method's own options (``quant.options.<key>``) is unknown or bad.
+
+    ``key`` is the option's name (``variant.base`` for a nested one) and ``problem`` the rest of
+    the message, so a config loader can name the key the way its file wrote it.
+    """
+
+    def __init__(self, key: str, problem: str, unknown: bool = False) -> None:
+        super().__init__(f"quant.options.{key}: {problem}")
+        self.key, self.problem, self.unknown = key, problem, unknown
+
+
 def _default_forward(model: nn.Module, batch) -> int:
     x = batch[0] if isinstance(batch, (tuple, list)) else batch
     model(x.to(next(model.parameters()).device))
@@ -199,6 +215,8 @@ class QuantMethod:
             evaluation; None when the method has no modes.
         uses_temperature: ``on_epoch`` reads the run's temperature schedule
             (``EpochPlan.t_weights`` / ``t_activations``).
+        phased_training: the method trains in the paper's phases (weights, then activations,
+            then both: Alg. 1); False trains weights and inputs together for as many epochs.
         weight_types / input_types: module classes found at the weight parametrization /
             ``input_quantizer`` places of a layer quantized by this method.
     """
@@ -209,6 +227,7 @@ class QuantMethod:
     train_mode: ClassVar[str | None] = None
     eval_mode: ClassVar[str | None] = None
     uses_temperature: ClassVar[bool] = False
+    phased_training: ClassVar[bool] = False
     weight_types: ClassVar[tuple[type, ...]] = (WeightSlot,)
     input_types: ClassVar[tuple[type, ...]] = (InputSlot,)
 
@@ -230,17 +249,29 @@ class QuantMethod:
             options: ``quant.options``, the method's own keys.
 
         Raises:
-            ValueError naming the option (``quant.options.<key>``) when it is unknown or bad.
+            OptionError naming the option when it is unknown; ValueError for a bad value.
         """
-        known = {f.name for f in dataclasses.fields(cls.config_class)}
+        known = cls.option_names()
         for key in options:
-            if key not in known or key in ("weights", "activations"):
-                raise ValueError(f"quant.options.{key}: unknown option of method {cls.name!r} "
-                                 f"(known: {', '.join(sorted(known - {'weights', 'activations'})) or 'none'})")
+            if key not in known:
+                raise OptionError(key, f"unknown option of method {cls.name!r} (known: {', '.join(known) or 'none'})",
+                                  unknown=True)
         try:
             return cls.config_class(weights=weights, activations=activations, **options)
         except (TypeError, ValueError) as e:
             raise ValueError(f"quant.options: {e}") from None
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The keys ``quant.options`` may hold: the config's fields but the level sets and layers."""
+        return tuple(f.name for f in dataclasses.fields(cls.config_class) if f.name not in _LAYER_FIELDS)
+
+    @classmethod
+    def section_options(cls, config: Any) -> dict:
+        """The method's own options of ``config`` as plain data, defaults included: the
+        ``quant.options`` of a resolved run config (``config.yaml``, cache keys), from which
+        ``config_from_section`` builds the same config again."""
+        return {key: getattr(config, key) for key in cls.option_names()}
 
     @classmethod
     def example_config(cls) -> Any:

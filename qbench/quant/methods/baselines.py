@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from .. import baselines as B
-from .base import CODES_FORMAT, QuantMethod, available_methods, get_method, register_method, write_plain_weight
+from .base import CODES_FORMAT, OptionError, QuantMethod, available_methods, get_method, register_method, write_plain_weight
 
 WEIGHT_BITS = {"binary": 1, "ternary": 2, "5bit": 5}
 ACTIVATION_BITS = {"act_binary": 1, "act_2bit": 2}
@@ -193,17 +193,21 @@ class BaselineMethod(QuantMethod):
 
     @classmethod
     def config_from_section(cls, weights: str | None, activations: str | None, options: dict) -> Any:
-        known = set(cls.spec.options)
+        known = cls.option_names()
         for key in options:
             if key not in known:
-                raise ValueError(f"quant.options.{key}: unknown option of method {cls.name!r} "
-                                 f"(known: {', '.join(sorted(known)) or 'none'})")
+                raise OptionError(key, f"unknown option of method {cls.name!r} "
+                                  f"(known: {', '.join(known) or 'none'})", unknown=True)
         try:
             return cls.config_class(weights=weights, activations=activations, **options)
         except (TypeError, ValueError) as e:
             message = str(e)
             prefix = "quant." if message.startswith(("weights:", "activations:")) else "quant.options: "
             raise ValueError(prefix + message) from None
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(sorted(cls.spec.options))
 
     @classmethod
     def example_config(cls) -> Any:

@@ -8,19 +8,44 @@ The config is ``QuantPolicy``; the modules, calibration, export and size are tho
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Iterable
 
 from torch import nn
 
 from .. import export as qexport
 from .. import model as qmodel
-from ..model import QuantPolicy
-from ..modules import MODES, ActivationQuantizer, WeightQuantizer
-from .base import PARAM_BITS, QuantMethod, QuantReport, register_method, unique
+from ..init import ALPHA_INITS
+from ..model import SHARINGS, QuantPolicy
+from ..modules import INITS, MODES, ActivationQuantizer, WeightQuantizer
+from ..variant import QuantVariant
+from .base import PARAM_BITS, OptionError, QuantMethod, QuantReport, register_method, unique
 
 # the keys of the YAML quant: section that configure this method (QuantPolicy fields)
 SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init", "variant",
                 "act_lr_mult")
+
+
+def _check_options(options: dict) -> None:
+    """Each option's own one-line error (``QuantPolicy`` would name its field, not the key)."""
+    choices = {"init": INITS, "sharing": SHARINGS, "weight_alpha_init": ALPHA_INITS, "act_alpha_init": ALPHA_INITS}
+    for key, allowed in choices.items():
+        if key in options and options[key] not in allowed:
+            raise OptionError(key, f"must be one of {allowed}, got {options[key]!r}")
+    if options.get("act_init") is not None and options["act_init"] not in INITS:
+        raise OptionError("act_init", f"must be null or one of {INITS}, got {options['act_init']!r}")
+    if "learn_biases" in options and not isinstance(options["learn_biases"], bool):
+        raise OptionError("learn_biases", "must be true or false")
+    mult = options.get("act_lr_mult", 1.0)
+    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not 0 <= mult < math.inf:
+        raise OptionError("act_lr_mult", f"must be a number >= 0, got {mult!r}")
+    if "variant" in options:
+        try:
+            QuantVariant.from_config(options["variant"], "variant")
+        except ValueError as e:
+            # "variant: ..." or "variant.<choice>: ...", as from_config names it
+            key, problem = str(e).split(": ", 1)
+            raise OptionError(key, problem) from None
 
 
 def set_quantizer_temperatures(model: nn.Module, t_weights: float | None, t_activations: float | None) -> None:
@@ -43,6 +68,7 @@ class QuantizationNetworks(QuantMethod):
     train_mode = "soft"
     eval_mode = "hard"
     uses_temperature = True
+    phased_training = True
     weight_types = (WeightQuantizer,)
     input_types = (ActivationQuantizer,)
 
@@ -50,8 +76,23 @@ class QuantizationNetworks(QuantMethod):
     def config_from_section(cls, weights: str | None, activations: str | None, options: dict) -> QuantPolicy:
         for key in options:
             if key not in SECTION_KEYS:
-                raise ValueError(f"quant.{key}: unknown key of method 'qn' (known: {', '.join(SECTION_KEYS)})")
-        return QuantPolicy(weights, activations, **options)
+                raise OptionError(key, f"unknown option of method {cls.name!r} (known: {', '.join(SECTION_KEYS)})",
+                                  unknown=True)
+        _check_options(options)
+        try:
+            return QuantPolicy(weights, activations, **options)
+        except ValueError as e:
+            raise ValueError(f"quant: {e}") from None
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return SECTION_KEYS
+
+    @classmethod
+    def section_options(cls, config: QuantPolicy) -> dict:
+        out = {key: getattr(config, key) for key in SECTION_KEYS}
+        out["variant"] = config.variant.to_config()  # "paper", "released" or its mapping of choices
+        return out
 
     def quantize(self, model: nn.Module, include: Iterable[str] | None = None) -> QuantReport:
         policy = self.config
