@@ -10,7 +10,7 @@
 
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -18,7 +18,7 @@ WF = workflow.basedir
 sys.path.insert(0, WF)  # the qbench package of this checkout, also when not installed
 
 from qbench.paper import RegistryError, check_registries, load_cells  # noqa: E402
-from qbench.workflow import plan  # noqa: E402
+from qbench.workflow import plan, scale_config  # noqa: E402
 
 try:  # the registries are checked like a config: a typo stops the dry run, one line
     check_registries()
@@ -29,13 +29,16 @@ try:
     # snakemake's loader keeps the last of a key given twice; the project's refuses it
     plan.check_config_files(workflow.configfiles)
     _merged = plan.merge_scale_file(dict(config), f"{WF}/workflows/config")
-    # before the schema (whose pattern refuses the same text in a many-line message)
+    # before the model, whose pattern error would not say which word of it is wrong
     plan.check_sbatch_extra((_merged.get("cluster") or {}).get("extra"))
+    # types, limits and unknown keys, with the defaults filled in (workflows/schemas/ holds the
+    # JSON schema generated from the same model)
+    _sources = scale_config.sources(workflow.configfiles, f"{WF}/workflows/config", _merged["scale"])
+    _merged = scale_config.resolve(_merged, _sources)
 except plan.PipelineConfigError as exc:
     plan.stop(exc)
 config.clear()
 config.update(_merged)
-validate(config, f"{WF}/workflows/schemas/config.schema.yaml")
 
 try:
     CELLS = plan.enabled_cells(config)

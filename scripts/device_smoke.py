@@ -4,8 +4,9 @@ Used by ``scripts/device_check.sh`` on a machine that has a GPU but no snakemake
 pipeline step by step with the library functions it calls:
 
 - the scale config: ``plan.merge_scale_file`` of ``{"scale": ..., "train": {"device": ...}}``
-  over ``workflows/config/<scale>.yaml`` (what ``snakemake --config`` does), then the defaults
-  of ``workflows/schemas/config.schema.yaml`` (what snakemake's ``validate`` fills in);
+  over ``workflows/config/<scale>.yaml`` (what ``snakemake --config`` does), then validated
+  and completed by ``qbench.workflow.scale_config.resolve`` (what the Snakefile does); without
+  pydantic, the defaults of ``workflows/schemas/config.schema.yaml``, which is generated from it;
 - the cells: ``plan.enabled_cells`` + ``plan.validate_semantics``; classification cells only;
 - each run's config: ``plan.run_config`` written with ``plan.dump_yaml`` to
   ``results/<scale>/configs/<cell>_s<seed>.yaml`` (rule ``render_config``), relative to a
@@ -40,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 
 def schema_defaults(schema: dict, instance: dict) -> dict:
-    """Fill the ``default`` of every missing property, recursively (snakemake ``validate``)."""
+    """Fill the ``default`` of every missing property, recursively (the model's defaults)."""
     out = copy.deepcopy(instance)
     for key, sub in (schema.get("properties") or {}).items():
         if not isinstance(sub, dict):
@@ -60,14 +61,22 @@ def load_scale(scale: str, device: str) -> tuple[dict, list[str]]:
 
     notes = []
     cfg = plan.merge_scale_file({"scale": scale, "train": {"device": device}}, ROOT / "workflows" / "config")
-    schema_path = ROOT / "workflows" / "schemas" / "config.schema.yaml"
-    cfg = schema_defaults(yaml.safe_load(schema_path.read_text()), cfg)
     try:
-        import jsonschema  # optional: snakemake validates with it; absent on the GPU machine
-        jsonschema.validate(cfg, yaml.safe_load(schema_path.read_text()))
-        notes.append("schema: validated with jsonschema")
+        from qbench.workflow import scale_config  # needs pydantic, which a bare GPU machine may lack
     except ImportError:
-        notes.append("schema: jsonschema not installed, defaults filled, not validated")
+        scale_config = None
+    if scale_config is not None:
+        cfg = scale_config.resolve(cfg)
+        notes.append("schema: validated by qbench.workflow.scale_config")
+    else:
+        schema_path = ROOT / "workflows" / "schemas" / "config.schema.yaml"
+        cfg = schema_defaults(yaml.safe_load(schema_path.read_text()), cfg)
+        try:
+            import jsonschema  # optional: absent on the GPU machine
+            jsonschema.validate(cfg, yaml.safe_load(schema_path.read_text()))
+            notes.append("schema: validated with jsonschema")
+        except ImportError:
+            notes.append("schema: neither pydantic nor jsonschema installed, defaults filled, not validated")
     data = cfg["train"].get("data", {})
     if data.get("dataset") == "fashion_mnist":
         from qbench.data import DatasetError, find_fashion_mnist
