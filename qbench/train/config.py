@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from qbench.io import FileFormatError, parse_yaml, read_yaml
 from qbench.quant import DEFAULT_METHOD, LevelSet, OptionError, available_methods, get_method
+from qbench.quant.methods.base import SectionError
 from qbench.quant.schedule import KINDS as TEMPERATURE_KINDS, TemperatureSchedule
 
 from ..data import available_datasets
@@ -30,14 +31,20 @@ FLOAT32_MAX = 3.4028234663852886e38  # the soft quantizer computes T * (beta x -
 
 
 class ConfigError(ValueError):
-    """A config key is unknown or its value is impossible; the message names the key."""
+    """A config key is unknown or its value is impossible: ``ConfigError(key, problem)`` reads
+    ``<key>: <problem>`` and keeps both (the pipeline names the scale key that set ``key``);
+    ``ConfigError(message)`` is an error of no single key."""
+
+    def __init__(self, key: str, problem: str | None = None) -> None:
+        super().__init__(key if problem is None else f"{key}: {problem}")
+        self.key, self.problem = (None, key) if problem is None else (key, problem)
 
 
 def require(cond: bool, key: str, msg: str) -> None:
-    """Raise ``ConfigError("<key>: <msg>")`` unless ``cond``: the one message style of every config
+    """Raise ``ConfigError(key, msg)`` unless ``cond``: the one message style of every config
     section (classification, detection, fmnist_voc generation)."""
     if not cond:
-        raise ConfigError(f"{key}: {msg}")
+        raise ConfigError(key, msg)
 
 
 def is_int(v: Any) -> bool:
@@ -98,12 +105,12 @@ def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
     try:
         levels = LevelSet.from_name(str(name))
     except ValueError as e:
-        raise ConfigError(f"{key}: {e}") from None
+        raise ConfigError(key, str(e)) from None
     if role == "weights" and not levels.zero_centered:
-        raise ConfigError(f"{key}: {name!r} is an activation level set; weights need a signed set "
+        raise ConfigError(key, f"{name!r} is an activation level set; weights need a signed set "
                           "such as ternary or 3bit_pm4")
     if role == "activations" and (levels.zero_centered or min(levels.values) < 0):
-        raise ConfigError(f"{key}: {name!r} is a signed set; activations (after ReLU) need a "
+        raise ConfigError(key, f"{name!r} is a signed set; activations (after ReLU) need a "
                           "non-negative set such as act_2bit")
     return levels
 
@@ -213,7 +220,7 @@ class QuantConfig:
         options = {} if options is None else options
         require(isinstance(options, dict), "quant.options", f"must be a mapping, got {options!r}")
         for key in sorted(set(flat) & set(options)):
-            raise ConfigError(f"quant.{key}: given both here and as quant.options.{key}")
+            raise ConfigError(f"quant.{key}", f"given both here and as quant.options.{key}")
         values = coerce_numbers(cls, {k: v for k, v in raw.items() if k in own and k != "options"})
         return cls(**values, options={**flat, **options}, flat_keys=tuple(sorted(flat)))
 
@@ -241,11 +248,11 @@ class QuantConfig:
             written = f"quant.{e.key}" if e.key.split(".")[0] in self.flat_keys else f"quant.options.{e.key}"
             if e.unknown and e.key in self.flat_keys:
                 own = ", ".join(f.name for f in dataclasses.fields(self) if f.name != "flat_keys")
-                raise ConfigError(f"{written}: unknown key (known: {own}; the options of method "
+                raise ConfigError(written, f"unknown key (known: {own}; the options of method "
                                   f"{self.method!r}: {', '.join(method.option_names()) or 'none'})") from None
-            raise ConfigError(f"{written}: {e.problem}") from None
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(written, e.problem) from None
+        except SectionError as e:
+            raise ConfigError(f"quant.{e.key}", e.problem) from None
         self.options = method.section_options(self._method_config)
 
     @property
@@ -445,12 +452,12 @@ class RunConfig:
             raw: nested config; unknown keys raise ConfigError naming them.
         """
         if not isinstance(raw, dict):
-            raise ConfigError(f"config: must be a mapping, got {type(raw).__name__}")
+            raise ConfigError("config", f"must be a mapping, got {type(raw).__name__}")
         sections = cls.sections()
         top = {f.name for f in dataclasses.fields(cls)}
         for key in raw:
             if key not in top:
-                raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top))})")
+                raise ConfigError(key, f"unknown key (known: {', '.join(sorted(top))})")
         kwargs: dict[str, Any] = {"task": cls.TASK}
         for key, value in {**{k: None for k in cls.DEFAULTS}, **raw}.items():
             if key in sections:
@@ -458,14 +465,14 @@ class RunConfig:
                 if value is None:
                     value = {}
                 if not isinstance(value, dict):
-                    raise ConfigError(f"{key}: must be a mapping, got {value!r}")
+                    raise ConfigError(key, f"must be a mapping, got {value!r}")
                 if hasattr(section, "from_raw"):  # a section that reads its keys itself
                     kwargs[key] = section.from_raw({**cls.DEFAULTS.get(key, {}), **value})
                     continue
                 known = {f.name for f in dataclasses.fields(section)} - set(cls.UNUSED_KEYS.get(key, ()))
                 for sub in value:
                     if sub not in known:
-                        raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(sorted(known))})")
+                        raise ConfigError(f"{key}.{sub}", f"unknown key (known: {', '.join(sorted(known))})")
                 value = {**cls.DEFAULTS.get(key, {}), **value}
                 if key == "optim" and isinstance(value.get("milestones"), tuple):
                     value = {**value, "milestones": list(value["milestones"])}
@@ -473,7 +480,7 @@ class RunConfig:
                 try:
                     kwargs[key] = section(**value)
                 except TypeError as e:
-                    raise ConfigError(f"{key}: {e}") from None
+                    raise ConfigError(key, str(e)) from None
             elif key == "seed" and isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
                 kwargs[key] = int(value)
             elif key in cls.DEFAULTS and value is None:

@@ -23,6 +23,7 @@ from qbench.paper import Cell, fp_cell_of, load_cells  # noqa: F401 (load_cells 
 
 from qbench.models import available_models
 from qbench.quant import available_methods, get_method
+from qbench.train.config import ConfigError
 
 
 PHASE_KINDS = ("fp", "weights", "activations", "both")
@@ -296,8 +297,6 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
 
 
-_TRAINER_ERROR = re.compile(r"^(?:config key )?'?([A-Za-z_][\w.]*)'?: (.*)$", re.S)
-
 # trainer keys a cell of experiments.yaml sets itself -> its field there
 CELL_KEYS = {"model.arch": "model", "quant.method": "method", "quant.weights": "weights", "quant.activations": "activations",
              "quant.options.init": "init", "quant.options.sharing": "sharing",
@@ -348,8 +347,8 @@ def check_run_config(cfg: dict, cell: Cell, rc: dict) -> None:
     try:
         check.from_dict(rc)
     except ValueError as exc:
-        m = _TRAINER_ERROR.match(str(exc))
-        key, msg = (m.group(1), m.group(2)) if m else ("train", str(exc))
+        # the trainer's errors name their key; anything else is the base config's
+        key, msg = ((exc.key or "train"), exc.problem) if isinstance(exc, ConfigError) else ("train", str(exc))
         raise PipelineConfigError(f"config key '{_trainer_key_source(cfg, cell, key)}': {msg} "
                                   f"(run config of cell {cell.id})") from None
 

@@ -181,6 +181,15 @@ class InputSlot(nn.Module):
 _LAYER_FIELDS = ("weights", "activations", "include", "exclude")
 
 
+class SectionError(ValueError):
+    """A bad key of a method's ``quant:`` section, ``key`` relative to it (``weights``,
+    ``activations``, ``options``); reads ``<key>: <problem>``."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key, self.problem = key, problem
+
+
 class OptionError(ValueError):
     """One of a method's own options (``quant.options.<key>``) is unknown or bad.
 
@@ -258,8 +267,10 @@ class QuantMethod:
                                   unknown=True)
         try:
             return cls.config_class(weights=weights, activations=activations, **options)
+        except (SectionError, OptionError):
+            raise
         except (TypeError, ValueError) as e:
-            raise ValueError(f"quant.options: {e}") from None
+            raise SectionError("options", str(e)) from None
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

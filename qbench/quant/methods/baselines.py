@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from .. import baselines as B
-from .base import CODES_FORMAT, OptionError, QuantMethod, available_methods, get_method, register_method, write_plain_weight
+from .base import CODES_FORMAT, OptionError, QuantMethod, SectionError, available_methods, get_method, register_method, write_plain_weight
 
 WEIGHT_BITS = {"binary": 1, "ternary": 2, "5bit": 5}
 ACTIVATION_BITS = {"act_binary": 1, "act_2bit": 2}
@@ -83,8 +83,8 @@ def bits_of(name: str | None, key: str) -> int | None:
     match = re.fullmatch(prefix + r"([0-9]+)", str(name))
     if match:
         return int(match.group(1))
-    raise ValueError(f"{key}: {name!r} is no bit width for a baseline method; use "
-                     f"{', '.join(table)} or {prefix}<b>")
+    raise SectionError(key, f"{name!r} is no bit width for a baseline method; use "
+                       f"{', '.join(table)} or {prefix}<b>")
 
 
 class CalibratedInput(nn.Module):
@@ -151,11 +151,11 @@ def _check_config(self) -> None:
         if name is None:
             continue
         if build is None:
-            raise ValueError(f"{key}: method {self.method_name!r} does not quantize {key}, got {name!r}")
+            raise SectionError(key, f"method {self.method_name!r} does not quantize {key}, got {name!r}")
         bits = bits_of(name, key)
         if not low <= bits <= high:
             width = f"{low}-bit" if low == high else f"{low}..{high}-bit"
-            raise ValueError(f"{key}: method {self.method_name!r} has {width} {key}, got {name!r} ({bits}-bit)")
+            raise SectionError(key, f"method {self.method_name!r} has {width} {key}, got {name!r} ({bits}-bit)")
     if self.weights is None and self.activations is None:
         return
     # the baselines validate their own options; build one quantizer of each kind to run them
@@ -200,10 +200,10 @@ class BaselineMethod(QuantMethod):
                                   f"(known: {', '.join(known) or 'none'})", unknown=True)
         try:
             return cls.config_class(weights=weights, activations=activations, **options)
+        except (SectionError, OptionError):
+            raise
         except (TypeError, ValueError) as e:
-            message = str(e)
-            prefix = "quant." if message.startswith(("weights:", "activations:")) else "quant.options: "
-            raise ValueError(prefix + message) from None
+            raise SectionError("options", str(e)) from None
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from ..init import ALPHA_INITS
 from ..model import SHARINGS, QuantPolicy
 from ..modules import INITS, MODES, ActivationQuantizer, WeightQuantizer
 from ..variant import QuantVariant
-from .base import PARAM_BITS, OptionError, QuantMethod, QuantReport, register_method, unique
+from .base import PARAM_BITS, OptionError, QuantMethod, QuantReport, SectionError, register_method, unique
 
 # the keys of the YAML quant: section that configure this method (QuantPolicy fields)
 SECTION_KEYS = ("init", "sharing", "learn_biases", "weight_alpha_init", "act_alpha_init", "act_init", "variant",
@@ -82,7 +82,7 @@ class QuantizationNetworks(QuantMethod):
         try:
             return QuantPolicy(weights, activations, **options)
         except ValueError as e:
-            raise ValueError(f"quant: {e}") from None
+            raise SectionError("options", str(e)) from None
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
