@@ -20,7 +20,7 @@ import os
 
 import torch
 
-from qbench.train.config import ConfigError
+from qbench.errors import ConfigError
 
 SETUP_HINT = "build mmcv with CUDA ops: QBENCH_MMCV_CUDA=1 scripts/setup_detection.sh (docs/cluster.md)"
 

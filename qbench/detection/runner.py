@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import resource
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +14,10 @@ import torch
 from torch import nn
 
 from qbench import run_files
-from qbench.preflight import cuda_problem, require_device
 from qbench.models import get_model
-from qbench.quant import QuantMethod, model_size_bits, quantize_
+from qbench.quant import QuantMethod, quantize_
+from qbench.run import hard_and_soft, join_process_group, leave_process_group, metrics_record, resolve_device
+from qbench.run.process import torchrun_env
 
 from qbench.io import (
     RunDirLock,
@@ -40,44 +39,11 @@ from .mmdet_compat import require_mmdet
 from .model import load_vgg16_backbone, param_groups_cfg, ssd_quant_layers
 
 
-def resolve_device(device: str) -> str:
-    """Map ``device`` to a torch device string the installed mmcv can run.
-
-    ``cuda``/``cuda:N`` must find a GPU and an mmcv built with CUDA ops, else the job fails
-    here, in seconds, naming the reason (qbench.preflight; exit 2 from ``qbench train``).
-    ``auto`` means CUDA when both are there, else the CPU.
-
-    Args:
-        device: "auto", "cpu", "cuda" or "cuda:N".
-    """
-    if device == "cpu":
-        return "cpu"
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() and cuda_problem("cuda", mmcv_ops=True) is None else "cpu"
-    require_device(device, mmcv_ops=True)
-    return device
-
-
 @contextmanager
 def _runner_device(device: str):
     # mmengine's Runner moves the model to get_device() (CUDA when present); pin our choice
     with mock.patch("mmengine.runner.runner.get_device", return_value=device):
         yield
-
-
-def _dist_env() -> tuple[int, int, int]:
-    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) without it."""
-    return (int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")),
-            int(os.environ.get("WORLD_SIZE", "1")))
-
-
-def _init_process_group(device: str) -> None:
-    """Join torchrun's process group before mmengine's Runner (which then skips its own
-    init_dist: that one calls torch.cuda.set_device even for gloo on a CPU-only build)."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", init_method="env://")
 
 
 @contextmanager
@@ -134,10 +100,9 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
         The metrics dict written to ``metrics.json``.
     """
     cfg = DetectRunConfig.from_dict(config)
-    device = resolve_device(cfg.device)
-    rank, local_rank, world = _dist_env()
-    if world > 1 and device.startswith("cuda"):
-        device = f"cuda:{local_rank}"
+    env = torchrun_env()
+    world = env.world
+    device = resolve_device(cfg.device, mmcv_ops=True, local_rank=env.local_rank if world > 1 else None)
     if cfg.data.batch_size % world:
         raise ConfigError(f"data.batch_size: {cfg.data.batch_size} (the global batch) is "
                          f"not divisible by the {world} processes")
@@ -149,11 +114,11 @@ def run_from_config(config: dict, out_dir: Path, quiet: bool = False) -> dict:
     backbone = cfg.detect.backbone_checkpoint
     if backbone is not None and not Path(backbone).is_file():
         raise ConfigError(f"detect.backbone_checkpoint: {backbone} does not exist")
-    if rank != 0:  # under torchrun only rank 0 checks, locks and writes the run directory
-        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, rank, world)
+    if not env.main:  # under torchrun only rank 0 checks, locks and writes the run directory
+        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, env.rank, world)
     out_dir.mkdir(parents=True, exist_ok=True)
     with RunDirLock(out_dir):  # a second job on this directory fails, naming the holder
-        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, rank, world)
+        return _locked_run(cfg, device, out_dir, resolved, config_json, quiet, env.rank, world)
 
 
 def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict, config_json: str,
@@ -167,16 +132,13 @@ def _locked_run(cfg: DetectRunConfig, device: str, out_dir: Path, resolved: dict
         write_yaml(out_dir / run_files.CONFIG, resolved)
     log = RunLog(out_dir / run_files.LOG if main else None, quiet or not main)
 
+    # joined before mmengine's Runner, which then skips its own init_dist (that one calls
+    # torch.cuda.set_device even for gloo on a CPU-only build)
+    info = join_process_group(device)
     try:
-        if world > 1:
-            _init_process_group(device)
         return _run(cfg, device, out_dir, config_json, quiet, log, main, world)
     finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        leave_process_group(info)
 
 
 def _detector(cfg: DetectRunConfig, log) -> nn.Module:
@@ -233,19 +195,14 @@ def _evaluator(cfg: DetectRunConfig, method: QuantMethod | None, test_loader, cl
     """``evaluate(model, final=False) -> {"hard_map", "soft_map", "ap"(, "map_pseudo")}``."""
 
     def evaluate(m, final: bool = False) -> dict:
-        # "hard": the method's deployed mode, "soft": its training mode; a model without two
-        # such modes (FP, or a method that computes one way) is evaluated once for both. The
-        # final evaluation also gives the hard mAP's jackknife pseudo-values (map_pseudo.npz).
-        groups = JACKKNIFE_GROUPS if final else None
-        if method is None or method.eval_mode is None:
-            hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, jackknife_groups=groups)
-            soft = hard
-        else:
-            hard = voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.eval_mode,
-                           method=method, jackknife_groups=groups)
-            soft = hard if method.train_mode is None or method.train_mode == method.eval_mode else \
-                voc_map(m, test_loader, classes, cfg.detect.eval_mode, quant_mode=method.train_mode,
-                        method=method)
+        def in_mode(mode: str | None) -> dict:
+            # the final hard evaluation also gives the mAP's jackknife pseudo-values (map_pseudo.npz)
+            hard_pass = mode is None or mode == method.eval_mode
+            by_mode = {} if mode is None else {"quant_mode": mode, "method": method}
+            return voc_map(m, test_loader, classes, cfg.detect.eval_mode,
+                           jackknife_groups=JACKKNIFE_GROUPS if final and hard_pass else None, **by_mode)
+
+        hard, soft = hard_and_soft(method, in_mode)
         row = {"hard_map": hard["map"], "soft_map": soft["map"], "ap": hard["ap"]}
         if final:
             row["map_pseudo"] = hard["pseudo"]
@@ -275,25 +232,13 @@ def _finalise(out_dir: Path, device: str, model: nn.Module, method: QuantMethod 
     last = history[-1]
     if method is not None and method.exports_codes:
         save_torch(out_dir / run_files.EXPORT, method.export(model))
-    if device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    wall = state_hook.elapsed_s
-    metrics = {
-        "task": "detect", "status": "complete",
-        "final": {"hard_map": last["hard_map"], "soft_map": last["soft_map"]},
-        "history": [{k: v for k, v in row.items() if k not in ("ap", "map_pseudo")} for row in history],
-        "wall_time_s": wall,
-        "images_per_s": state_hook.train_images / state_hook.train_time_s if state_hook.train_time_s else 0.0,
-        "peak_memory_mb": peak_mb,
-        "quant_report": {"weight_layers": report.weight_layers if report else [],
-                         "activation_layers": report.activation_layers if report else []},
-        "model_bits": model_size_bits(model, method),
-        "ap_per_class": last.get("ap", {}),
-        "resumed_from_epoch": state_hook.resumed_from,
-        "process_time_s": time.perf_counter() - t_start,
-    }
+    metrics = metrics_record(
+        "detect", {"hard_map": last["hard_map"], "soft_map": last["soft_map"]},
+        [{k: v for k, v in row.items() if k not in ("ap", "map_pseudo")} for row in history],
+        state_hook.elapsed_s,
+        state_hook.train_images / state_hook.train_time_s if state_hook.train_time_s else 0.0,
+        device, model, method, report, ap_per_class=last.get("ap", {}),
+        resumed_from_epoch=state_hook.resumed_from, process_time_s=time.perf_counter() - t_start)
     if "map_pseudo" in last:
         # per-group test-sampling terms of the hard mAP, paired across runs by group (claims)
         save_arrays(out_dir / run_files.MAP_PSEUDO, {"hard": np.asarray(last["map_pseudo"], dtype=np.float64)})
@@ -303,7 +248,7 @@ def _finalise(out_dir: Path, device: str, model: nn.Module, method: QuantMethod 
 
         dist.barrier()
     log(f"done: hard mAP {metrics['final']['hard_map']:.2f}, soft mAP {metrics['final']['soft_map']:.2f} "
-        f"({wall:.0f}s)")
+        f"({metrics['wall_time_s']:.0f}s)")
     return metrics
 
 
@@ -366,5 +311,5 @@ def _run(cfg: DetectRunConfig, device: str, out_dir: Path, config_json: str, qui
         import torch.distributed as dist
 
         dist.barrier()  # rank 0 writes the results
-        return {"task": "detect", "status": "complete", "rank": int(os.environ.get("RANK", "0"))}
+        return {"task": "detect", "status": "complete", "rank": torchrun_env().rank}
     return _finalise(out_dir, device, model, method, report, state_hook, t_start, world, log)

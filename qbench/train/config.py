@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from qbench.errors import ConfigError
 from qbench.io import FileFormatError, parse_yaml, read_yaml
 from qbench.quant import DEFAULT_METHOD, LevelSet, OptionError, available_methods, get_method
 from qbench.quant.methods.base import SectionError
@@ -28,16 +29,6 @@ from .phases import PHASES
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # the soft quantizer computes T * (beta x - b) in float32
-
-
-class ConfigError(ValueError):
-    """A config key is unknown or its value is impossible: ``ConfigError(key, problem)`` reads
-    ``<key>: <problem>`` and keeps both (the pipeline names the scale key that set ``key``);
-    ``ConfigError(message)`` is an error of no single key."""
-
-    def __init__(self, key: str, problem: str | None = None) -> None:
-        super().__init__(key if problem is None else f"{key}: {problem}")
-        self.key, self.problem = (None, key) if problem is None else (key, problem)
 
 
 def require(cond: bool, key: str, msg: str) -> None:

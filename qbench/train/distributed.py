@@ -10,51 +10,11 @@ what 1 process computes on the same global batch, up to float summation order.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 from torch import nn
 
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Process-group facts of this process.
-
-    Args:
-        rank: global rank.
-        world: number of processes.
-        local_rank: rank on this node (selects the GPU).
-    """
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_from_env(device_kind: str) -> DistInfo:
-    """Join the process group torchrun describes (WORLD_SIZE > 1), or run alone.
-
-    Args:
-        device_kind: "cpu" (gloo) or "cuda" (nccl).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def shutdown(info: DistInfo) -> None:
-    """Leave the process group (if one was joined)."""
-    if info.world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
+from qbench.run.process import DistInfo
 
 
 class _AllReduceSum(torch.autograd.Function):

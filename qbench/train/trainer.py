@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -26,29 +25,13 @@ from ..io import RESTART_HINT, FileFormatError, RunDirError, RunDirLock, RunLog,
 from ..models import build_model, load_pretrained
 from .. import preflight
 from .config import FLOAT32_MAX, Config
-from .distributed import DistInfo, all_sum, average_gradients, convert_batchnorm, init_from_env, shutdown
+from ..run import DistInfo, hard_and_soft, join_process_group, leave_process_group, metrics_record, resolve_device
+from .distributed import all_sum, average_gradients, convert_batchnorm
 from .phases import configure_phase, epoch_plan, phase_problem
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, a run directory holding another run, ...)."""
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """``auto`` -> CUDA if available else CPU; under torchrun each process takes its local GPU.
-
-    Args:
-        name: config ``device``.
-        info: process-group facts.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainingError(f"device: {name} requested but CUDA is not available")
-        if name == "cuda":
-            name = f"cuda:{info.local_rank}"
-    return torch.device(name)
 
 
 def lr_at(config: Config, epoch: int) -> float:
@@ -162,12 +145,6 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 7_368_787 + int(epoch) * 1_000_003) % (2**63 - 1)
 
@@ -195,12 +172,12 @@ def run(config: Config, out_dir: str | Path, quiet: bool = False) -> dict:
     try:
         device_kind = "cuda" if config.device.startswith("cuda") or (
             config.device == "auto" and torch.cuda.is_available()) else "cpu"
-        info = init_from_env(device_kind)
+        info = join_process_group(device_kind)
         # rank 0 writes the directory; a second job on it fails here, naming the holder
         with RunDirLock(out) if info.main else contextlib.nullcontext():
             return _run(config, resolved, out, quiet, info)
     finally:
-        shutdown(info)
+        leave_process_group(info)
         torch.use_deterministic_algorithms(old_det)
 
 
@@ -358,38 +335,38 @@ class _ClassificationRun:
                         self.device, self.info, self.config.model.num_classes, every)
 
     def evaluate_modes(self, every: int) -> tuple[Evaluation, Evaluation]:
-        """The "hard" evaluation (the method's deployed mode, Eq. 12 for the paper's) and the
-        "soft" one (its training mode, Eq. 7). A model without two such modes (FP, or a method
-        that computes one way) is evaluated once and "soft" repeats "hard", so metrics.json and
-        predictions.npz keep their fields."""
-        method, model, q, info = self.method, self.model, self.config.quant, self.info
-        if method is None or method.eval_mode is None:
-            both = self._evaluate(every)
-            return both, both
-        method.set_mode(model, method.eval_mode)
-        if method.train_mode is None or method.train_mode == method.eval_mode:
-            hard = self._evaluate(every)
-            return hard, hard
+        """The hard and the soft evaluation (``qbench.run.hard_and_soft``)."""
+        return hard_and_soft(self.method, lambda mode: self._evaluate_in(mode, every))
+
+    def _evaluate_in(self, mode: str | None, every: int) -> Evaluation:
+        method, model, q = self.method, self.model, self.config.quant
+        if mode is None:
+            return self._evaluate(every)
+        method.set_mode(model, mode)
+        if mode != method.eval_mode or method.train_mode in (None, method.eval_mode) or not q.bn_reestimate_samples:
+            return self._evaluate(every)
         # BatchNorm statistics of the evaluated mode, not of the trained one (deviation
         # bn_hard_stats); the training statistics come back for the soft evaluation and training
-        trained_stats = Q.batchnorm_statistics(model) if q.bn_reestimate_samples else None
-        if trained_stats:
-            def share(m: nn.Module, x: torch.Tensor) -> int:
-                # each process its share of the global batch, so synchronised BatchNorm averages
-                # over the same images as one process does; every process counts the global batch
-                m(x[info.rank::info.world].to(self.device))
-                return x.shape[0]
+        trained_stats = Q.batchnorm_statistics(model)
+        if not trained_stats:
+            return self._evaluate(every)
+        self._reestimate_batchnorm(q.bn_reestimate_samples)
+        self.eval_stats["hard"] = Q.batchnorm_statistics(model)
+        result = self._evaluate(every)
+        model.load_state_dict(trained_stats, strict=False)
+        return result
 
-            calib = self.data.calib_batches(self.config.data.batch_size, self.config.seed)
-            Q.reestimate_batchnorm(model, (x for x in calib if x.shape[0] >= info.world), q.bn_reestimate_samples,
-                                   forward=share)
-            self.eval_stats["hard"] = Q.batchnorm_statistics(model)
-        hard = self._evaluate(every)
-        if trained_stats:
-            model.load_state_dict(trained_stats, strict=False)
-        method.set_mode(model, method.train_mode)
-        soft = self._evaluate(every)
-        return hard, soft
+    def _reestimate_batchnorm(self, samples: int) -> None:
+        info = self.info
+
+        def share(m: nn.Module, x: torch.Tensor) -> int:
+            # each process its share of the global batch, so synchronised BatchNorm averages
+            # over the same images as one process does; every process counts the global batch
+            m(x[info.rank::info.world].to(self.device))
+            return x.shape[0]
+
+        calib = self.data.calib_batches(self.config.data.batch_size, self.config.seed)
+        Q.reestimate_batchnorm(self.model, (x for x in calib if x.shape[0] >= info.world), samples, forward=share)
 
     def start_epoch_plan(self, epoch: int):
         """Phase, temperatures, method hook and lr of ``epoch``; returns (phase, trained
@@ -501,17 +478,8 @@ class _ClassificationRun:
         wall = self.wall()
         if method is not None and method.eval_mode is not None:
             method.set_mode(model, method.eval_mode)
-        bits = Q.model_size_bits(model, method)
-        metrics = {
-            "task": "classify", "status": "complete", "final": final, "history": history,
-            "wall_time_s": wall, "images_per_s": self.train_images / max(self.train_time, 1e-9),
-            "peak_memory_mb": _peak_memory_mb(self.device),
-            "quant_report": {"weight_layers": list(self.report.weight_layers),
-                             "activation_layers": list(self.report.activation_layers)},
-            "model_bits": {"fp_bits": bits["fp_bits"], "quantized_bits": bits["quantized_bits"],
-                           "ratio": bits["ratio"]},
-            "data_files": self.data.files,
-        }
+        metrics = metrics_record("classify", final, history, wall, self.train_images / max(self.train_time, 1e-9),
+                                 self.device, model, method, self.report, data_files=self.data.files)
         if self.main:
             if method is not None and method.exports_codes:
                 io.save_torch(self.out / run_files.EXPORT, method.export(model))
@@ -536,7 +504,7 @@ def _adopt_run_dir(resolved: dict, out: Path, info: DistInfo, device: torch.devi
 
 
 def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo) -> dict:
-    device = resolve_device(config.device, info)
+    device = torch.device(resolve_device(config.device, local_rank=info.local_rank))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     done = _adopt_run_dir(resolved, out, info, device)

@@ -82,17 +82,22 @@ def test_mmcv_build_is_read_from_its_compiled_extension(monkeypatch, mmdet_stack
     assert "mmcv's CUDA ops (built for CUDA 12.1) fail on cuda:0" in preflight.mmcv_cuda_ops("cuda:0")
 
 
-def test_detection_runner_resolves_through_the_preflight(monkeypatch):
-    from qbench.detection import runner
+def test_every_task_resolves_its_device_through_the_preflight(monkeypatch):
+    from qbench.run import resolve_device
 
     _fake_gpus(monkeypatch, 1)
     monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda device=None: "mmcv was built without CUDA ops")
-    assert runner.resolve_device("auto") == "cpu"  # auto: the CPU when mmcv cannot run on CUDA
+    # detection (mmcv's ops): auto is the CPU when mmcv cannot run on CUDA, cuda fails naming why
+    assert resolve_device("auto", mmcv_ops=True) == "cpu"
     with pytest.raises(DeviceUnavailable, match="mmcv was built without CUDA ops"):
-        runner.resolve_device("cuda")
+        resolve_device("cuda", mmcv_ops=True)
+    # classification needs no mmcv: the same GPU is usable, each process its local one
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda", local_rank=0) == "cuda:0"
     monkeypatch.setattr(preflight, "mmcv_cuda_ops", lambda device=None: None)
-    assert runner.resolve_device("auto") == "cuda"
-    assert runner.resolve_device("cuda") == "cuda"
+    assert resolve_device("auto", mmcv_ops=True) == "cuda"
+    assert resolve_device("cuda", mmcv_ops=True) == "cuda"
+    with pytest.raises(DeviceUnavailable, match="only 1 GPU"):
+        resolve_device("cuda:3")
 
 
 def _train(config: Path, tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, float]:
