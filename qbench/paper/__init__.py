@@ -8,18 +8,21 @@ Python tags, a key given twice is an error):
   draws (``table_keys``, ``table_names`` and ``figures`` are the lists the pipeline, the tables,
   the figures and the report read).
 - ``experiments.yaml``: every experiment cell (model, level sets, init, sharing, start, T slope)
-  once, with the table cells it fills (``table:row:column``). The pipeline expands the cells,
-  the table writer reads the same file back.
+  once, with the table cells it fills (``table:row:column``), each validated by the pydantic
+  model ``Cell``. The pipeline expands the cells, the table writer reads the same file back.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
+                      WithJsonSchema, field_validator)
 
 from qbench.models import TASKS, available_models
 from qbench.quant import DEFAULT_METHOD, PAPER_WEIGHT_SETS, LevelSet, available_methods
@@ -27,8 +30,6 @@ from qbench.quant.model import SHARINGS
 from qbench.quant.modules import INITS
 from qbench.quant.variant import VARIANTS
 
-CELL_FIELDS = ("task", "kind", "model", "method", "weights", "activations", "init", "sharing", "start",
-               "slope", "learn_biases", "variant", "figures", "tables")
 KINDS = ("fp", "quant")
 STARTS = ("pretrained", "scratch")
 
@@ -163,17 +164,67 @@ class Placement:
         raise ValueError(f"table placement {text!r} is not 'table:row:column' or 'table:column'")
 
 
-@dataclass(frozen=True)
-class Cell:
+def _one_of(key: str, allowed: tuple[str, ...]) -> Any:
+    """A string field that takes one of a registry's names; the JSON schema lists them."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} not in {allowed}")
+        return value
+
+    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "enum": list(allowed)})]
+
+
+def _level_set(role: str) -> Any:
+    """A level-set name (``qbench.quant.LevelSet.from_name``) fit for its role, or None (32 bit)."""
+
+    def check(name: str | None) -> str | None:
+        if name is None:
+            return None
+        levels = LevelSet.from_name(name)  # its ValueError names the known sets
+        if role == "weights" and not levels.zero_centered:
+            raise ValueError(f"{name!r} is an activation level set, not a weight one (zero-centred)")
+        if role == "activations" and min(levels.values) < 0:
+            raise ValueError(f"{name!r} is a weight level set, not an activation one (levels >= 0)")
+        return name
+
+    return Annotated[str | None, AfterValidator(check)]
+
+
+def _strict_bool(value: Any) -> bool:
+    # YAML's true/false only: "yes" or 1 would hide a typo
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _placement(value: Any) -> Placement:
+    if isinstance(value, Placement):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"table placement {value!r} is not 'table:row:column' or 'table:column'")
+    return Placement.parse(value)
+
+
+_PlacementField = Annotated[Placement, PlainValidator(_placement),
+                            WithJsonSchema({"type": "string", "description": "table:row:column (table8: table:column)"})]
+
+
+class Cell(BaseModel):
     """One experiment of the paper (trained once per seed, whatever number of tables use it).
+
+    A frozen pydantic model: experiments.yaml's entries are validated by it (unknown keys
+    refused, every value checked against the registry it names), and ``model_json_schema()``
+    describes the file's cell fields. Copy with ``cell.model_copy(update={...})``.
 
     Args:
         id: unique name, used in file names.
-        model: architecture name understood by ``qbench train`` (``model.arch``).
-        kind: ``fp`` (full precision) or ``quant``.
         task: ``classify`` or ``detect``.
+        kind: ``fp`` (full precision) or ``quant``.
+        model: architecture name understood by ``qbench train`` (``model.arch``), one of
+            ``qbench.models.available_models(task)``.
         method: the quantization method (``qbench.quant.available_methods()``): ``qn`` for the
-            paper's, a baseline's name for a cell that reruns it under the same recipe.
+            paper's, a baseline's name for a cell that reruns it under the same recipe (kind quant).
         weights: weight level-set name, or None for 32-bit weights.
         activations: activation level-set name, or None for 32-bit activations.
         init: ``kmeans`` or ``linear`` bias initialisation.
@@ -183,27 +234,66 @@ class Cell:
         learn_biases: the biases b_i train with the network (Sec. 4.3 ablation) instead of
             staying fixed after initialisation.
         variant: ``paper`` (the paper's quantization function) or ``released`` (the authors'
-            released code's choices, qbench.quant.variant; beyond-paper cells only). Single
-            choices go through ``cell_overrides.<cell>.quant.options.variant``.
-        tables: the table cells it fills.
+            released code's choices, qbench.quant.variant; quantized ``qn`` cells outside the
+            paper's tables only). Single choices go through
+            ``cell_overrides.<cell>.quant.options.variant``.
         figures: figure tags (``fig3``, ``fig4``, ``fig5``) that read its runs.
+        tables: the table cells it fills.
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # cross-field rules read earlier fields (ValidationInfo.data): keep task before model, kind
+    # before method, both before variant, variant before tables
     id: str
+    task: _one_of("task", TASKS) = "classify"
+    kind: _one_of("kind", KINDS) = "quant"
     model: str
-    kind: str = "quant"
-    task: str = "classify"
     method: str = DEFAULT_METHOD
-    weights: str | None = None
-    activations: str | None = None
-    init: str = "kmeans"
-    sharing: str = "layerwise"
-    start: str = "pretrained"
+    weights: _level_set("weights") = None
+    activations: _level_set("activations") = None
+    init: _one_of("init", INITS) = "kmeans"
+    sharing: _one_of("sharing", SHARINGS) = "layerwise"
+    start: _one_of("start", STARTS) = "pretrained"
     slope: float = 5.0
-    learn_biases: bool = False
-    variant: str = "paper"
-    tables: tuple[Placement, ...] = field(default_factory=tuple)
-    figures: tuple[str, ...] = field(default_factory=tuple)
+    learn_biases: Annotated[bool, PlainValidator(_strict_bool), WithJsonSchema({"type": "boolean"})] = False
+    variant: _one_of("variant", VARIANTS) = "paper"
+    figures: tuple[str, ...] = ()
+    tables: tuple[_PlacementField, ...] = ()
+
+    @field_validator("model")
+    @classmethod
+    def _model_of_task(cls, value: str, info: ValidationInfo) -> str:
+        task = info.data.get("task")
+        if task is not None and value not in available_models(task):
+            raise ValueError(f"model={value!r} not in {available_models(task)} (qbench.models)")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, value: str, info: ValidationInfo) -> str:
+        if value not in available_methods():
+            raise ValueError(f"method={value!r} not in {available_methods()} (qbench.quant.methods)")
+        if value != DEFAULT_METHOD and info.data.get("kind", "quant") != "quant":
+            raise ValueError(f"a method other than {DEFAULT_METHOD!r} needs kind: quant")
+        return value
+
+    @field_validator("variant")
+    @classmethod
+    def _variant_of_qn(cls, value: str, info: ValidationInfo) -> str:
+        if value != "paper" and (info.data.get("method", DEFAULT_METHOD) != DEFAULT_METHOD
+                                 or info.data.get("kind", "quant") != "quant"):
+            raise ValueError(f"variant is an option of the {DEFAULT_METHOD!r} method's quantized cells")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _no_table_for_a_variant(cls, value: tuple, info: ValidationInfo) -> tuple:
+        # a cell whose variant failed its own check is not held to this rule
+        variant = info.data.get("variant", "paper")
+        if variant != "paper" and value:
+            raise ValueError(f"a variant={variant!r} cell is no result of the paper and fills no table")
+        return value
 
     @property
     def wa_label(self) -> str:
@@ -259,41 +349,46 @@ def bits_label(level_set: str | None) -> str:
     return str(levels.bits)
 
 
-def _check_cell(cid: str, raw: dict) -> None:
-    unknown = set(raw) - set(CELL_FIELDS)
-    if unknown:
-        raise RegistryError(f"experiments.yaml: cell {cid!r} has unknown key(s) {sorted(unknown)}")
-    if "model" not in raw:
-        raise RegistryError(f"experiments.yaml: cell {cid!r} lacks 'model'")
-    if not isinstance(raw.get("learn_biases", False), bool):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: learn_biases must be true or false")
-    if raw.get("variant", "paper") not in VARIANTS:
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: variant={raw['variant']!r} not in {VARIANTS}")
-    if raw.get("variant", "paper") != "paper" and (raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD
-                                                   or raw["kind"] != "quant"):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: variant is an option of the "
-                            f"{DEFAULT_METHOD!r} method's quantized cells")
-    if raw.get("variant", "paper") != "paper" and raw.get("tables"):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: a variant={raw['variant']!r} cell is no "
-                            "result of the paper and fills no table")
-    for key, allowed in (("kind", KINDS), ("init", INITS), ("sharing", SHARINGS), ("start", STARTS),
-                         ("task", TASKS)):
-        if raw[key] not in allowed:
-            raise RegistryError(f"experiments.yaml: cell {cid!r}: {key}={raw[key]!r} not in {allowed}")
-    if raw.get("method", DEFAULT_METHOD) not in available_methods():
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: method={raw['method']!r} not in "
-                         f"{available_methods()} (qbench.quant.methods)")
-    if raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD and raw["kind"] != "quant":
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: a method other than "
-                         f"{DEFAULT_METHOD!r} needs kind: quant")
-    if raw["model"] not in available_models(raw["task"]):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: model={raw['model']!r} not in "
-                         f"{available_models(raw['task'])} (qbench.models)")
-    tags = {f.tag for f in figures() if f.tag}
-    for tag in raw.get("figures", []):
-        if tag not in tags:
-            raise RegistryError(f"experiments.yaml: cell {cid!r}: figure tag {tag!r} not in {sorted(tags)} "
-                             "(tables.yaml, figures:)")
+# the keys of an experiments.yaml cell (its id is the key it stands under)
+CELL_FIELDS = tuple(name for name in Cell.model_fields if name != "id")
+
+
+def error_lines(file: str, prefix: str, error: ValidationError) -> str:
+    """A pydantic error as the registry's message: one line per error, ``file: key: what``, the
+    key dotted from the error's location (``cells.alexnet_w2a32.weights``, ``...tables[0]``).
+
+    Args:
+        file: the registry file named first (``experiments.yaml``).
+        prefix: the dotted key of the validated entry (``cells.alexnet_w2a32``).
+        error: what ``model_validate`` raised.
+    """
+    lines = []
+    for e in error.errors(include_url=False):
+        key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
+        if e["type"] == "value_error":
+            what = str(e["ctx"]["error"])  # the validator's own words, without pydantic's prefix
+        elif e["type"] == "extra_forbidden":
+            what = "unknown key"
+        elif e["type"] == "missing":
+            what = "required key missing"
+        else:
+            what = f"{e['msg']}, got {e['input']!r}"
+        lines.append(f"{file}: {key}: {what}")
+    return "\n".join(lines)
+
+
+def _check_cell(cid: str, raw: dict) -> Cell:
+    """The cell ``cid`` of experiments.yaml (defaults merged in), validated.
+
+    Raises:
+        RegistryError: a line per error, naming ``cells.<cid>.<key>``.
+    """
+    if "id" in raw:
+        raise RegistryError(f"experiments.yaml: cells.{cid}.id: unknown key (a cell's id is its key)")
+    try:
+        return Cell.model_validate({"id": cid, **raw})
+    except ValidationError as e:
+        raise RegistryError(error_lines("experiments.yaml", f"cells.{cid}", e)) from None
 
 
 def _check_placement(cid: str, place: "Placement") -> None:
@@ -315,23 +410,26 @@ def _check_placement(cid: str, place: "Placement") -> None:
                             f"no setting {place.column!r} in {place.table}; known: {', '.join(columns)}")
 
 
+def _check_links(cell: Cell) -> None:
+    """What a cell names in tables.yaml exists: its figure tags and its placements."""
+    tags = {f.tag for f in figures() if f.tag}
+    for tag in cell.figures:
+        if tag not in tags:
+            raise RegistryError(f"experiments.yaml: cell {cell.id!r}: figure tag {tag!r} not in {sorted(tags)} "
+                                "(tables.yaml, figures:)")
+    for place in cell.tables:
+        _check_placement(cell.id, place)
+
+
 @lru_cache(maxsize=None)
 def _cells_cached() -> tuple[Cell, ...]:
     data = _read("experiments.yaml")
     defaults = data.get("defaults", {})
     cells = []
     for cid, raw in data["cells"].items():
-        merged = {**defaults, **raw}
-        _check_cell(cid, merged)
-        try:
-            merged["tables"] = tuple(Placement.parse(t) for t in merged.get("tables", []))
-        except ValueError as e:
-            raise RegistryError(f"experiments.yaml: cell {cid!r}: {e}") from None
-        for place in merged["tables"]:
-            _check_placement(cid, place)
-        merged["figures"] = tuple(merged.get("figures", []))
-        merged["slope"] = float(merged.get("slope", 5.0))
-        cells.append(Cell(id=cid, **merged))
+        cell = _check_cell(cid, {**defaults, **raw})
+        _check_links(cell)
+        cells.append(cell)
     return tuple(cells)
 
 
