@@ -21,8 +21,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Annotated, Any
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
-                      WithJsonSchema, field_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, ValidationError,
+                      ValidationInfo, WithJsonSchema, field_validator)
 
 from qbench.models import TASKS, available_models
 from qbench.quant import DEFAULT_METHOD, PAPER_WEIGHT_SETS, LevelSet, available_methods
@@ -364,7 +364,8 @@ def error_lines(file: str, prefix: str, error: ValidationError) -> str:
     """
     lines = []
     for e in error.errors(include_url=False):
-        key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
+        key = (prefix + key).lstrip(".") or "(the file)"
         if e["type"] == "value_error":
             what = str(e["ctx"]["error"])  # the validator's own words, without pydantic's prefix
         elif e["type"] == "extra_forbidden":
@@ -521,73 +522,149 @@ CLAIM_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence",
                "not_testable")
 
 
-def _positive_margin(value: Any, key: str) -> float:
+CLAIM_BASES = ("stated", "table")
+INTERVAL_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence")
+
+
+def _positive_margin(value: Any) -> float:
+    # bool is an int to Python, and a NaN or infinite margin decides nothing
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise RegistryError(f"claims.yaml: {key}: a margin must be a finite number > 0, got {value!r}")
+        raise ValueError(f"a margin must be a finite number > 0, got {value!r}")
     return float(value)
 
 
-def check_claims(data: Any) -> None:
-    """The structure of claims.yaml: margins finite and positive, every claim's test known, its
-    comparisons of existing cells with finite non-zero weights, no cell compared with itself.
-    Keys this check does not know (``quote``, ``section``, ``kind`` ...) are left alone.
+_Margin = Annotated[float, PlainValidator(_positive_margin), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
+
+
+def _known_cell(cell: Any, info: ValidationInfo) -> None:
+    """``cell`` is a cell of experiments.yaml, when the caller passed their ids (``context``)."""
+    known = (info.context or {}).get("cells")
+    if known is not None and cell not in known:
+        raise ValueError(f"unknown cell {cell!r}")
+
+
+def _contrast(value: Any, info: ValidationInfo) -> tuple[tuple[str, float], ...]:
+    """A comparison ``[a, b]`` (a - b) or ``{cell: weight}`` as its ``(cell, weight)`` pairs."""
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ValueError("must be [a, b] or {cell: weight}")
+        if value[0] == value[1]:  # it would be read as -a
+            raise ValueError(f"compares {value[0]!r} with itself")
+        value = {value[0]: 1.0, value[1]: -1.0}
+    if not isinstance(value, dict) or len(value) < 2:
+        raise ValueError("must be [a, b] or {cell: weight} of two or more cells")
+    for cell, weight in value.items():
+        _known_cell(cell, info)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight == 0:
+            raise ValueError(f"weight of {cell!r} must be a finite non-zero number, got {weight!r}")
+    return tuple((cell, float(weight)) for cell, weight in value.items())
+
+
+_Contrast = Annotated[tuple[tuple[str, float], ...], PlainValidator(_contrast), WithJsonSchema(
+    {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+               {"type": "object", "additionalProperties": {"type": "number"}, "minProperties": 2}]})]
+_Text = Annotated[str, StringConstraints(min_length=1)]
+
+
+class ClaimQuote(BaseModel):
+    """The sentence of the paper a claim tests: a stable ``id``, its ``section``, its ``text``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: _Text
+    section: _Text
+    text: _Text
+
+
+class Claim(BaseModel):
+    """One claim of claims.yaml (the file's header says what each test means).
+
+    Validated with ``context={"cells": ids}`` its cells must be cells of experiments.yaml.
+    ``effect`` is ``paper`` (the paper's own effect) or ``cited`` (against a number cited from
+    another recipe); ``margin`` a claim's own smallest effect of interest.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # the test comes first: the validators below read it (ValidationInfo.data)
+    test: _one_of("test", CLAIM_TESTS)
+    basis: _one_of("basis", CLAIM_BASES)
+    quote: ClaimQuote
+    source: str
+    statement: str
+    comparisons: tuple[_Contrast, ...] = Field((), validate_default=True)
+    cell: str | None = Field(None, validate_default=True)
+    cells: tuple[str, ...] = Field((), validate_default=True)
+    reason: str = Field("", validate_default=True)
+    control: _one_of("control", ("auto", "none")) = "auto"
+    effect: _one_of("effect", ("paper", "cited")) = "paper"
+    margin: _Margin | None = None
+
+    @field_validator("comparisons")
+    @classmethod
+    def _interval_tests_compare(cls, value: tuple, info: ValidationInfo) -> tuple:
+        if info.data.get("test") in INTERVAL_TESTS and not value:
+            raise ValueError(f"a {info.data['test']} claim has no comparisons")
+        return value
+
+    @field_validator("cell")
+    @classmethod
+    def _gap_closes_reads_a_cell(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("test") == "gap_closes":
+            raise ValueError("a gap_closes claim needs its cell")
+        if value is not None:
+            _known_cell(value, info)
+        return value
+
+    @field_validator("cells")
+    @classmethod
+    def _trains_reads_cells(cls, value: tuple, info: ValidationInfo) -> tuple:
+        if info.data.get("test") == "trains" and not value:
+            raise ValueError("must be a non-empty list of cells")
+        for cell in value:
+            _known_cell(cell, info)
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _not_testable_says_why(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("test") == "not_testable" and not value.strip():
+            raise ValueError("a claim not testable here needs its reason")
+        return value
+
+
+class ClaimMargins(BaseModel):
+    """How a claim's smallest effect of interest is found (``qbench.report.claims.margin_from_fp``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_fraction: _Margin
+    table_precision: _Margin
+
+
+class ClaimsFile(BaseModel):
+    """claims.yaml: the margins, the fraction of its FP accuracy a trained run keeps, the claims."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    margins: ClaimMargins
+    trained_fraction: Annotated[float, Field(gt=0, le=1)]
+    claims: dict[str, Claim]
+
+
+def check_claims(data: Any) -> ClaimsFile:
+    """claims.yaml validated, its cells checked against experiments.yaml.
 
     Args:
         data: the parsed claims.yaml.
 
     Raises:
-        RegistryError: naming the key.
+        RegistryError: a line per error, naming the dotted key (``claims.<id>.comparisons[0]``).
     """
-    if not isinstance(data, dict) or not isinstance(data.get("claims"), dict):
-        raise RegistryError("claims.yaml: needs a 'claims' mapping")
-    margins = data.get("margins") or {}
-    if not isinstance(margins, dict):
-        raise RegistryError("claims.yaml: margins: must be a mapping of name -> number")
-    for name, value in margins.items():
-        _positive_margin(value, f"margins.{name}")
-    cells = load_cells()
-    for cid, raw in data["claims"].items():
-        key = f"claims.{cid}"
-        if not isinstance(raw, dict):
-            raise RegistryError(f"claims.yaml: {key}: must be a mapping")
-        if raw.get("test") not in CLAIM_TESTS:
-            raise RegistryError(f"claims.yaml: {key}.test: {raw.get('test')!r} not in {CLAIM_TESTS}")
-        if "margin" in raw:
-            _positive_margin(raw["margin"], f"{key}.margin")
-        if raw["test"] == "gap_closes" and raw.get("cell") not in cells:
-            raise RegistryError(f"claims.yaml: {key}.cell: unknown cell {raw.get('cell')!r}")
-        if raw["test"] == "trains":
-            listed = raw.get("cells")
-            if not isinstance(listed, list) or not listed:
-                raise RegistryError(f"claims.yaml: {key}.cells: must be a non-empty list of cells")
-            for cell in listed:
-                if cell not in cells:
-                    raise RegistryError(f"claims.yaml: {key}.cells: unknown cell {cell!r}")
-        if raw["test"] == "not_testable" and not (isinstance(raw.get("reason"), str) and raw["reason"].strip()):
-            raise RegistryError(f"claims.yaml: {key}.reason: a claim not testable here needs its reason")
-        comps = raw.get("comparisons") or []
-        if not isinstance(comps, list):
-            raise RegistryError(f"claims.yaml: {key}.comparisons: must be a list")
-        if raw["test"] in ("superiority", "noninferiority", "nonsuperiority", "equivalence") and not comps:
-            raise RegistryError(f"claims.yaml: {key}: has no comparisons")
-        for i, comp in enumerate(comps):
-            at = f"{key}.comparisons[{i}]"
-            if isinstance(comp, list):
-                if len(comp) != 2:
-                    raise RegistryError(f"claims.yaml: {at}: must be [a, b] or {{cell: weight}}")
-                if comp[0] == comp[1]:
-                    raise RegistryError(f"claims.yaml: {at}: compares {comp[0]!r} with itself")
-                comp = {comp[0]: 1.0, comp[1]: -1.0}
-            if not isinstance(comp, dict) or len(comp) < 2:
-                raise RegistryError(f"claims.yaml: {at}: must be [a, b] or {{cell: weight}} of two or "
-                                    "more cells")
-            for cell, weight in comp.items():
-                if cell not in cells:
-                    raise RegistryError(f"claims.yaml: {at}: unknown cell {cell!r}")
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-                        or not math.isfinite(weight) or weight == 0:
-                    raise RegistryError(f"claims.yaml: {at}: weight of {cell!r} must be a finite "
-                                        f"non-zero number, got {weight!r}")
+    try:
+        return ClaimsFile.model_validate(data, context={"cells": load_cells()})
+    except ValidationError as e:
+        raise RegistryError(error_lines("claims.yaml", "", e)) from None
 
 
 def check_registries() -> None:
@@ -602,6 +679,6 @@ def check_registries() -> None:
     check_claims(_read("claims.yaml"))
 
 
-__all__ = ["CLAIM_TESTS", "RegistryError", "check_claims", "check_registries", "Cell", "Figure", "Placement", "SummaryTable", "bits_label", "cells_for_figure", "cells_for_table",
+__all__ = ["CLAIM_BASES", "CLAIM_TESTS", "Claim", "ClaimMargins", "ClaimQuote", "ClaimsFile", "RegistryError", "check_claims", "check_registries", "Cell", "Figure", "Placement", "SummaryTable", "bits_label", "cells_for_figure", "cells_for_table",
            "figure_names", "figures", "fp_cell_of", "load_cells", "load_tables", "summary_tables", "table_keys",
            "table_names"]

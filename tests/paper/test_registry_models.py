@@ -1,10 +1,15 @@
-"""experiments.yaml's cells are validated by a pydantic model: every refusal names the dotted key."""
+"""experiments.yaml's cells and claims.yaml's claims are validated by pydantic models: every
+refusal names the file and the dotted key."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
-from qbench.paper import CELL_FIELDS, Cell, RegistryError, _check_cell, load_cells
+from qbench.paper import (CELL_FIELDS, Cell, Claim, ClaimsFile, RegistryError, _check_cell, _read, check_claims,
+                          load_cells)
+from qbench.report import claims as report_claims
 
 BASE = {"task": "classify", "kind": "quant", "model": "resnet18"}
 
@@ -54,3 +59,51 @@ def test_the_schema_lists_the_cell_fields_and_their_choices():
     assert schema["additionalProperties"] is False
     assert schema["properties"]["init"]["enum"] == ["kmeans", "linear"]
     assert schema["properties"]["tables"]["items"]["type"] == "string"
+
+
+CLAIM = {"test": "trains", "basis": "stated", "quote": {"id": "q", "section": "4.1", "text": "t"},
+         "source": "Sec. 4.1", "statement": "s", "cells": ["alexnet_fp"]}
+
+
+def _claims_with(claim: dict) -> dict:
+    data = copy.deepcopy(_read("claims.yaml"))
+    data["claims"]["x"] = claim
+    return data
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"colour": "red"}, "claims.yaml: claims.x.colour: unknown key"),
+    ({"test": "superiorty"}, "claims.yaml: claims.x.test: test='superiorty' not in ("),
+    ({"basis": "said"}, "claims.yaml: claims.x.basis: basis='said' not in ('stated', 'table')"),
+    ({"cells": ["alexnet_fpp"]}, "claims.yaml: claims.x.cells: unknown cell 'alexnet_fpp'"),
+    ({"cells": []}, "claims.yaml: claims.x.cells: must be a non-empty list of cells"),
+    ({"test": "gap_closes"}, "claims.yaml: claims.x.cell: a gap_closes claim needs its cell"),
+    ({"test": "not_testable", "reason": " "}, "claims.yaml: claims.x.reason: a claim not testable here needs its reason"),
+    ({"test": "superiority"}, "claims.yaml: claims.x.comparisons: a superiority claim has no comparisons"),
+    ({"control": "off"}, "claims.yaml: claims.x.control: control='off' not in ('auto', 'none')"),
+    ({"quote": {"id": "q", "section": "4.1"}}, "claims.yaml: claims.x.quote.text: required key missing"),
+    ({"quote": {"id": "q", "section": "4.1", "text": "t", "page": 3}}, "claims.yaml: claims.x.quote.page: unknown key"),
+    ({"test": "superiority", "comparisons": [["alexnet_fp", "nosuch"]]},
+     "claims.yaml: claims.x.comparisons[0]: unknown cell 'nosuch'"),
+])
+def test_a_bad_claim_is_refused_naming_its_dotted_key(edit, message):
+    with pytest.raises(RegistryError) as info:
+        check_claims(_claims_with({**CLAIM, **edit}))
+    assert message in str(info.value)
+
+
+def test_the_report_reads_the_validated_claims_and_their_errors(monkeypatch):
+    specs = report_claims.load_claims()
+    assert specs["w3_lossless"].comparisons == ((("resnet18_w3pm4a32", 1.0), ("resnet18_fp", -1.0)),
+                                                (("resnet50_w3pm4a32", 1.0), ("resnet50_fp", -1.0)))
+    monkeypatch.setattr(report_claims, "_spec_file", lambda: _claims_with({**CLAIM, "cells": ["nosuch"]}))
+    with pytest.raises(report_claims.ClaimsError, match=r"^claims\.yaml: claims\.x\.cells: unknown cell 'nosuch'$"):
+        report_claims.load_claims()
+
+
+def test_the_schema_lists_the_claim_fields():
+    schema = Claim.model_json_schema()
+    assert {"test", "basis", "quote", "source", "statement", "comparisons", "cell", "cells", "reason", "control",
+            "effect", "margin"} == set(schema["properties"])
+    assert schema["additionalProperties"] is False
+    assert set(ClaimsFile.model_json_schema()["properties"]) == {"margins", "trained_fraction", "claims"}
