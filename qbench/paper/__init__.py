@@ -8,18 +8,21 @@ Python tags, a key given twice is an error):
   draws (``table_keys``, ``table_names`` and ``figures`` are the lists the pipeline, the tables,
   the figures and the report read).
 - ``experiments.yaml``: every experiment cell (model, level sets, init, sharing, start, T slope)
-  once, with the table cells it fills (``table:row:column``). The pipeline expands the cells,
-  the table writer reads the same file back.
+  once, with the table cells it fills (``table:row:column``), each validated by the pydantic
+  model ``Cell``. The pipeline expands the cells, the table writer reads the same file back.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, ValidationError,
+                      ValidationInfo, WithJsonSchema, field_validator)
 
 from qbench.models import TASKS, available_models
 from qbench.quant import DEFAULT_METHOD, PAPER_WEIGHT_SETS, LevelSet, available_methods
@@ -27,8 +30,6 @@ from qbench.quant.model import SHARINGS
 from qbench.quant.modules import INITS
 from qbench.quant.variant import VARIANTS
 
-CELL_FIELDS = ("task", "kind", "model", "method", "weights", "activations", "init", "sharing", "start",
-               "slope", "learn_biases", "variant", "figures", "tables")
 KINDS = ("fp", "quant")
 STARTS = ("pretrained", "scratch")
 
@@ -163,17 +164,67 @@ class Placement:
         raise ValueError(f"table placement {text!r} is not 'table:row:column' or 'table:column'")
 
 
-@dataclass(frozen=True)
-class Cell:
+def _one_of(key: str, allowed: tuple[str, ...]) -> Any:
+    """A string field that takes one of a registry's names; the JSON schema lists them."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} not in {allowed}")
+        return value
+
+    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "enum": list(allowed)})]
+
+
+def _level_set(role: str) -> Any:
+    """A level-set name (``qbench.quant.LevelSet.from_name``) fit for its role, or None (32 bit)."""
+
+    def check(name: str | None) -> str | None:
+        if name is None:
+            return None
+        levels = LevelSet.from_name(name)  # its ValueError names the known sets
+        if role == "weights" and not levels.zero_centered:
+            raise ValueError(f"{name!r} is an activation level set, not a weight one (zero-centred)")
+        if role == "activations" and min(levels.values) < 0:
+            raise ValueError(f"{name!r} is a weight level set, not an activation one (levels >= 0)")
+        return name
+
+    return Annotated[str | None, AfterValidator(check)]
+
+
+def _strict_bool(value: Any) -> bool:
+    # YAML's true/false only: "yes" or 1 would hide a typo
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _placement(value: Any) -> Placement:
+    if isinstance(value, Placement):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"table placement {value!r} is not 'table:row:column' or 'table:column'")
+    return Placement.parse(value)
+
+
+_PlacementField = Annotated[Placement, PlainValidator(_placement),
+                            WithJsonSchema({"type": "string", "description": "table:row:column (table8: table:column)"})]
+
+
+class Cell(BaseModel):
     """One experiment of the paper (trained once per seed, whatever number of tables use it).
+
+    A frozen pydantic model: experiments.yaml's entries are validated by it (unknown keys
+    refused, every value checked against the registry it names), and ``model_json_schema()``
+    describes the file's cell fields. Copy with ``cell.model_copy(update={...})``.
 
     Args:
         id: unique name, used in file names.
-        model: architecture name understood by ``qbench train`` (``model.arch``).
-        kind: ``fp`` (full precision) or ``quant``.
         task: ``classify`` or ``detect``.
+        kind: ``fp`` (full precision) or ``quant``.
+        model: architecture name understood by ``qbench train`` (``model.arch``), one of
+            ``qbench.models.available_models(task)``.
         method: the quantization method (``qbench.quant.available_methods()``): ``qn`` for the
-            paper's, a baseline's name for a cell that reruns it under the same recipe.
+            paper's, a baseline's name for a cell that reruns it under the same recipe (kind quant).
         weights: weight level-set name, or None for 32-bit weights.
         activations: activation level-set name, or None for 32-bit activations.
         init: ``kmeans`` or ``linear`` bias initialisation.
@@ -183,27 +234,66 @@ class Cell:
         learn_biases: the biases b_i train with the network (Sec. 4.3 ablation) instead of
             staying fixed after initialisation.
         variant: ``paper`` (the paper's quantization function) or ``released`` (the authors'
-            released code's choices, qbench.quant.variant; beyond-paper cells only). Single
-            choices go through ``cell_overrides.<cell>.quant.options.variant``.
-        tables: the table cells it fills.
+            released code's choices, qbench.quant.variant; quantized ``qn`` cells outside the
+            paper's tables only). Single choices go through
+            ``cell_overrides.<cell>.quant.options.variant``.
         figures: figure tags (``fig3``, ``fig4``, ``fig5``) that read its runs.
+        tables: the table cells it fills.
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # cross-field rules read earlier fields (ValidationInfo.data): keep task before model, kind
+    # before method, both before variant, variant before tables
     id: str
+    task: _one_of("task", TASKS) = "classify"
+    kind: _one_of("kind", KINDS) = "quant"
     model: str
-    kind: str = "quant"
-    task: str = "classify"
     method: str = DEFAULT_METHOD
-    weights: str | None = None
-    activations: str | None = None
-    init: str = "kmeans"
-    sharing: str = "layerwise"
-    start: str = "pretrained"
+    weights: _level_set("weights") = None
+    activations: _level_set("activations") = None
+    init: _one_of("init", INITS) = "kmeans"
+    sharing: _one_of("sharing", SHARINGS) = "layerwise"
+    start: _one_of("start", STARTS) = "pretrained"
     slope: float = 5.0
-    learn_biases: bool = False
-    variant: str = "paper"
-    tables: tuple[Placement, ...] = field(default_factory=tuple)
-    figures: tuple[str, ...] = field(default_factory=tuple)
+    learn_biases: Annotated[bool, PlainValidator(_strict_bool), WithJsonSchema({"type": "boolean"})] = False
+    variant: _one_of("variant", VARIANTS) = "paper"
+    figures: tuple[str, ...] = ()
+    tables: tuple[_PlacementField, ...] = ()
+
+    @field_validator("model")
+    @classmethod
+    def _model_of_task(cls, value: str, info: ValidationInfo) -> str:
+        task = info.data.get("task")
+        if task is not None and value not in available_models(task):
+            raise ValueError(f"model={value!r} not in {available_models(task)} (qbench.models)")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, value: str, info: ValidationInfo) -> str:
+        if value not in available_methods():
+            raise ValueError(f"method={value!r} not in {available_methods()} (qbench.quant.methods)")
+        if value != DEFAULT_METHOD and info.data.get("kind", "quant") != "quant":
+            raise ValueError(f"a method other than {DEFAULT_METHOD!r} needs kind: quant")
+        return value
+
+    @field_validator("variant")
+    @classmethod
+    def _variant_of_qn(cls, value: str, info: ValidationInfo) -> str:
+        if value != "paper" and (info.data.get("method", DEFAULT_METHOD) != DEFAULT_METHOD
+                                 or info.data.get("kind", "quant") != "quant"):
+            raise ValueError(f"variant is an option of the {DEFAULT_METHOD!r} method's quantized cells")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _no_table_for_a_variant(cls, value: tuple, info: ValidationInfo) -> tuple:
+        # a cell whose variant failed its own check is not held to this rule
+        variant = info.data.get("variant", "paper")
+        if variant != "paper" and value:
+            raise ValueError(f"a variant={variant!r} cell is no result of the paper and fills no table")
+        return value
 
     @property
     def wa_label(self) -> str:
@@ -259,41 +349,47 @@ def bits_label(level_set: str | None) -> str:
     return str(levels.bits)
 
 
-def _check_cell(cid: str, raw: dict) -> None:
-    unknown = set(raw) - set(CELL_FIELDS)
-    if unknown:
-        raise RegistryError(f"experiments.yaml: cell {cid!r} has unknown key(s) {sorted(unknown)}")
-    if "model" not in raw:
-        raise RegistryError(f"experiments.yaml: cell {cid!r} lacks 'model'")
-    if not isinstance(raw.get("learn_biases", False), bool):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: learn_biases must be true or false")
-    if raw.get("variant", "paper") not in VARIANTS:
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: variant={raw['variant']!r} not in {VARIANTS}")
-    if raw.get("variant", "paper") != "paper" and (raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD
-                                                   or raw["kind"] != "quant"):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: variant is an option of the "
-                            f"{DEFAULT_METHOD!r} method's quantized cells")
-    if raw.get("variant", "paper") != "paper" and raw.get("tables"):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: a variant={raw['variant']!r} cell is no "
-                            "result of the paper and fills no table")
-    for key, allowed in (("kind", KINDS), ("init", INITS), ("sharing", SHARINGS), ("start", STARTS),
-                         ("task", TASKS)):
-        if raw[key] not in allowed:
-            raise RegistryError(f"experiments.yaml: cell {cid!r}: {key}={raw[key]!r} not in {allowed}")
-    if raw.get("method", DEFAULT_METHOD) not in available_methods():
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: method={raw['method']!r} not in "
-                         f"{available_methods()} (qbench.quant.methods)")
-    if raw.get("method", DEFAULT_METHOD) != DEFAULT_METHOD and raw["kind"] != "quant":
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: a method other than "
-                         f"{DEFAULT_METHOD!r} needs kind: quant")
-    if raw["model"] not in available_models(raw["task"]):
-        raise RegistryError(f"experiments.yaml: cell {cid!r}: model={raw['model']!r} not in "
-                         f"{available_models(raw['task'])} (qbench.models)")
-    tags = {f.tag for f in figures() if f.tag}
-    for tag in raw.get("figures", []):
-        if tag not in tags:
-            raise RegistryError(f"experiments.yaml: cell {cid!r}: figure tag {tag!r} not in {sorted(tags)} "
-                             "(tables.yaml, figures:)")
+# the keys of an experiments.yaml cell (its id is the key it stands under)
+CELL_FIELDS = tuple(name for name in Cell.model_fields if name != "id")
+
+
+def error_lines(file: str, prefix: str, error: ValidationError) -> str:
+    """A pydantic error as the registry's message: one line per error, ``file: key: what``, the
+    key dotted from the error's location (``cells.alexnet_w2a32.weights``, ``...tables[0]``).
+
+    Args:
+        file: the registry file named first (``experiments.yaml``).
+        prefix: the dotted key of the validated entry (``cells.alexnet_w2a32``).
+        error: what ``model_validate`` raised.
+    """
+    lines = []
+    for e in error.errors(include_url=False):
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
+        key = (prefix + key).lstrip(".") or "(the file)"
+        if e["type"] == "value_error":
+            what = str(e["ctx"]["error"])  # the validator's own words, without pydantic's prefix
+        elif e["type"] == "extra_forbidden":
+            what = "unknown key"
+        elif e["type"] == "missing":
+            what = "required key missing"
+        else:
+            what = f"{e['msg']}, got {e['input']!r}"
+        lines.append(f"{file}: {key}: {what}")
+    return "\n".join(lines)
+
+
+def _check_cell(cid: str, raw: dict) -> Cell:
+    """The cell ``cid`` of experiments.yaml (defaults merged in), validated.
+
+    Raises:
+        RegistryError: a line per error, naming ``cells.<cid>.<key>``.
+    """
+    if "id" in raw:
+        raise RegistryError(f"experiments.yaml: cells.{cid}.id: unknown key (a cell's id is its key)")
+    try:
+        return Cell.model_validate({"id": cid, **raw})
+    except ValidationError as e:
+        raise RegistryError(error_lines("experiments.yaml", f"cells.{cid}", e)) from None
 
 
 def _check_placement(cid: str, place: "Placement") -> None:
@@ -315,23 +411,26 @@ def _check_placement(cid: str, place: "Placement") -> None:
                             f"no setting {place.column!r} in {place.table}; known: {', '.join(columns)}")
 
 
+def _check_links(cell: Cell) -> None:
+    """What a cell names in tables.yaml exists: its figure tags and its placements."""
+    tags = {f.tag for f in figures() if f.tag}
+    for tag in cell.figures:
+        if tag not in tags:
+            raise RegistryError(f"experiments.yaml: cell {cell.id!r}: figure tag {tag!r} not in {sorted(tags)} "
+                                "(tables.yaml, figures:)")
+    for place in cell.tables:
+        _check_placement(cell.id, place)
+
+
 @lru_cache(maxsize=None)
 def _cells_cached() -> tuple[Cell, ...]:
     data = _read("experiments.yaml")
     defaults = data.get("defaults", {})
     cells = []
     for cid, raw in data["cells"].items():
-        merged = {**defaults, **raw}
-        _check_cell(cid, merged)
-        try:
-            merged["tables"] = tuple(Placement.parse(t) for t in merged.get("tables", []))
-        except ValueError as e:
-            raise RegistryError(f"experiments.yaml: cell {cid!r}: {e}") from None
-        for place in merged["tables"]:
-            _check_placement(cid, place)
-        merged["figures"] = tuple(merged.get("figures", []))
-        merged["slope"] = float(merged.get("slope", 5.0))
-        cells.append(Cell(id=cid, **merged))
+        cell = _check_cell(cid, {**defaults, **raw})
+        _check_links(cell)
+        cells.append(cell)
     return tuple(cells)
 
 
@@ -423,73 +522,149 @@ CLAIM_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence",
                "not_testable")
 
 
-def _positive_margin(value: Any, key: str) -> float:
+CLAIM_BASES = ("stated", "table")
+INTERVAL_TESTS = ("superiority", "noninferiority", "nonsuperiority", "equivalence")
+
+
+def _positive_margin(value: Any) -> float:
+    # bool is an int to Python, and a NaN or infinite margin decides nothing
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise RegistryError(f"claims.yaml: {key}: a margin must be a finite number > 0, got {value!r}")
+        raise ValueError(f"a margin must be a finite number > 0, got {value!r}")
     return float(value)
 
 
-def check_claims(data: Any) -> None:
-    """The structure of claims.yaml: margins finite and positive, every claim's test known, its
-    comparisons of existing cells with finite non-zero weights, no cell compared with itself.
-    Keys this check does not know (``quote``, ``section``, ``kind`` ...) are left alone.
+_Margin = Annotated[float, PlainValidator(_positive_margin), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
+
+
+def _known_cell(cell: Any, info: ValidationInfo) -> None:
+    """``cell`` is a cell of experiments.yaml, when the caller passed their ids (``context``)."""
+    known = (info.context or {}).get("cells")
+    if known is not None and cell not in known:
+        raise ValueError(f"unknown cell {cell!r}")
+
+
+def _contrast(value: Any, info: ValidationInfo) -> tuple[tuple[str, float], ...]:
+    """A comparison ``[a, b]`` (a - b) or ``{cell: weight}`` as its ``(cell, weight)`` pairs."""
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ValueError("must be [a, b] or {cell: weight}")
+        if value[0] == value[1]:  # it would be read as -a
+            raise ValueError(f"compares {value[0]!r} with itself")
+        value = {value[0]: 1.0, value[1]: -1.0}
+    if not isinstance(value, dict) or len(value) < 2:
+        raise ValueError("must be [a, b] or {cell: weight} of two or more cells")
+    for cell, weight in value.items():
+        _known_cell(cell, info)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight == 0:
+            raise ValueError(f"weight of {cell!r} must be a finite non-zero number, got {weight!r}")
+    return tuple((cell, float(weight)) for cell, weight in value.items())
+
+
+_Contrast = Annotated[tuple[tuple[str, float], ...], PlainValidator(_contrast), WithJsonSchema(
+    {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+               {"type": "object", "additionalProperties": {"type": "number"}, "minProperties": 2}]})]
+_Text = Annotated[str, StringConstraints(min_length=1)]
+
+
+class ClaimQuote(BaseModel):
+    """The sentence of the paper a claim tests: a stable ``id``, its ``section``, its ``text``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: _Text
+    section: _Text
+    text: _Text
+
+
+class Claim(BaseModel):
+    """One claim of claims.yaml (the file's header says what each test means).
+
+    Validated with ``context={"cells": ids}`` its cells must be cells of experiments.yaml.
+    ``effect`` is ``paper`` (the paper's own effect) or ``cited`` (against a number cited from
+    another recipe); ``margin`` a claim's own smallest effect of interest.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # the test comes first: the validators below read it (ValidationInfo.data)
+    test: _one_of("test", CLAIM_TESTS)
+    basis: _one_of("basis", CLAIM_BASES)
+    quote: ClaimQuote
+    source: str
+    statement: str
+    comparisons: tuple[_Contrast, ...] = Field((), validate_default=True)
+    cell: str | None = Field(None, validate_default=True)
+    cells: tuple[str, ...] = Field((), validate_default=True)
+    reason: str = Field("", validate_default=True)
+    control: _one_of("control", ("auto", "none")) = "auto"
+    effect: _one_of("effect", ("paper", "cited")) = "paper"
+    margin: _Margin | None = None
+
+    @field_validator("comparisons")
+    @classmethod
+    def _interval_tests_compare(cls, value: tuple, info: ValidationInfo) -> tuple:
+        if info.data.get("test") in INTERVAL_TESTS and not value:
+            raise ValueError(f"a {info.data['test']} claim has no comparisons")
+        return value
+
+    @field_validator("cell")
+    @classmethod
+    def _gap_closes_reads_a_cell(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("test") == "gap_closes":
+            raise ValueError("a gap_closes claim needs its cell")
+        if value is not None:
+            _known_cell(value, info)
+        return value
+
+    @field_validator("cells")
+    @classmethod
+    def _trains_reads_cells(cls, value: tuple, info: ValidationInfo) -> tuple:
+        if info.data.get("test") == "trains" and not value:
+            raise ValueError("must be a non-empty list of cells")
+        for cell in value:
+            _known_cell(cell, info)
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _not_testable_says_why(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("test") == "not_testable" and not value.strip():
+            raise ValueError("a claim not testable here needs its reason")
+        return value
+
+
+class ClaimMargins(BaseModel):
+    """How a claim's smallest effect of interest is found (``qbench.report.claims.margin_from_fp``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_fraction: _Margin
+    table_precision: _Margin
+
+
+class ClaimsFile(BaseModel):
+    """claims.yaml: the margins, the fraction of its FP accuracy a trained run keeps, the claims."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    margins: ClaimMargins
+    trained_fraction: Annotated[float, Field(gt=0, le=1)]
+    claims: dict[str, Claim]
+
+
+def check_claims(data: Any) -> ClaimsFile:
+    """claims.yaml validated, its cells checked against experiments.yaml.
 
     Args:
         data: the parsed claims.yaml.
 
     Raises:
-        RegistryError: naming the key.
+        RegistryError: a line per error, naming the dotted key (``claims.<id>.comparisons[0]``).
     """
-    if not isinstance(data, dict) or not isinstance(data.get("claims"), dict):
-        raise RegistryError("claims.yaml: needs a 'claims' mapping")
-    margins = data.get("margins") or {}
-    if not isinstance(margins, dict):
-        raise RegistryError("claims.yaml: margins: must be a mapping of name -> number")
-    for name, value in margins.items():
-        _positive_margin(value, f"margins.{name}")
-    cells = load_cells()
-    for cid, raw in data["claims"].items():
-        key = f"claims.{cid}"
-        if not isinstance(raw, dict):
-            raise RegistryError(f"claims.yaml: {key}: must be a mapping")
-        if raw.get("test") not in CLAIM_TESTS:
-            raise RegistryError(f"claims.yaml: {key}.test: {raw.get('test')!r} not in {CLAIM_TESTS}")
-        if "margin" in raw:
-            _positive_margin(raw["margin"], f"{key}.margin")
-        if raw["test"] == "gap_closes" and raw.get("cell") not in cells:
-            raise RegistryError(f"claims.yaml: {key}.cell: unknown cell {raw.get('cell')!r}")
-        if raw["test"] == "trains":
-            listed = raw.get("cells")
-            if not isinstance(listed, list) or not listed:
-                raise RegistryError(f"claims.yaml: {key}.cells: must be a non-empty list of cells")
-            for cell in listed:
-                if cell not in cells:
-                    raise RegistryError(f"claims.yaml: {key}.cells: unknown cell {cell!r}")
-        if raw["test"] == "not_testable" and not (isinstance(raw.get("reason"), str) and raw["reason"].strip()):
-            raise RegistryError(f"claims.yaml: {key}.reason: a claim not testable here needs its reason")
-        comps = raw.get("comparisons") or []
-        if not isinstance(comps, list):
-            raise RegistryError(f"claims.yaml: {key}.comparisons: must be a list")
-        if raw["test"] in ("superiority", "noninferiority", "nonsuperiority", "equivalence") and not comps:
-            raise RegistryError(f"claims.yaml: {key}: has no comparisons")
-        for i, comp in enumerate(comps):
-            at = f"{key}.comparisons[{i}]"
-            if isinstance(comp, list):
-                if len(comp) != 2:
-                    raise RegistryError(f"claims.yaml: {at}: must be [a, b] or {{cell: weight}}")
-                if comp[0] == comp[1]:
-                    raise RegistryError(f"claims.yaml: {at}: compares {comp[0]!r} with itself")
-                comp = {comp[0]: 1.0, comp[1]: -1.0}
-            if not isinstance(comp, dict) or len(comp) < 2:
-                raise RegistryError(f"claims.yaml: {at}: must be [a, b] or {{cell: weight}} of two or "
-                                    "more cells")
-            for cell, weight in comp.items():
-                if cell not in cells:
-                    raise RegistryError(f"claims.yaml: {at}: unknown cell {cell!r}")
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-                        or not math.isfinite(weight) or weight == 0:
-                    raise RegistryError(f"claims.yaml: {at}: weight of {cell!r} must be a finite "
-                                        f"non-zero number, got {weight!r}")
+    try:
+        return ClaimsFile.model_validate(data, context={"cells": load_cells()})
+    except ValidationError as e:
+        raise RegistryError(error_lines("claims.yaml", "", e)) from None
 
 
 def check_registries() -> None:
@@ -504,6 +679,6 @@ def check_registries() -> None:
     check_claims(_read("claims.yaml"))
 
 
-__all__ = ["CLAIM_TESTS", "RegistryError", "check_claims", "check_registries", "Cell", "Figure", "Placement", "SummaryTable", "bits_label", "cells_for_figure", "cells_for_table",
+__all__ = ["CLAIM_BASES", "CLAIM_TESTS", "Claim", "ClaimMargins", "ClaimQuote", "ClaimsFile", "RegistryError", "check_claims", "check_registries", "Cell", "Figure", "Placement", "SummaryTable", "bits_label", "cells_for_figure", "cells_for_table",
            "figure_names", "figures", "fp_cell_of", "load_cells", "load_tables", "summary_tables", "table_keys",
            "table_names"]

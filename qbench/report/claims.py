@@ -39,7 +39,7 @@ import yaml
 
 from qbench import run_files
 from qbench.io import write_text
-from qbench.paper import CLAIM_TESTS, load_cells, load_tables
+from qbench.paper import CLAIM_BASES, CLAIM_TESTS, RegistryError, check_claims, load_cells, load_tables
 from qbench.stats import LEVEL, Interval, contrast_interval, design_for_power
 
 from .results import Results, ResultsError, cell_interval, comparison_interval
@@ -47,7 +47,7 @@ from .results import Results, ResultsError, cell_interval, comparison_interval
 INTERVAL_VERDICTS = ("reproduced", "smaller", "absent", "reversed", "inconclusive")
 VERDICTS = INTERVAL_VERDICTS + ("recipe failed", "not testable at this scale", "not testable here", "not run")
 TESTS = CLAIM_TESTS
-BASES = ("stated", "table")
+BASES = CLAIM_BASES
 COLUMNS = ["claim", "basis", "quote_id", "source", "test", "comparison", "paper_effect", "paper_effect_role",
            "ours_effect", "ci_low", "ci_high", "half_width", "margin", "direction", "size", "verdict",
            "fw_low", "fw_high", "fw_verdict", "control", "claim_comparisons", "claim_run", "seeds",
@@ -144,54 +144,15 @@ def margins() -> dict[str, float]:
     return out
 
 
-def _comparisons(cid: str, raw: dict, cells: dict) -> tuple:
-    comps = []
-    for i, comp in enumerate(raw.get("comparisons", []) or []):
-        if isinstance(comp, list) and len(comp) == 2:
-            comp = {comp[0]: 1.0, comp[1]: -1.0}
-        if not isinstance(comp, dict) or not comp:
-            raise ClaimsError(f"claims.yaml: claims.{cid}.comparisons[{i}] must be [a, b] or {{cell: weight}}")
-        for c in comp:
-            if c not in cells:
-                raise ClaimsError(f"claims.yaml: claims.{cid}.comparisons[{i}]: unknown cell {c!r}")
-        comps.append(tuple((c, float(w)) for c, w in comp.items()))
-    return tuple(comps)
-
-
 def load_claims() -> dict[str, ClaimSpec]:
-    """Every claim of claims.yaml, validated against the experiment cells."""
-    cells = load_cells()
-    out = {}
-    for cid, raw in _spec_file()["claims"].items():
-        test = raw.get("test")
-        if test not in TESTS:
-            raise ClaimsError(f"claims.yaml: claims.{cid}.test {test!r} not in {TESTS}")
-        if raw.get("basis") not in BASES:
-            raise ClaimsError(f"claims.yaml: claims.{cid}.basis {raw.get('basis')!r} not in {BASES}")
-        q = raw.get("quote") or {}
-        if not all(isinstance(q.get(k), str) and q.get(k) for k in ("id", "section", "text")):
-            raise ClaimsError(f"claims.yaml: claims.{cid}.quote needs id, section and text")
-        comps = _comparisons(cid, raw, cells)
-        cell = raw.get("cell")
-        run_cells = tuple(raw.get("cells") or ())
-        if test == "gap_closes" and cell not in cells:
-            raise ClaimsError(f"claims.yaml: claims.{cid}.cell: unknown cell {cell!r}")
-        if test == "trains" and (not run_cells or any(c not in cells for c in run_cells)):
-            raise ClaimsError(f"claims.yaml: claims.{cid}.cells: unknown or missing cells {run_cells!r}")
-        if test == "not_testable" and not raw.get("reason"):
-            raise ClaimsError(f"claims.yaml: claims.{cid}.reason: a not_testable claim says why")
-        if test not in ("gap_closes", "trains", "not_testable") and not comps:
-            raise ClaimsError(f"claims.yaml: claims.{cid} has no comparisons")
-        control = raw.get("control", "auto")
-        if control not in ("auto", "none"):
-            raise ClaimsError(f"claims.yaml: claims.{cid}.control {control!r} not in ('auto', 'none')")
-        role = raw.get("effect", "paper")
-        if role not in ("paper", "cited"):
-            raise ClaimsError(f"claims.yaml: claims.{cid}.effect {role!r} not in ('paper', 'cited')")
-        out[cid] = ClaimSpec(cid, raw["basis"], Quote(q["id"], str(q["section"]), q["text"]), raw["source"],
-                             raw["statement"], test, comps, cell, run_cells, control, role,
-                             raw.get("reason", ""))
-    return out
+    """Every claim of claims.yaml, validated against the experiment cells (``qbench.paper.Claim``)."""
+    try:
+        registry = check_claims(_spec_file())
+    except RegistryError as exc:
+        raise ClaimsError(str(exc)) from None
+    return {cid: ClaimSpec(cid, c.basis, Quote(c.quote.id, c.quote.section, c.quote.text), c.source, c.statement,
+                           c.test, c.comparisons, c.cell, c.cells, c.control, c.effect, c.reason)
+            for cid, c in registry.claims.items()}
 
 
 def normalized_text(text: str) -> str:

@@ -219,9 +219,9 @@ def test_variant_cells_are_quantized_qn_cells_outside_the_papers_tables():
     base = {"task": "classify", "kind": "quant", "model": "resnet18", "init": "kmeans", "sharing": "layerwise",
             "start": "pretrained"}
     _check_cell("x", {**base, "variant": "released"})
-    for raw, match in [({"variant": "relased"}, r"cell 'x': variant='relased' not in \('paper', 'released'\)"),
-                       ({"variant": "released", "method": "lsq"}, r"variant is an option of the 'qn' method"),
-                       ({"variant": "released", "kind": "fp"}, r"variant is an option of the 'qn' method"),
-                       ({"variant": "released", "tables": ["table2:ours:w1a32"]}, r"fills no table")]:
+    for raw, match in [({"variant": "relased"}, r"cells\.x\.variant: variant='relased' not in \('paper', 'released'\)"),
+                       ({"variant": "released", "method": "lsq"}, r"cells\.x\.variant: variant is an option of the 'qn' method"),
+                       ({"variant": "released", "kind": "fp"}, r"cells\.x\.variant: variant is an option of the 'qn' method"),
+                       ({"variant": "released", "tables": ["table2:ours:w1a32"]}, r"cells\.x\.tables: .*fills no table")]:
         with pytest.raises(RegistryError, match=match):
             _check_cell("x", {**base, **raw})

@@ -28,8 +28,9 @@ def _with(claims, edit):
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["claims"]["w3_lossless"]["comparisons"].__setitem__(0, ["alexnet_fp", "alexnet_fp"]),
      "claims.w3_lossless.comparisons[0]: compares 'alexnet_fp' with itself"),
-    (lambda d: d["margins"].__setitem__("classify", float("nan")), "margins.classify: a margin must be a finite"),
-    (lambda d: d["margins"].__setitem__("classify", -3), "margins.classify: a margin must be a finite"),
+    (lambda d: d["margins"].__setitem__("error_fraction", float("nan")), "margins.error_fraction: a margin must be a finite"),
+    (lambda d: d["margins"].__setitem__("table_precision", -3), "margins.table_precision: a margin must be a finite"),
+    (lambda d: d["margins"].__setitem__("classify", 1), "claims.yaml: margins.classify: unknown key"),
     (lambda d: d["claims"]["w3_lossless"].__setitem__("margin", float("inf")), "claims.w3_lossless.margin"),
     (lambda d: d["claims"]["w3_lossless"]["comparisons"].__setitem__(0, ["alexnet_fp", "alexnet_fpp"]),
      "unknown cell 'alexnet_fpp'"),
@@ -43,8 +44,12 @@ def test_bad_claims_are_refused_naming_the_key(claims, edit, message):
     assert message in str(info.value)
 
 
-def test_new_optional_claim_keys_are_tolerated(claims):
-    check_claims(_with(claims, lambda d: d["claims"]["w3_lossless"].update(quote="...", section="4.1", kind="x")))
+def test_unknown_claim_keys_are_refused_each_on_its_line(claims):
+    # a misspelled optional key (contol: none) would otherwise be dropped without a word
+    with pytest.raises(RegistryError) as info:
+        check_claims(_with(claims, lambda d: d["claims"]["w3_lossless"].update(section="4.1", kind="x")))
+    assert str(info.value).splitlines() == ["claims.yaml: claims.w3_lossless.section: unknown key",
+                                            "claims.yaml: claims.w3_lossless.kind: unknown key"]
 
 
 def test_duplicate_claim_key_is_refused():
