@@ -1,7 +1,7 @@
 """Typed, validated configuration of a detection run (``task: detect``).
 
 The sections shared with classification (model, data, start, quant, temperature, optim,
-epochs) are the classification dataclasses of ``qbench.train.config``, with the same rules,
+epochs) are the classification models of ``qbench.train.config``, with the same rules,
 error type (``ConfigError``) and messages. Detection adds its ``detect:`` section, its
 defaults (SSD300 on the generated ``fmnist_voc`` set, the paper's SSD recipe) and the rules
 that only hold for detection.
@@ -10,12 +10,14 @@ that only hold for detection.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field, model_validator
+
 from qbench.data.registry import get_dataset
-from qbench.train.config import ConfigError, RunConfig, is_int, is_number, require
+from qbench.train.config import (ConfigError, Int, IntList, Number, RunConfig, Section, finite, require,
+                                 rule)
 
 from .data import ITEM_KEYS, FmnistVocSpec
 
@@ -33,6 +35,7 @@ PIXEL_NORMS = {
 EVAL_MODES = ("11points", "area")
 VOC_YEARS = (2007, 2012)
 MIN_IMAGE_SIZE = 96  # the SSD's extra levels need it (docs/detection.md)
+AT_LEAST = {n: rule(Int, f"must be an integer >= {n}", lambda v, n=n: v >= n) for n in (0, 1)}
 
 
 def default_data_root(dataset: str) -> Path:
@@ -46,8 +49,11 @@ def default_data_root(dataset: str) -> Path:
     return base / ("VOCdevkit" if dataset == "voc" else "fmnist_voc")
 
 
-@dataclass
-class DetectConfig:
+def _checkpoint_path(v: str) -> bool:
+    return v != ""
+
+
+class DetectConfig(Section):
     """``detect:`` (detection-only keys).
 
     Args:
@@ -74,52 +80,37 @@ class DetectConfig:
             Caffe VGG16). A backbone_checkpoint (torchvision's layout) needs "torchvision".
     """
 
-    lr_other: float = 1e-7
-    warmup_iters: int = 0
-    eval_interval: int = 1
-    augment: str = "ssd"
-    eval_mode: str = "11points"
-    score_thr: float = 0.02
-    voc_years: list[int] = field(default_factory=lambda: list(VOC_YEARS))
+    lr_other: rule(Number, "must be >= 0", finite(lambda v: v >= 0)) = 1e-7
+    warmup_iters: AT_LEAST[0] = 0
+    eval_interval: AT_LEAST[1] = 1
+    augment: rule(str, f"must be one of {AUGMENTS}", lambda v: v in AUGMENTS,
+                  schema=lambda: {"enum": list(AUGMENTS)}) = "ssd"
+    eval_mode: rule(str, f"must be one of {EVAL_MODES}", lambda v: v in EVAL_MODES,
+                    schema=lambda: {"enum": list(EVAL_MODES)}) = "11points"
+    score_thr: rule(Number, "must be >= 0", finite(lambda v: v >= 0)) = 0.02
+    voc_years: rule(IntList, f"must be a non-empty list of {VOC_YEARS}",
+                    lambda v: bool(v) and all(y in VOC_YEARS for y in v)) \
+        = Field(default_factory=lambda: list(VOC_YEARS))
     # fmnist_voc generation: defaults and rules are FmnistVocSpec's (checked when it is used)
-    min_objects: int = FmnistVocSpec.min_objects
-    max_objects: int = FmnistVocSpec.max_objects
-    min_size: int = FmnistVocSpec.min_size
-    max_size: int = FmnistVocSpec.max_size
-    log_interval: int = 50
-    width_div: int = 1
-    backbone_checkpoint: str | None = None
-    pixel_norm: str = "caffe"
+    min_objects: AT_LEAST[1] = FmnistVocSpec.min_objects
+    max_objects: AT_LEAST[1] = FmnistVocSpec.max_objects
+    min_size: AT_LEAST[1] = FmnistVocSpec.min_size
+    max_size: AT_LEAST[1] = FmnistVocSpec.max_size
+    log_interval: AT_LEAST[1] = 50
+    width_div: rule(Int, "must be 1, 2, 4 or 8", lambda v: v in (1, 2, 4, 8)) = 1
+    backbone_checkpoint: rule(str, "must be a file path or null", _checkpoint_path, nullable=True) = None
+    pixel_norm: rule(str, f"must be one of {tuple(PIXEL_NORMS)}", lambda v: v in PIXEL_NORMS,
+                     schema=lambda: {"enum": list(PIXEL_NORMS)}) = "caffe"
 
-    def __post_init__(self) -> None:
-        require(is_number(self.lr_other) and self.lr_other >= 0, "detect.lr_other",
-                f"must be >= 0, got {self.lr_other!r}")
-        for key, minimum in (("warmup_iters", 0), ("eval_interval", 1), ("log_interval", 1),
-                             *((key, 1) for key in ITEM_KEYS)):
-            v = getattr(self, key)
-            require(is_int(v) and v >= minimum, f"detect.{key}", f"must be an integer >= {minimum}, got {v!r}")
-        require(self.augment in AUGMENTS, "detect.augment", f"must be one of {AUGMENTS}, got {self.augment!r}")
-        require(self.eval_mode in EVAL_MODES, "detect.eval_mode",
-                f"must be one of {EVAL_MODES}, got {self.eval_mode!r}")
-        require(is_number(self.score_thr) and self.score_thr >= 0, "detect.score_thr",
-                f"must be >= 0, got {self.score_thr!r}")
-        require(isinstance(self.voc_years, list) and bool(self.voc_years)
-                and all(y in VOC_YEARS and is_int(y) for y in self.voc_years), "detect.voc_years",
-                f"must be a non-empty list of {VOC_YEARS}, got {self.voc_years!r}")
-        require(self.width_div in (1, 2, 4, 8) and is_int(self.width_div), "detect.width_div",
-                f"must be 1, 2, 4 or 8, got {self.width_div!r}")
-        require(self.backbone_checkpoint is None or (isinstance(self.backbone_checkpoint, str)
-                                                    and self.backbone_checkpoint != ""),
-                "detect.backbone_checkpoint", f"must be a file path or null, got {self.backbone_checkpoint!r}")
-        require(self.pixel_norm in PIXEL_NORMS, "detect.pixel_norm",
-                f"must be one of {tuple(PIXEL_NORMS)}, got {self.pixel_norm!r}")
+    @model_validator(mode="after")
+    def _norm_fits_backbone(self) -> "DetectConfig":
         # torchvision's VGG16 weights on Caffe-scaled inputs see every feature ~58x too large
         require(self.backbone_checkpoint is None or self.pixel_norm == "torchvision", "detect.pixel_norm",
                 "must be 'torchvision' with detect.backbone_checkpoint (torchvision's VGG16 weights "
                 f"expect [0, 1] pixels normalised by ImageNet's mean and std), got {self.pixel_norm!r}")
+        return self
 
 
-@dataclass
 class DetectRunConfig(RunConfig):
     """A whole detection run; build it with ``from_dict``.
 
@@ -135,15 +126,14 @@ class DetectRunConfig(RunConfig):
         "temperature": {"slope": 10.0},
         "optim": {"lr": 1e-5, "milestones": [70, 90], "grad_clip": 20.0},
     }
-    EXTRA_SECTIONS: ClassVar[dict] = {"detect": DetectConfig}
     # the SSD's width is detect.width_div; its VGG16 has no stem option
     UNUSED_KEYS: ClassVar[dict] = {"data": ("epoch_test_stride",), "model": ("width", "stem")}
 
     task: str = "detect"
-    detect: DetectConfig = field(default_factory=DetectConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    @model_validator(mode="after")
+    def _check_detect(self) -> "DetectRunConfig":
         m, d, e = self.model, self.data, self.epochs
         classes = get_dataset(d.dataset).num_classes
         if m.num_classes is None:
@@ -165,6 +155,7 @@ class DetectRunConfig(RunConfig):
                 f"{self.optim.milestones} go past the last epoch {e.total}")
         require(self.detect.eval_interval <= max(e.total, 1), "detect.eval_interval",
                 f"larger than the number of epochs ({e.total})")
+        return self
 
 
 __all__ = ["ConfigError", "DetectConfig", "DetectRunConfig", "default_data_root"]

@@ -1,8 +1,9 @@
 """Typed, validated run configuration (the YAML schema of docs/CONTRACTS.md).
 
 One stack for every task: the sections model/data/start/quant/temperature/optim/epochs are
-defined here once, with one error type (``ConfigError``) and one message style
-(``<key>: <what is wrong>``). ``RunConfig`` holds what every run has and checks the phase
+pydantic models defined here once (``extra="forbid"``, typed fields), with one error type
+(``ConfigError``) and one message style (``<key>: <what is wrong>``, the key being the dotted
+location of the bad value). ``RunConfig`` holds what every run has and checks the phase
 schedule; ``Config`` is a classification run, ``qbench.detection.config.DetectRunConfig`` a
 detection run that adds only its ``detect:`` section and the rules specific to detection.
 """
@@ -13,9 +14,13 @@ import copy
 import dataclasses
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, WrapValidator
+from pydantic import field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from qbench.errors import ConfigError
 from qbench.io import FileFormatError, parse_yaml, read_yaml
@@ -32,8 +37,8 @@ FLOAT32_MAX = 3.4028234663852886e38  # the soft quantizer computes T * (beta x -
 
 
 def require(cond: bool, key: str, msg: str) -> None:
-    """Raise ``ConfigError(key, msg)`` unless ``cond``: the one message style of every config
-    section (classification, detection, fmnist_voc generation)."""
+    """Raise ``ConfigError(key, msg)`` unless ``cond``: the message style of the rules that
+    span keys (and of fmnist_voc generation)."""
     if not cond:
         raise ConfigError(key, msg)
 
@@ -46,39 +51,86 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# YAML 1.1 reads ``1e-3`` as text, and snakemake's ``--config`` passes every nested value as
+# text; both are how people write numbers, so numbers and booleans written so are accepted.
+# The models are strict otherwise: ``true`` is no integer, ``2.0`` no epoch count.
 _INT_TEXT = re.compile(r"[-+]?[0-9]+")
 _FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _BOOL_TEXT = {"true": True, "false": False}
+_NULL_TEXT = ("null", "none", "~")
 
 
-def coerce_numbers(section: type, values: dict) -> dict:
-    """Numbers and booleans written as text become numbers where the field wants one.
+def _int_text(v: Any) -> Any:
+    return int(v.strip()) if isinstance(v, str) and _INT_TEXT.fullmatch(v.strip()) else v
 
-    YAML 1.1 reads ``1e-3`` as text, and snakemake's ``--config`` passes every nested value as
-    text; both are how people write numbers, so they are accepted as such.
+
+def _float_text(v: Any) -> Any:
+    return float(v.strip()) if isinstance(v, str) and _FLOAT_TEXT.fullmatch(v.strip()) else v
+
+
+def _null_text(v: Any) -> Any:
+    return None if isinstance(v, str) and v.strip().lower() in _NULL_TEXT else v
+
+
+def _as_list(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+Int = Annotated[int, BeforeValidator(_int_text)]
+# an int stays an int (config.yaml and cache keys keep what the file wrote)
+Number = Annotated[int | float, BeforeValidator(_float_text)]
+IntList = Annotated[list[Int], BeforeValidator(_as_list)]
+
+
+def _problem(text: str) -> PydanticCustomError:
+    return PydanticCustomError("config", "{problem}", {"problem": text})
+
+
+def rule(tp: Any, text: str | Callable[[], str], test: Callable[[Any], bool] = lambda v: True, *, nullable: bool = False,
+         got: bool = True, schema: Callable[[], dict] | None = None) -> Any:
+    """A field type whose every failure, of type or of ``test``, reads ``<text>, got <value>``.
 
     Args:
-        section: a config dataclass (its field annotations say what each key wants).
-        values: the raw section.
+        tp: the value's type (``Int``, ``Number``, ``str``, ...).
+        text: what the key must be (a callable where it names a registry, read when it fails).
+        test: the rule on a well-typed value (not called on None).
+        nullable: null (or its text) is allowed.
+        got: append the offending value.
+        schema: extra JSON-schema keys, computed when the schema is made (registry names).
     """
-    out = dict(values)
-    hints = {f.name: str(f.type) for f in dataclasses.fields(section)}
-    for key, v in values.items():
-        hint = hints.get(key, "")
-        if isinstance(v, list) and hint.startswith("list[int]"):
-            out[key] = [int(x) if isinstance(x, str) and _INT_TEXT.fullmatch(x.strip()) else x for x in v]
-        if not isinstance(v, str):
-            continue
-        text = v.strip()
-        if "float" in hint and _FLOAT_TEXT.fullmatch(text):
-            out[key] = float(text)
-        elif re.match(r"int\b", hint) and _INT_TEXT.fullmatch(text):
-            out[key] = int(text)
-        elif hint == "bool" and text.lower() in _BOOL_TEXT:
-            out[key] = _BOOL_TEXT[text.lower()]
-        elif text.lower() in ("null", "none", "~") and "None" in hint:
-            out[key] = None
-    return out
+    def check(value: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            out = handler(value)
+        except ValidationError:
+            out, ok = value, False
+        else:
+            ok = out is None or test(out)
+        if not ok:
+            must = text() if callable(text) else text
+            raise _problem(f"{must}, got {out!r}" if got else must)
+        return out
+
+    meta: list[Any] = [WrapValidator(check)]
+    if schema is not None:
+        meta.append(Field(json_schema_extra=lambda s: s.update(schema())))
+    if nullable:
+        return Annotated[tp | None, BeforeValidator(_null_text), *meta]
+    return Annotated[tp, *meta]
+
+
+def finite(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: math.isfinite(v) and test(v)
+
+
+def one_of(names: Callable[[], Any]) -> Callable[[Any], bool]:
+    """Membership in a registry read at validation time (tests and plugins register more)."""
+    return lambda v: v in names()
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are strictly typed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
@@ -106,139 +158,154 @@ def check_level_set(name: Any, role: str, key: str) -> LevelSet | None:
     return levels
 
 
-@dataclass
-class ModelConfig:
+def _names(names: Callable[[], Any]) -> Callable[[], dict]:
+    return lambda: {"enum": list(names())}
+
+
+class ModelConfig(Section):
     """``model:``. num_classes null: the dataset's number of classes (detection sets)."""
 
-    arch: str = "resnet18"
-    num_classes: int | None = 10
-    in_channels: int = 1
+    arch: rule(str, lambda: f"must be one of {available_models()}", one_of(available_models),
+               schema=_names(available_models)) = "resnet18"
+    num_classes: rule(Int, "must be null or an integer >= 2", lambda v: v >= 2, nullable=True) = 10
+    in_channels: rule(Int, "must be 1 or 3", lambda v: v in (1, 3)) = 1
     # the paper's topology at another channel width / with a first conv for small inputs
     # (qbench.models.build_model); 1.0 and "imagenet" are the paper's networks
-    width: float = 1.0
-    stem: str = "imagenet"
-
-    def __post_init__(self) -> None:
-        require(self.arch in available_models(), "model.arch",
-                f"must be one of {available_models()}, got {self.arch!r}")
-        require(is_number(self.width) and 0 < self.width <= 4, "model.width",
-                f"must be a number in (0, 4], got {self.width!r}")
-        require(self.stem in STEMS, "model.stem", f"must be one of {STEMS}, got {self.stem!r}")
-        require(self.num_classes is None or (is_int(self.num_classes) and self.num_classes >= 2),
-                "model.num_classes", f"must be null or an integer >= 2, got {self.num_classes!r}")
-        require(self.in_channels in (1, 3) and is_int(self.in_channels), "model.in_channels",
-                f"must be 1 or 3, got {self.in_channels!r}")
+    width: rule(Number, "must be a number in (0, 4]", finite(lambda v: 0 < v <= 4)) = 1.0
+    stem: rule(str, f"must be one of {STEMS}", lambda v: v in STEMS, schema=lambda: {"enum": list(STEMS)}) \
+        = "imagenet"
 
 
-@dataclass
-class DataConfig:
-    dataset: str = "fashion_mnist"
-    root: str | None = None
-    image_size: int = 32
-    train_size: int | None = None
-    test_size: int | None = None
-    subset_seed: int = 0
-    batch_size: int = 128
-    workers: int = 0
+class DataConfig(Section):
+    dataset: rule(str, lambda: f"must be one of {available_datasets()}", one_of(available_datasets),
+                  schema=_names(available_datasets)) = "fashion_mnist"
+    root: rule(str, "must be a path or null", nullable=True, got=False) = None
+    image_size: rule(Int, "must be an integer >= 16", lambda v: v >= 16) = 32
+    train_size: rule(Int, "must be null or an integer >= 1", lambda v: v >= 1, nullable=True) = None
+    test_size: rule(Int, "must be null or an integer >= 1", lambda v: v >= 1, nullable=True) = None
+    subset_seed: rule(Int, "must be an integer") = 0
+    batch_size: rule(Int, "must be an integer >= 1", lambda v: v >= 1) = 128
+    workers: rule(Int, "must be an integer >= 0", lambda v: v >= 0) = 0
     # per-epoch evaluations (the curves) see every n-th test image; the final one sees them all
-    epoch_test_stride: int = 1
+    epoch_test_stride: rule(Int, "must be an integer >= 1", lambda v: v >= 1) = 1
 
-    def __post_init__(self) -> None:
-        require(self.dataset in available_datasets(), "data.dataset",
-                f"must be one of {available_datasets()}, got {self.dataset!r}")
-        require(self.root is None or isinstance(self.root, str), "data.root", "must be a path or null")
-        require(is_int(self.image_size) and self.image_size >= 16, "data.image_size",
-                f"must be an integer >= 16, got {self.image_size!r}")
-        for key in ("train_size", "test_size"):
-            v = getattr(self, key)
-            require(v is None or (is_int(v) and v >= 1), f"data.{key}",
-                    f"must be null or an integer >= 1, got {v!r}")
-        require(is_int(self.subset_seed), "data.subset_seed", f"must be an integer, got {self.subset_seed!r}")
-        require(is_int(self.batch_size) and self.batch_size >= 1, "data.batch_size",
-                f"must be an integer >= 1, got {self.batch_size!r}")
-        require(is_int(self.workers) and self.workers >= 0, "data.workers",
-                f"must be an integer >= 0, got {self.workers!r}")
-        require(is_int(self.epoch_test_stride) and self.epoch_test_stride >= 1, "data.epoch_test_stride",
-                f"must be an integer >= 1, got {self.epoch_test_stride!r}")
+    @model_validator(mode="after")
+    def _root_given(self) -> "DataConfig":
         require(self.dataset != "imagenet" or self.root is not None, "data.root", "is required for imagenet")
+        return self
 
 
-@dataclass
-class StartConfig:
-    mode: str = "pretrained"
-    checkpoint: str | None = None
+START_MODES = ("pretrained", "scratch")
 
-    def __post_init__(self) -> None:
-        require(self.mode in ("pretrained", "scratch"), "start.mode",
-                f"must be 'pretrained' or 'scratch', got {self.mode!r}")
+
+class StartConfig(Section):
+    mode: rule(str, "must be 'pretrained' or 'scratch'", lambda v: v in START_MODES,
+               schema=lambda: {"enum": list(START_MODES)}) = "pretrained"
+    # any value reaches the rule below, whose message says what the mode needs
+    checkpoint: Annotated[Any, BeforeValidator(_null_text), Field(json_schema_extra={"type": ["string", "null"]})] \
+        = None
+
+    @model_validator(mode="after")
+    def _checkpoint_fits_mode(self) -> "StartConfig":
         if self.mode == "pretrained":
             require(isinstance(self.checkpoint, str) and self.checkpoint != "", "start.checkpoint",
                     "is required when start.mode is 'pretrained' (a full-precision state-dict file)")
         else:
             require(self.checkpoint is None, "start.checkpoint", "must be null when start.mode is 'scratch'")
+        return self
 
 
-@dataclass
-class QuantConfig:
+def _full_precision_as_null(v: Any) -> Any:
+    v = _null_text(v)
+    return None if v in ("32", 32) else v  # "32" is how the paper's tables write full precision
+
+
+def level_set(role: str) -> Any:
+    """A level-set name for ``role`` (weights or activations); null is full precision."""
+    def check(v: Any) -> str | None:
+        if v is not None:
+            try:
+                check_level_set(v, role, f"quant.{role}")
+            except ConfigError as e:
+                raise _problem(e.problem) from None
+            v = str(v)
+        return v
+    return Annotated[Any, BeforeValidator(check), BeforeValidator(_full_precision_as_null),
+                     Field(json_schema_extra={"type": ["string", "null"]})]
+
+
+def _coerce_options(config_class: type, options: dict) -> dict:
+    """A method's options written as text become the numbers or booleans its config wants."""
+    hints = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    out = dict(options)
+    for key, v in options.items():
+        hint = hints.get(key, "")
+        if isinstance(v, list) and hint.startswith("list[int]"):
+            out[key] = [_int_text(x) for x in v]
+        if not isinstance(v, str):
+            continue
+        text = v.strip()
+        if "float" in hint and _FLOAT_TEXT.fullmatch(text):
+            out[key] = float(text)
+        elif re.match(r"int\b", hint) and _INT_TEXT.fullmatch(text):
+            out[key] = int(text)
+        elif hint == "bool" and text.lower() in _BOOL_TEXT:
+            out[key] = _BOOL_TEXT[text.lower()]
+        elif text.lower() in _NULL_TEXT and "None" in hint:
+            out[key] = None
+    return out
+
+
+class QuantConfig(Section):
     """``quant:``: the method, its level sets and its own options (``quant.options``), and the
     harness's calibration and BatchNorm re-estimation, the same for every method.
 
     Configs written before every method took ``quant.options`` put the options directly under
-    ``quant:``; ``from_raw`` reads both forms, names each key in errors as the file wrote it, and
+    ``quant:``; validation reads both forms, names each key in errors as the file wrote it, and
     resolves both to the one form of ``to_dict`` (config.yaml, cache keys).
     """
 
-    method: str = DEFAULT_METHOD
-    weights: str | None = None
-    activations: str | None = None
+    method: rule(str, lambda: f"must be one of {available_methods()}", one_of(available_methods),
+                 schema=_names(available_methods)) = DEFAULT_METHOD
+    weights: level_set("weights") = None
+    activations: level_set("activations") = None
     # the method's own keys (QuantMethod.config_from_section); resolved with their defaults
-    options: dict = field(default_factory=dict)
-    calib_samples: int = 1000
+    options: dict = Field(default_factory=dict)
+    calib_samples: rule(Int, "must be an integer >= 1", lambda v: v >= 1) = 1000
     # training images over which BatchNorm statistics are re-estimated in the evaluated mode
     # before each evaluation of a method that trains in another mode (the paper's soft vs hard);
     # 0 keeps the statistics gathered in training (docs/training.md, deviation bn_hard_stats)
-    bn_reestimate_samples: int = 4096
-    # option keys written directly under quant: (named so in errors)
-    flat_keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    bn_reestimate_samples: rule(Int, "must be an integer >= 0", lambda v: v >= 0) = 4096
+    _method_config: Any = PrivateAttr(default=None)
 
+    @model_validator(mode="wrap")
     @classmethod
-    def from_raw(cls, raw: dict) -> "QuantConfig":
-        """Build from the YAML section: keys other than this section's own are options of the
-        method (the flat form); given both there and under ``options`` is an error."""
-        own = {f.name for f in dataclasses.fields(cls)} - {"flat_keys"}
-        flat = {k: v for k, v in raw.items() if k not in own}
+    def _read(cls, raw: Any, handler: Callable[[Any], "QuantConfig"]) -> "QuantConfig":
+        """Keys other than this section's own are options of the method (the flat form);
+        given both there and under ``options`` is an error."""
+        if not isinstance(raw, dict):
+            return handler(raw)
+        flat = {k: v for k, v in raw.items() if k not in cls.model_fields}
         options = raw.get("options")
         options = {} if options is None else options
         require(isinstance(options, dict), "quant.options", f"must be a mapping, got {options!r}")
         for key in sorted(set(flat) & set(options)):
             raise ConfigError(f"quant.{key}", f"given both here and as quant.options.{key}")
-        values = coerce_numbers(cls, {k: v for k, v in raw.items() if k in own and k != "options"})
-        return cls(**values, options={**flat, **options}, flat_keys=tuple(sorted(flat)))
+        own = {k: v for k, v in raw.items() if k in cls.model_fields and k != "options"}
+        self = handler({**own, "options": {**flat, **options}})
+        self._resolve(tuple(sorted(flat)))
+        return self
 
-    def __post_init__(self) -> None:
-        require(self.method in available_methods(), "quant.method",
-                f"must be one of {available_methods()}, got {self.method!r}")
-        require(isinstance(self.options, dict), "quant.options", f"must be a mapping, got {self.options!r}")
-        for key in ("weights", "activations"):
-            v = getattr(self, key)
-            if v in ("32", 32):  # "32" is how the paper's tables write full precision
-                v = None
-                setattr(self, key, None)
-            if v is not None:
-                check_level_set(v, key, f"quant.{key}")
-                setattr(self, key, str(v))
-        require(is_int(self.calib_samples) and self.calib_samples >= 1, "quant.calib_samples",
-                f"must be an integer >= 1, got {self.calib_samples!r}")
-        require(is_int(self.bn_reestimate_samples) and self.bn_reestimate_samples >= 0,
-                "quant.bn_reestimate_samples", f"must be an integer >= 0, got {self.bn_reestimate_samples!r}")
+    def _resolve(self, flat_keys: tuple[str, ...]) -> None:
+        """Build the method's config; its options become the resolved ones."""
         method = get_method(self.method)
         try:
             self._method_config = method.config_from_section(
-                self.weights, self.activations, coerce_numbers(method.config_class, self.options))
+                self.weights, self.activations, _coerce_options(method.config_class, self.options))
         except OptionError as e:
-            written = f"quant.{e.key}" if e.key.split(".")[0] in self.flat_keys else f"quant.options.{e.key}"
-            if e.unknown and e.key in self.flat_keys:
-                own = ", ".join(f.name for f in dataclasses.fields(self) if f.name != "flat_keys")
+            written = f"quant.{e.key}" if e.key.split(".")[0] in flat_keys else f"quant.options.{e.key}"
+            if e.unknown and e.key in flat_keys:
+                own = ", ".join(type(self).model_fields)
                 raise ConfigError(written, f"unknown key (known: {own}; the options of method "
                                   f"{self.method!r}: {', '.join(method.option_names()) or 'none'})") from None
             raise ConfigError(written, e.problem) from None
@@ -256,30 +323,19 @@ class QuantConfig:
 
     def to_dict(self) -> dict:
         """Plain data: the method is always named and its options hold their defaults."""
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "flat_keys"}
+        return {name: copy.deepcopy(getattr(self, name)) for name in type(self).model_fields}
 
 
-@dataclass
-class TemperatureConfig:
-    kind: str = "linear"
-    slope: float = 5.0
-    cap: float | None = None
-    epoch_scale: float = 1.0  # paper epochs per run epoch (short schedules, see schedule.py)
+class TemperatureConfig(Section):
+    kind: rule(str, f"must be one of {TEMPERATURE_KINDS}", lambda v: v in TEMPERATURE_KINDS,
+               schema=lambda: {"enum": list(TEMPERATURE_KINDS)}) = "linear"
+    slope: rule(Number, "must be > 0", finite(lambda v: v > 0)) = 5.0
+    cap: rule(Number, "must be null or > 0", finite(lambda v: v > 0), nullable=True) = None
+    epoch_scale: rule(Number, "must be > 0", finite(lambda v: v > 0)) = 1.0  # paper epochs per run epoch
     # the activation quantizers' own epoch_scale (null: epoch_scale). Short W+A schedules need
     # both: binary weights at T = 5-20 keep about half their hard RMS, while A1 activations
     # trained at T in the hundreds double the training loss (docs/training.md)
-    act_epoch_scale: float | None = None
-
-    def __post_init__(self) -> None:
-        require(is_number(self.epoch_scale) and self.epoch_scale > 0, "temperature.epoch_scale",
-                f"must be > 0, got {self.epoch_scale!r}")
-        require(self.act_epoch_scale is None or (is_number(self.act_epoch_scale) and self.act_epoch_scale > 0),
-                "temperature.act_epoch_scale", f"must be null or > 0, got {self.act_epoch_scale!r}")
-        require(self.kind in TEMPERATURE_KINDS, "temperature.kind",
-                f"must be one of {TEMPERATURE_KINDS}, got {self.kind!r}")
-        require(is_number(self.slope) and self.slope > 0, "temperature.slope", f"must be > 0, got {self.slope!r}")
-        require(self.cap is None or (is_number(self.cap) and self.cap > 0), "temperature.cap",
-                f"must be null or > 0, got {self.cap!r}")
+    act_epoch_scale: rule(Number, "must be null or > 0", finite(lambda v: v > 0), nullable=True) = None
 
     def schedule(self, kind: str) -> TemperatureSchedule:
         """The schedule of the "weights" or the "activations" quantizers."""
@@ -288,40 +344,28 @@ class TemperatureConfig:
         return TemperatureSchedule(self.kind, self.slope, self.cap, epoch_scale=scale)
 
 
-@dataclass
-class OptimConfig:
-    lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 0.0005
-    milestones: list[int] = field(default_factory=lambda: [25, 40])
-    gamma: float = 0.1
-    grad_clip: float | None = 5.0
-
-    def __post_init__(self) -> None:
-        require(is_number(self.lr) and self.lr > 0, "optim.lr", f"must be > 0, got {self.lr!r}")
-        require(is_number(self.momentum) and 0 <= self.momentum < 1, "optim.momentum",
-                f"must be in [0, 1), got {self.momentum!r}")
-        require(is_number(self.weight_decay) and self.weight_decay >= 0, "optim.weight_decay",
-                f"must be >= 0, got {self.weight_decay!r}")
-        require(isinstance(self.milestones, list) and all(is_int(m) and m >= 1 for m in self.milestones)
-                and self.milestones == sorted(set(self.milestones)), "optim.milestones",
-                f"must be a strictly increasing list of epochs >= 1, got {self.milestones!r}")
-        require(is_number(self.gamma) and 0 < self.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {self.gamma!r}")
-        require(self.grad_clip is None or (is_number(self.grad_clip) and self.grad_clip > 0), "optim.grad_clip",
-                f"must be null or > 0, got {self.grad_clip!r}")
+def _increasing(v: list[int]) -> bool:
+    return all(m >= 1 for m in v) and v == sorted(set(v))
 
 
-@dataclass
-class EpochsConfig:
-    fp: int = 0
-    weights: int = 0
-    activations: int = 0
-    joint: int = 0
+class OptimConfig(Section):
+    lr: rule(Number, "must be > 0", finite(lambda v: v > 0)) = 0.001
+    momentum: rule(Number, "must be in [0, 1)", finite(lambda v: 0 <= v < 1)) = 0.9
+    weight_decay: rule(Number, "must be >= 0", finite(lambda v: v >= 0)) = 0.0005
+    milestones: rule(IntList, "must be a strictly increasing list of epochs >= 1", _increasing) \
+        = Field(default_factory=lambda: [25, 40])
+    gamma: rule(Number, "must be in (0, 1]", finite(lambda v: 0 < v <= 1)) = 0.1
+    grad_clip: rule(Number, "must be null or > 0", finite(lambda v: v > 0), nullable=True) = 5.0
 
-    def __post_init__(self) -> None:
-        for key in PHASES:
-            v = getattr(self, key)
-            require(is_int(v) and v >= 0, f"epochs.{key}", f"must be an integer >= 0, got {v!r}")
+
+EPOCHS = rule(Int, "must be an integer >= 0", lambda v: v >= 0)
+
+
+class EpochsConfig(Section):
+    fp: EPOCHS = 0
+    weights: EPOCHS = 0
+    activations: EPOCHS = 0
+    joint: EPOCHS = 0
 
     @property
     def total(self) -> int:
@@ -344,13 +388,16 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "start": StartConfig, "qua
 DEVICES = "auto, cpu, cuda or cuda:N"
 
 
-@dataclass
-class RunConfig:
+def _device(dev: str) -> bool:
+    return dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
+
+
+class RunConfig(Section):
     """What every run has: the shared sections and the checks of its phase schedule.
 
     A task's run config subclasses it, sets ``TASK``, its own defaults (``DEFAULTS``, applied
-    under the raw YAML), extra sections (``EXTRA_SECTIONS``) and shared keys it does not read
-    (``UNUSED_KEYS``, refused as unknown), and adds its own rules in ``__post_init__``.
+    under the raw YAML), extra sections (fields of their own model) and shared keys it does not
+    read (``UNUSED_KEYS``, refused as unknown), and adds its own rules as model validators.
 
     Args:
         task: the task this config runs.
@@ -360,35 +407,67 @@ class RunConfig:
 
     TASK: ClassVar[str] = ""
     DEFAULTS: ClassVar[dict] = {}
-    EXTRA_SECTIONS: ClassVar[dict] = {}
     UNUSED_KEYS: ClassVar[dict] = {}
     # a full-precision run of this task may have no epochs: it evaluates its start checkpoint
     EVALUATE_ONLY: ClassVar[bool] = False
 
     task: str = ""
-    seed: int = 0
-    device: str = "auto"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    start: StartConfig = field(default_factory=lambda: StartConfig("scratch", None))
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    epochs: EpochsConfig = field(default_factory=EpochsConfig)
+    seed: rule(Int, "must be an integer >= 0", lambda v: v >= 0) = 0
+    device: rule(str, f"must be {DEVICES}", _device) = "auto"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    start: StartConfig = Field(default_factory=lambda: StartConfig(mode="scratch"))
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    temperature: TemperatureConfig = Field(default_factory=TemperatureConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    epochs: EpochsConfig = Field(default_factory=EpochsConfig)
 
-    def __post_init__(self) -> None:
-        require(self.task == self.TASK, "task", f"must be {self.TASK!r} here, got {self.task!r}")
-        require(is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
-        dev = self.device
-        require(isinstance(dev, str) and (dev in ("auto", "cpu", "cuda")
-                                         or (dev.startswith("cuda:") and dev[5:].isdigit())),
-                "device", f"must be {DEVICES}, got {dev!r}")
+    @field_validator("task", mode="wrap")
+    @classmethod
+    def _task(cls, value: Any, handler: Callable[[Any], str]) -> str:
+        if value != cls.TASK:
+            raise _problem(f"must be {cls.TASK!r} here, got {value!r}")
+        return handler(value)
+
+    @classmethod
+    def sections(cls) -> dict[str, type[Section]]:
+        """Section name -> model, the shared ones and the task's own."""
+        return {name: f.annotation for name, f in cls.model_fields.items()
+                if isinstance(f.annotation, type) and issubclass(f.annotation, Section)}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_defaults(cls, raw: Any) -> Any:
+        """The task's defaults under each section; a section left empty (null) is all defaults."""
+        if not isinstance(raw, dict):
+            raise ConfigError("config", f"must be a mapping, got {type(raw).__name__}")
+        sections = cls.sections()
+        out: dict[str, Any] = {"task": cls.TASK}
+        for key, value in {**{k: None for k in cls.DEFAULTS}, **raw}.items():
+            if key in sections:
+                value = {} if value is None else value
+                if not isinstance(value, dict):
+                    out[key] = value  # refused by the section's own validation
+                    continue
+                # an unknown top-level key is reported first, as for any other section's keys
+                unused = cls.UNUSED_KEYS.get(key, ()) if set(raw) <= set(cls.model_fields) else ()
+                for sub in value:
+                    if sub in unused:
+                        known = sorted(set(sections[key].model_fields) - set(unused))
+                        raise ConfigError(f"{key}.{sub}", f"unknown key (known: {', '.join(known)})")
+                value = {**cls.DEFAULTS.get(key, {}), **value}
+            out[key] = value
+        return out
+
+    @model_validator(mode="after")
+    def _check_run(self) -> "RunConfig":
         archs, datasets = available_models(self.TASK), available_datasets(self.TASK)
         require(self.model.arch in archs, "model.arch",
                 f"task {self.TASK} takes one of {archs}, got {self.model.arch!r}")
         require(self.data.dataset in datasets, "data.dataset",
                 f"task {self.TASK} takes one of {datasets}, got {self.data.dataset!r}")
         self._check_schedule()
+        return self
 
     def _check_schedule(self) -> None:
         """The phases a run may have (Alg. 1), the same for every task."""
@@ -397,26 +476,26 @@ class RunConfig:
             require(e.total >= 1, "epochs", "at least one epoch must be set (weights, activations or joint)")
             require(e.fp == 0, "epochs.fp", "must be 0 for a quantized run (use weights/activations/joint)")
             require(q.weights is not None or e.weights == 0, "epochs.weights",
-                   "must be 0 when quant.weights is null (nothing to train in phase 1)")
+                    "must be 0 when quant.weights is null (nothing to train in phase 1)")
             require(q.activations is not None or e.activations == 0, "epochs.activations",
-                   "must be 0 when quant.activations is null (nothing to train in phase 2)")
+                    "must be 0 when quant.activations is null (nothing to train in phase 2)")
             require(q.activations is None or e.activations + e.joint > 0, "quant.activations",
-                   "is set but no activations or joint epochs switch the activation quantizers on")
+                    "is set but no activations or joint epochs switch the activation quantizers on")
         else:
             for key in ("weights", "activations", "joint"):
                 require(getattr(e, key) == 0, f"epochs.{key}",
-                       "must be 0 without quantization (set quant.weights/activations or use epochs.fp)")
+                        "must be 0 without quantization (set quant.weights/activations or use epochs.fp)")
             # zero epochs = evaluate the start checkpoint (FP rows built from imported weights)
             require(e.total >= 1 or (self.EVALUATE_ONLY and self.start.mode == "pretrained"), "epochs",
-                   "at least one epoch must be set" + (" (only a full-precision run from a checkpoint "
-                                                       "may just evaluate)" if self.EVALUATE_ONLY else ""))
+                    "at least one epoch must be set" + (" (only a full-precision run from a checkpoint "
+                                                        "may just evaluate)" if self.EVALUATE_ONLY else ""))
         if q.enabled and e.total:
             t = self.temperature
             # T grows with the epoch: the last one has the largest
             last_T = max(t.schedule(kind).value(e.total) for kind in ("weights", "activations"))
             require(last_T <= FLOAT32_MAX, "temperature",
-                   f"T reaches {last_T:.3g} by epoch {e.total}, beyond float32 ({FLOAT32_MAX:.3g}); "
-                   "lower temperature.slope / epoch_scale or set temperature.cap")
+                    f"T reaches {last_T:.3g} by epoch {e.total}, beyond float32 ({FLOAT32_MAX:.3g}); "
+                    "lower temperature.slope / epoch_scale or set temperature.cap")
 
     def phases(self) -> list[str]:
         """Phase name of each epoch, 1-based epoch i -> phases()[i - 1]."""
@@ -424,66 +503,73 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """The resolved config as plain data (``config.yaml`` of the run)."""
-        out = {**dataclasses.asdict(self), "quant": self.quant.to_dict()}
+        out = {name: copy.deepcopy(getattr(self, name)) for name in type(self).model_fields}
+        out = {k: v.model_dump() if isinstance(v, Section) else v for k, v in out.items()}
+        out["quant"] = self.quant.to_dict()
         for section, keys in self.UNUSED_KEYS.items():
             for key in keys:
                 out[section].pop(key, None)
         return out
 
     @classmethod
-    def sections(cls) -> dict[str, type]:
-        """Section name -> dataclass, the shared ones and the task's own."""
-        return {**SECTIONS, **cls.EXTRA_SECTIONS}
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "RunConfig":
+    def from_dict(cls, raw: Any) -> "RunConfig":
         """Build and validate from a plain dict (parsed YAML), the task's defaults underneath.
 
         Args:
-            raw: nested config; unknown keys raise ConfigError naming them.
+            raw: nested config; an unknown key or a bad value raises ConfigError naming it.
         """
-        if not isinstance(raw, dict):
-            raise ConfigError("config", f"must be a mapping, got {type(raw).__name__}")
-        sections = cls.sections()
-        top = {f.name for f in dataclasses.fields(cls)}
-        for key in raw:
-            if key not in top:
-                raise ConfigError(key, f"unknown key (known: {', '.join(sorted(top))})")
-        kwargs: dict[str, Any] = {"task": cls.TASK}
-        for key, value in {**{k: None for k in cls.DEFAULTS}, **raw}.items():
-            if key in sections:
-                section = sections[key]
-                if value is None:
-                    value = {}
-                if not isinstance(value, dict):
-                    raise ConfigError(key, f"must be a mapping, got {value!r}")
-                if hasattr(section, "from_raw"):  # a section that reads its keys itself
-                    kwargs[key] = section.from_raw({**cls.DEFAULTS.get(key, {}), **value})
-                    continue
-                known = {f.name for f in dataclasses.fields(section)} - set(cls.UNUSED_KEYS.get(key, ()))
-                for sub in value:
-                    if sub not in known:
-                        raise ConfigError(f"{key}.{sub}", f"unknown key (known: {', '.join(sorted(known))})")
-                value = {**cls.DEFAULTS.get(key, {}), **value}
-                if key == "optim" and isinstance(value.get("milestones"), tuple):
-                    value = {**value, "milestones": list(value["milestones"])}
-                value = coerce_numbers(section, value)
-                try:
-                    kwargs[key] = section(**value)
-                except TypeError as e:
-                    raise ConfigError(key, str(e)) from None
-            elif key == "seed" and isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
-                kwargs[key] = int(value)
-            elif key in cls.DEFAULTS and value is None:
-                kwargs[key] = cls.DEFAULTS[key]
-            else:
-                kwargs[key] = value
-        if "start" not in kwargs:
-            kwargs["start"] = StartConfig("scratch", None)
-        return cls(**kwargs)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise config_error(cls, exc, raw) from None
 
 
-@dataclass
+def _known_keys(root: type[RunConfig], loc: tuple) -> list[str]:
+    """The keys the section at ``loc`` takes (the task's unused ones left out)."""
+    model: Any = root
+    for part in loc:
+        model = model.model_fields[part].annotation
+    unused = root.UNUSED_KEYS.get(loc[0], ()) if len(loc) == 1 else ()
+    return sorted(set(model.model_fields) - set(unused))
+
+
+def _rank(root: type[RunConfig], raw: dict) -> Callable[[dict], tuple]:
+    """The order in which a reader meets errors: unknown top-level keys, then each section as
+    the file gives it (its unknown keys first), then the run's own keys, then rules across
+    keys."""
+    sections = [k for k in {**root.DEFAULTS, **raw} if k in root.sections()]
+    top = list(raw)
+
+    def rank(err: dict) -> tuple:
+        loc, extra = err["loc"], err["type"] == "extra_forbidden"
+        if not loc:
+            return (4,)
+        if len(loc) == 1 and extra:
+            return (0, top.index(loc[0]) if loc[0] in top else 0)
+        if loc[0] in sections:
+            return (1, sections.index(loc[0]), not extra)
+        return (2 if loc[0] in RunConfig.model_fields else 3,)
+    return rank
+
+
+def config_error(root: type[RunConfig], exc: ValidationError, raw: Any = None) -> ConfigError:
+    """The first error of a validation as ``ConfigError``, keyed by its dotted location.
+
+    A rule that spans keys raised its ``ConfigError`` with the key it names.
+    """
+    err = sorted(exc.errors(), key=_rank(root, raw if isinstance(raw, dict) else {}))[0]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):
+        return cause
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(loc) or "config"
+    if err["type"] == "extra_forbidden":
+        return ConfigError(key, f"unknown key (known: {', '.join(_known_keys(root, loc[:-1]))})")
+    if err["type"] == "model_type" and len(loc) == 1:  # a section that is no mapping
+        return ConfigError(key, f"must be a mapping, got {err['input']!r}")
+    return ConfigError(key, err["msg"])
+
+
 class Config(RunConfig):
     """A classification run. Every section is validated on construction.
 
@@ -504,19 +590,18 @@ class Config(RunConfig):
     EVALUATE_ONLY: ClassVar[bool] = True
 
     task: str = "classify"
-    compile: bool = False
-    precision: str = "fp32"
-    checkpoint_every_s: float = 0.0
+    # top-level flags are never passed as text: no conversion here
+    compile: rule(bool, "must be true or false") = False
+    precision: rule(str, f"must be one of {PRECISIONS}", lambda v: v in PRECISIONS,
+                    schema=lambda: {"enum": list(PRECISIONS)}) = "fp32"
+    checkpoint_every_s: rule(int | float, "must be a number of seconds >= 0", finite(lambda v: v >= 0)) = 0.0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(isinstance(self.compile, bool), "compile", f"must be true or false, got {self.compile!r}")
-        require(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
-        require(is_number(self.checkpoint_every_s) and self.checkpoint_every_s >= 0, "checkpoint_every_s",
-                f"must be a number of seconds >= 0, got {self.checkpoint_every_s!r}")
+    @model_validator(mode="after")
+    def _check_classify(self) -> "Config":
         require(self.model.num_classes is not None, "model.num_classes", "must be an integer >= 2, got None")
         require(self.data.batch_size >= 2, "data.batch_size",
                 f"must be an integer >= 2 (BatchNorm needs 2), got {self.data.batch_size!r}")
+        return self
 
 
 def set_dotted(raw: dict, assignment: str) -> None:

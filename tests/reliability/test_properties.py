@@ -16,7 +16,7 @@ from qbench.quant import (LevelSet, hard_quantize, hard_quantize_reference, soft
 from qbench.quant.functional import NonFiniteError
 from qbench.train.config import SECTIONS, Config, ConfigError, set_dotted
 
-KNOWN = {section: [f.name for f in cls.__dataclass_fields__.values()] for section, cls in SECTIONS.items()}
+KNOWN = {section: list(cls.model_fields) for section, cls in SECTIONS.items()}
 TOP = ["task", "seed", "device", *SECTIONS]
 # how people (and snakemake's --config) spell values: YAML text, parsed as --set parses it
 YAML_SPELLINGS = ["1e-3", "1.0e-3", "5E-4", ".5", "-1", "0", "3", "1_000", "2.5", "'1e-3'", "\"2\"", "yes", "no",

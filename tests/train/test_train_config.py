@@ -95,3 +95,63 @@ def test_detect_task_is_handed_to_the_detection_runner(tmp_path, monkeypatch):
     path.write_text(yaml.safe_dump(det))
     assert main(["train", str(path), "--out", str(tmp_path / "d"), "--quiet", "--set", "seed=3"]) == 0
     assert calls == [({**det, "seed": 3}, str(tmp_path / "d"), True)]
+
+
+def test_json_schema_names_the_keys():
+    """The run config is a pydantic model: its JSON schema documents every key and refuses others."""
+    from qbench.detection.config import DetectRunConfig
+
+    schema = Config.model_json_schema()
+    assert {"seed", "model", "optim", "epochs", "compile"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
+    defs = schema["$defs"]
+    assert {"lr", "milestones", "grad_clip"} <= set(defs["OptimConfig"]["properties"])
+    assert defs["OptimConfig"]["additionalProperties"] is False
+    assert "resnet18" in defs["ModelConfig"]["properties"]["arch"]["enum"]
+    assert "qn" in defs["QuantConfig"]["properties"]["method"]["enum"]
+    assert "pixel_norm" in DetectRunConfig.model_json_schema()["$defs"]["DetectConfig"]["properties"]
+
+
+@pytest.mark.parametrize("update, key", [
+    ({"nope": 1}, "nope"),
+    ({"model": {"nope": 1}}, "model.nope"),
+    ({"data": {"nope": 1}}, "data.nope"),
+    ({"start": {"nope": 1}}, "start.nope"),
+    ({"quant": {"nope": 1}}, "quant.nope"),
+    ({"quant": {"options": {"nope": 1}}}, "quant.options.nope"),
+    ({"temperature": {"nope": 1}}, "temperature.nope"),
+    ({"optim": {"nope": 1}}, "optim.nope"),
+    ({"epochs": {"nope": 1}}, "epochs.nope"),
+])
+def test_unknown_key_anywhere_is_refused_by_its_dotted_key(update, key, smoke, merge):
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict(merge(smoke, update))
+    assert err.value.key == key and err.value.problem.startswith("unknown "), str(err.value)
+
+
+@pytest.mark.parametrize("update, key, problem", [
+    ({"optim": {"lr": "1e-3"}}, None, None),  # numbers written as text are numbers
+    ({"data": {"batch_size": "64"}, "seed": "3"}, None, None),
+    ({"data": {"batch_size": True}}, "data.batch_size", "must be an integer >= 1, got True"),
+    ({"data": {"batch_size": 1.5}}, "data.batch_size", "must be an integer >= 1, got 1.5"),
+    ({"epochs": {"fp": 2.0}}, "epochs.fp", "must be an integer >= 0, got 2.0"),
+    ({"optim": {"lr": True}}, "optim.lr", "must be > 0, got True"),
+    ({"optim": {"milestones": [1, "x"]}}, "optim.milestones",
+     "must be a strictly increasing list of epochs >= 1, got [1, 'x']"),
+    ({"epochs": 3}, "epochs", "must be a mapping, got 3"),
+])
+def test_types_are_strict_but_numbers_may_be_text(update, key, problem, smoke, merge):
+    if key is None:
+        Config.from_dict(merge(smoke, update))
+        return
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict(merge(smoke, update))
+    assert (err.value.key, err.value.problem) == (key, problem)
+
+
+def test_detect_refuses_the_classification_keys_it_does_not_read():
+    from qbench.detection.config import DetectRunConfig
+
+    with pytest.raises(ConfigError) as err:
+        DetectRunConfig.from_dict({"model": {"stem": "small"}})
+    assert err.value.key == "model.stem" and err.value.problem.startswith("unknown key (known: arch,")
