@@ -67,7 +67,7 @@ def test_a_gpu_cell_trains_on_the_cpu(tmp_path):
     fp_cfg = plan.deep_merge(plan.run_config(gpu, cells["resnet18_fp"], 0), {**small, "epochs": {"fp": 1}})
     run(Config.from_dict(fp_cfg), tmp_path / "fp", quiet=True)
     rc = plan.run_config(gpu, cells["resnet18_w1a2"], 0)
-    assert rc["device"] == "cuda" and rc["model"]["width"] == 1.0 and rc["quant"]["act_lr_mult"] == 0.01
+    assert rc["device"] == "cuda" and rc["model"]["width"] == 1.0 and rc["quant"]["options"]["act_lr_mult"] == 0.01
     rc = plan.deep_merge(rc, {**small, "start": {"mode": "pretrained", "checkpoint": str(tmp_path / "fp" / "checkpoint.pt")}})
     metrics = run(Config.from_dict(rc), tmp_path / "q", quiet=True)
     assert [h["phase"] for h in metrics["history"]] == ["weights", "activations", "joint"]

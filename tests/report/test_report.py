@@ -286,7 +286,8 @@ def test_run_config_precedence():
     cells = load_cells()
     rc = plan.run_config(cfg, cells["alexnet_w2a32"], 1)
     assert rc["optim"]["lr"] == 0.5 and rc["seed"] == 1 and rc["temperature"]["slope"] == 10
-    assert rc["quant"] == {**rc["quant"], "weights": "ternary", "activations": None, "init": "kmeans"}
+    assert rc["quant"] == {**rc["quant"], "method": "qn", "weights": "ternary", "activations": None}
+    assert rc["quant"]["options"]["init"] == "kmeans"
     assert rc["start"] == {"mode": "pretrained", "checkpoint": "results/mini/runs/alexnet_fp/s0/checkpoint.pt"}
     assert rc["epochs"]["weights"] == cfg["phases"]["weights"]["epochs"]["weights"]
     fp = plan.run_config(cfg, cells["resnet18_fp"], 0)
