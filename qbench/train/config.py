@@ -289,6 +289,12 @@ class QuantConfig(Section):
         options = raw.get("options")
         options = {} if options is None else options
         require(isinstance(options, dict), "quant.options", f"must be a mapping, got {options!r}")
+        # a key that is no name cannot be named in an error as quant.<key>: name its section
+        for section, keys in (("quant", flat), ("quant.options", options)):
+            for key in keys:
+                require(isinstance(key, str) and key.isidentifier(), section,
+                        f"{key!r} is no key of this section (known: {', '.join(cls.model_fields)}; "
+                        "a method's options by name)" if section == "quant" else f"{key!r} is no option name")
         for key in sorted(set(flat) & set(options)):
             raise ConfigError(f"quant.{key}", f"given both here and as quant.options.{key}")
         own = {k: v for k, v in raw.items() if k in cls.model_fields and k != "options"}
