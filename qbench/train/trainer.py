@@ -23,9 +23,9 @@ from ..data import build_data
 from .. import io
 from ..io import RESTART_HINT, FileFormatError, RunDirError, RunDirLock, RunLog, adopt_run_dir, remove_stale_tmp
 from ..models import build_model, load_pretrained
-from .. import preflight
 from .config import FLOAT32_MAX, Config
 from ..run import DistInfo, hard_and_soft, join_process_group, leave_process_group, metrics_record, resolve_device
+from ..run.process import torchrun_env
 from .distributed import all_sum, average_gradients, convert_batchnorm
 from .phases import configure_phase, epoch_plan, phase_problem
 
@@ -165,17 +165,16 @@ def run(config: Config, out_dir: str | Path, quiet: bool = False) -> dict:
     """
     out = Path(out_dir)
     resolved = config.to_dict()
-    preflight.require_device(config.device)  # a job that asked for GPUs and sees none fails here, naming why
+    # before joining any group: a job that asked for GPUs and sees none fails here, naming why
+    device = resolve_device(config.device, local_rank=torchrun_env().local_rank)
     old_det = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     info = DistInfo()
     try:
-        device_kind = "cuda" if config.device.startswith("cuda") or (
-            config.device == "auto" and torch.cuda.is_available()) else "cpu"
-        info = join_process_group(device_kind)
+        info = join_process_group(device)
         # rank 0 writes the directory; a second job on it fails here, naming the holder
         with RunDirLock(out) if info.main else contextlib.nullcontext():
-            return _run(config, resolved, out, quiet, info)
+            return _run(config, resolved, out, quiet, info, torch.device(device))
     finally:
         leave_process_group(info)
         torch.use_deterministic_algorithms(old_det)
@@ -503,8 +502,7 @@ def _adopt_run_dir(resolved: dict, out: Path, info: DistInfo, device: torch.devi
     return done
 
 
-def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo) -> dict:
-    device = torch.device(resolve_device(config.device, local_rank=info.local_rank))
+def _run(config: Config, resolved: dict, out: Path, quiet: bool, info: DistInfo, device: torch.device) -> dict:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     done = _adopt_run_dir(resolved, out, info, device)
