@@ -33,8 +33,8 @@ try:
     plan.check_sbatch_extra((_merged.get("cluster") or {}).get("extra"))
     # types, limits and unknown keys, with the defaults filled in (workflows/schemas/ holds the
     # JSON schema generated from the same model)
-    _sources = scale_config.sources(workflow.configfiles, f"{WF}/workflows/config", _merged["scale"])
-    _merged = scale_config.resolve(_merged, _sources)
+    _merged = scale_config.resolve(_merged, lambda: scale_config.sources(
+        workflow.configfiles, f"{WF}/workflows/config", _merged["scale"]))
 except plan.PipelineConfigError as exc:
     plan.stop(exc)
 config.clear()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -171,19 +171,22 @@ class ScaleConfig(Section):
     cluster: Cluster = Cluster()
 
 
-def resolve(config: dict, sources: Sequence[str | Path] = ()) -> dict:
+def resolve(config: dict, sources: Sequence[str | Path] | Callable[[], Sequence[str | Path]] = ()) -> dict:
     """The merged scale config validated, with every default filled in: what the rules read.
 
     Raises PipelineConfigError, one line naming the key (and the file that set it).
 
     Args:
         config: the merged scale config (``plan.merge_scale_file``).
-        sources: the files its values came from, the one that wins first (``sources``).
+        sources: the files its values came from, the one that wins first (``sources``), or a
+            function giving them: called only to name the file of an error, so a valid config
+            does not read its files again.
     """
     try:
         return ScaleConfig.model_validate(config).model_dump()
     except ValidationError as exc:
-        raise PipelineConfigError(error_line(exc, sources)) from None
+        files = sources() if callable(sources) else sources
+        raise PipelineConfigError(error_line(exc, files)) from None
 
 
 def sources(configfiles: Sequence[str | Path], config_dir: str | Path, scale: str) -> list[Path]:
