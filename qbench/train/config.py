@@ -47,10 +47,6 @@ def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # YAML 1.1 reads ``1e-3`` as text, and snakemake's ``--config`` passes every nested value as
 # text; both are how people write numbers, so numbers and booleans written so are accepted.
 # The models are strict otherwise: ``true`` is no integer, ``2.0`` no epoch count.
